@@ -519,6 +519,8 @@ absl::StatusOr<std::unique_ptr<ExchangeRules>> RulesParser::ParseExchange(
     MP_RETURN_IF_ERROR(int_field("idle_close_seconds", &ws.idle_close_seconds));
     MP_RETURN_IF_ERROR(int_field("min_heartbeat_seconds", &ws.min_heartbeat_seconds));
     MP_RETURN_IF_ERROR(int_field("max_channels_per_subscribe", &ws.max_channels_per_subscribe));
+    MP_RETURN_IF_ERROR(int_field("max_subscribe_bytes", &ws.max_subscribe_bytes));
+    MP_RETURN_IF_ERROR(int_field("max_lifetime_seconds", &ws.max_lifetime_seconds));
     std::vector<std::string> unused;
     MP_RETURN_IF_ERROR(Sources(w, &unused));
   }

@@ -134,6 +134,8 @@ struct WebSocketRules {
   int idle_close_seconds = 0;
   int min_heartbeat_seconds = 0;
   int max_channels_per_subscribe = 0;
+  int max_subscribe_bytes = 0;
+  int max_lifetime_seconds = 0;
 };
 
 struct ServerTimeRule {

@@ -1,0 +1,348 @@
+// The simulator as a real process on loopback, with clients bound to distinct
+// 127.0.0.x source addresses: the limits the exchanges document hold exactly,
+// per source IP, over real sockets.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/net/ws_client.h"
+#include "tests/testing/sim_process.h"
+#include "tests/testing/ws_probe.h"
+
+namespace marketprism::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using Json = nlohmann::json;
+
+int64_t IntHeader(const common::HttpReply& r, const std::string& name) {
+  const std::string* v = r.Header(name);
+  int64_t n = -1;
+  if (v == nullptr || !absl::SimpleAtoi(*v, &n)) return -1;
+  return n;
+}
+
+std::unique_ptr<SimProcess> StartSim(std::vector<std::string> flags = {}) {
+  auto sim = SimProcess::Start(std::move(flags));
+  EXPECT_TRUE(sim.ok()) << sim.status();
+  return sim.ok() ? std::move(*sim) : nullptr;
+}
+
+TEST(SimIntegrationTest, FirstRejectionComesExactlyAtTheBudgetPerIp) {
+  auto sim = StartSim({"--limit", "binance_spot.REQUEST_WEIGHT=100"});
+  ASSERT_NE(sim, nullptr);
+  ASSERT_TRUE(sim->AlignServerClock(absl::Seconds(2)).ok());
+  for (int i = 1; i <= 20; ++i) {
+    auto r = sim->Get("127.0.0.11", "/api/v3/depth?symbol=BTCUSDT&limit=100");
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->status, 200) << r->body;
+    EXPECT_EQ(IntHeader(*r, "X-MBX-USED-WEIGHT-1M"), 5 * i) << "the exact used weight";
+  }
+  auto r = sim->Get("127.0.0.11", "/api/v3/ping");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 429) << "weight 101 of 100";
+  int64_t retry = IntHeader(*r, "Retry-After");
+  EXPECT_GE(retry, 55);
+  EXPECT_LE(retry, 58);
+  auto other = sim->Get("127.0.0.12", "/api/v3/ping");
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->status, 200) << "another IP is unaffected";
+  EXPECT_EQ(IntHeader(*other, "X-MBX-USED-WEIGHT-1M"), 1);
+
+  auto stats = sim->Stats();
+  ASSERT_TRUE(stats.ok());
+  Json ips = (*stats)["exchanges"]["binance_spot"]["ips"];
+  EXPECT_EQ(ips["127.0.0.11"]["pools"]["REQUEST_WEIGHT"]["used"], 100);
+  EXPECT_EQ(ips["127.0.0.11"]["rejections"]["429"], 1);
+  EXPECT_EQ(ips["127.0.0.12"]["pools"]["REQUEST_WEIGHT"]["used"], 1);
+  EXPECT_FALSE(ips.contains("127.0.0.1")) << "the admin calls are not charged";
+}
+
+TEST(SimIntegrationTest, WindowResetsOnTheClockMinute) {
+  auto sim = StartSim({"--limit", "binance_spot.REQUEST_WEIGHT=10"});
+  ASSERT_NE(sim, nullptr);
+  ASSERT_TRUE(sim->AlignServerClock(absl::Milliseconds(58'700)).ok());
+  absl::Time aligned = absl::Now();
+  for (int i = 0; i < 5; ++i) {
+    auto r = sim->Get("127.0.0.13", "/api/v3/klines?symbol=BTCUSDT&interval=1m&limit=1");
+    ASSERT_TRUE(r.ok() && r->status == 200);
+  }
+  auto r = sim->Get("127.0.0.13", "/api/v3/ping");
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->status, 429);
+  EXPECT_EQ(IntHeader(*r, "Retry-After"), 2) << "1.3 s to the edge, rounded up";
+  absl::SleepFor(aligned + absl::Milliseconds(1500) - absl::Now());
+  r = sim->Get("127.0.0.13", "/api/v3/ping");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200) << "a new minute";
+  EXPECT_EQ(IntHeader(*r, "X-MBX-USED-WEIGHT-1M"), 1);
+  auto stats = sim->Stats();
+  Json pool = (*stats)["exchanges"]["binance_spot"]["ips"]["127.0.0.13"]["pools"]["REQUEST_WEIGHT"];
+  ASSERT_EQ(pool["windows"].size(), 1u);
+  EXPECT_EQ(pool["windows"][0]["used"], 10) << "the closed window's final count";
+}
+
+TEST(SimIntegrationTest, SendingOnAfter429EarnsGrowing418s) {
+  auto sim = StartSim({"--limit", "binance_spot.REQUEST_WEIGHT=1", "--ban-strikes", "2",
+                       "--ban-schedule", "1s,3s"});
+  ASSERT_NE(sim, nullptr);
+  ASSERT_TRUE(sim->AlignServerClock(absl::Seconds(2)).ok());
+  auto status = [&] { return sim->Get("127.0.0.14", "/api/v3/ping").value().status; };
+  EXPECT_EQ(status(), 200);
+  EXPECT_EQ(status(), 429);
+  EXPECT_EQ(status(), 429);
+  auto ban = sim->Get("127.0.0.14", "/api/v3/ping");
+  ASSERT_EQ(ban->status, 418);
+  EXPECT_EQ(IntHeader(*ban, "Retry-After"), 1);
+  EXPECT_THAT(ban->body, HasSubstr("IP banned until"));
+  absl::SleepFor(absl::Milliseconds(1100));
+  EXPECT_EQ(status(), 429) << "the ban is over, the window still full";
+  EXPECT_EQ(status(), 429);
+  ban = sim->Get("127.0.0.14", "/api/v3/ping");
+  ASSERT_EQ(ban->status, 418);
+  EXPECT_EQ(IntHeader(*ban, "Retry-After"), 3) << "the second ban is longer";
+  EXPECT_EQ(sim->Get("127.0.0.15", "/api/v3/ping")->status, 200) << "bans are per IP";
+  Json ip = (*sim->Stats())["exchanges"]["binance_spot"]["ips"]["127.0.0.14"];
+  EXPECT_EQ(ip["bans"], 2);
+  EXPECT_EQ(ip["rejections"]["418"], 2);
+  EXPECT_EQ(ip["rejections"]["429"], 4);
+}
+
+TEST(SimIntegrationTest, OkxRollingTwoSecondBudgetAnd50011) {
+  auto sim = StartSim({"--limit", "okx.market/books=5"});
+  ASSERT_NE(sim, nullptr);
+  absl::Time first = absl::Now();
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(sim->Get("127.0.0.16", "/api/v5/market/books?instId=BTC-USDT")->status, 200);
+  }
+  auto r = sim->Get("127.0.0.16", "/api/v5/market/books?instId=BTC-USDT");
+  ASSERT_EQ(r->status, 429);
+  EXPECT_EQ(Json::parse(r->body)["code"], "50011");
+  EXPECT_EQ(sim->Get("127.0.0.17", "/api/v5/market/books?instId=BTC-USDT")->status, 200);
+  EXPECT_EQ(sim->Get("127.0.0.16", "/api/v5/market/trades?instId=BTC-USDT")->status, 200)
+      << "each endpoint has its own budget";
+  absl::SleepFor(first + absl::Milliseconds(2100) - absl::Now());
+  EXPECT_EQ(sim->Get("127.0.0.16", "/api/v5/market/books?instId=BTC-USDT")->status, 200);
+}
+
+TEST(SimIntegrationTest, DeribitCreditsAnd10028) {
+  auto sim = StartSim({"--limit", "deribit.non_matching_engine=2000"});
+  ASSERT_NE(sim, nullptr);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(sim->Get("127.0.0.18", "/api/v2/public/ticker?instrument_name=BTC-PERPETUAL")->status,
+              200);
+  }
+  auto r = sim->Get("127.0.0.18", "/api/v2/public/get_time");
+  ASSERT_EQ(r->status, 429);
+  EXPECT_EQ(Json::parse(r->body)["error"]["code"], 10028);
+  EXPECT_EQ(sim->Get("127.0.0.19", "/api/v2/public/get_time")->status, 200);
+  absl::SleepFor(absl::Milliseconds(60));  // 500 credits at 10/ms
+  EXPECT_EQ(sim->Get("127.0.0.18", "/api/v2/public/get_time")->status, 200);
+  auto rpc = sim->Post("127.0.0.19", "/api/v2",
+                       R"({"jsonrpc":"2.0","id":99,"method":"public/get_instruments","params":{"currency":"BTC"}})");
+  Json j = Json::parse(rpc->body);
+  EXPECT_EQ(j["id"], 99);
+  EXPECT_GE(j["result"].size(), 3u);
+}
+
+TEST(SimIntegrationTest, ExchangeInfoPublishesTheEnforcedLimits) {
+  auto sim = StartSim({"--limit", "binance_spot.REQUEST_WEIGHT=600"});
+  ASSERT_NE(sim, nullptr);
+  Json info = Json::parse(sim->Get("127.0.0.20", "/api/v3/exchangeInfo")->body);
+  EXPECT_EQ(info["rateLimits"][0]["rateLimitType"], "REQUEST_WEIGHT");
+  EXPECT_EQ(info["rateLimits"][0]["limit"], 600);
+  ASSERT_EQ(sim->Post("127.0.0.1", "/sim/limits", R"({"binance_spot.REQUEST_WEIGHT": 450})")->status,
+            200);
+  info = Json::parse(sim->Get("127.0.0.20", "/api/v3/exchangeInfo")->body);
+  EXPECT_EQ(info["rateLimits"][0]["limit"], 450);
+}
+
+// Sends raw bytes on a fresh TCP connection and returns what comes back
+// before the server closes it or 2 s pass.
+std::string RawExchange(int port, const std::string& bytes) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return "<connect failed>";
+  }
+  timeval tv{2, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  (void)!write(fd, bytes.data(), bytes.size());
+  std::string got;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) got.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return got;
+}
+
+TEST(SimIntegrationTest, GarbageNeverCrashesOrHangs) {
+  auto sim = StartSim();
+  ASSERT_NE(sim, nullptr);
+  const std::vector<std::string> garbage = {
+      std::string("\x16\x03\x01\x02\x00garbage\r\n\r\n", 16),
+      "NOT HTTP AT ALL\r\n\r\n",
+      "GET /api/v3/ping HTTP/1.1\r\nHost: x\r\n" + std::string(20000, 'A') + "\r\n\r\n",
+      "POST /api/v2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\n{{{{{",
+      "GET /api/v2/public/get_time?x=%FF%FE HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+      "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+  };
+  for (const std::string& g : garbage) {
+    absl::Time start = absl::Now();
+    RawExchange(sim->port(), g);
+    EXPECT_LT(absl::Now() - start, absl::Milliseconds(1500)) << "the server let go of: " << g.substr(0, 40);
+  }
+  std::string reply =
+      RawExchange(sim->port(), "GET /api/v3/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_THAT(reply, HasSubstr("200"));
+  auto r = sim->Get("127.0.0.21", "/api/v2/public/get_time?garbage=%FF%FE");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_TRUE(sim->process().Running());
+  EXPECT_THAT(sim->process().Output(), ::testing::Not(HasSubstr("internal error")));
+}
+
+// ---- WebSocket -------------------------------------------------------------
+
+class SimWsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto c = common::LwsWsClient::Create();
+    ASSERT_TRUE(c.ok());
+    client_ = std::move(*c);
+  }
+  void TearDown() override { client_.reset(); }
+
+  std::unique_ptr<WsProbe> Connect(SimProcess& sim, const std::string& path, const std::string& ip) {
+    auto p = WsProbe::Connect(*client_, sim.ws_url() + path, ip);
+    EXPECT_TRUE(p.ok()) << p.status();
+    return std::move(*p);
+  }
+
+  std::unique_ptr<common::LwsWsClient> client_;
+};
+
+TEST_F(SimWsTest, BinanceStreamsAreGapFreeAndSyncWithTheRestSnapshot) {
+  auto sim = StartSim();
+  ASSERT_NE(sim, nullptr);
+  auto trades = Connect(*sim, "/ws/btcusdt@trade", "127.0.0.31");
+  auto depth = Connect(*sim, "/stream?streams=btcusdt@depth@100ms", "127.0.0.31");
+  ASSERT_TRUE(trades->WaitOpen(absl::Seconds(5)));
+  ASSERT_TRUE(depth->WaitOpen(absl::Seconds(5)));
+  ASSERT_TRUE(depth->WaitMessages(3, absl::Seconds(5)));
+  auto snap = sim->Get("127.0.0.31", "/api/v3/depth?symbol=BTCUSDT&limit=1000");
+  int64_t last_update = Json::parse(snap->body)["lastUpdateId"];
+  ASSERT_TRUE(depth->WaitMessages(15, absl::Seconds(5)));
+  ASSERT_TRUE(trades->WaitMessages(20, absl::Seconds(5)));
+  int64_t prev = -1;
+  for (const std::string& t : trades->Messages()) {
+    int64_t id = Json::parse(t)["t"];
+    if (prev >= 0) EXPECT_EQ(id, prev + 1);
+    prev = id;
+  }
+  int64_t prev_u = -1;
+  bool bridged = false;
+  for (const std::string& t : depth->Messages()) {
+    Json e = Json::parse(t)["data"];
+    if (prev_u >= 0) EXPECT_EQ(e["U"].get<int64_t>(), prev_u + 1) << "a gap";
+    prev_u = e["u"];
+    // Binance's sync rule: the first event after the snapshot has U <= L+1 <= u.
+    if (e["U"].get<int64_t>() <= last_update + 1 && last_update + 1 <= e["u"].get<int64_t>()) {
+      bridged = true;
+    }
+  }
+  EXPECT_TRUE(bridged) << "no event continues the REST snapshot " << last_update;
+}
+
+TEST_F(SimWsTest, BinanceSubscribeRateAndConnectionLimits) {
+  auto sim = StartSim({"--limit", "binance_spot.WS_CONNECTIONS=3"});
+  ASSERT_NE(sim, nullptr);
+  auto chatty = Connect(*sim, "/ws", "127.0.0.32");
+  ASSERT_TRUE(chatty->WaitOpen(absl::Seconds(5)));
+  for (int i = 0; i < 6; ++i) {
+    chatty->Send(absl::StrCat(R"({"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":)", i, "}"));
+  }
+  auto code = chatty->WaitClosed(absl::Seconds(5));
+  ASSERT_TRUE(code.has_value()) << "the 6th message in a second disconnects";
+  EXPECT_EQ(*code, 1008);
+  // Two more connections from the same IP use the budget of 3 attempts...
+  auto a = Connect(*sim, "/ws/btcusdt@trade", "127.0.0.32");
+  auto b = Connect(*sim, "/ws/btcusdt@trade", "127.0.0.32");
+  ASSERT_TRUE(a->WaitOpen(absl::Seconds(5)));
+  ASSERT_TRUE(b->WaitOpen(absl::Seconds(5)));
+  // ...so the 4th attempt is refused, while another IP connects.
+  auto refused = Connect(*sim, "/ws/btcusdt@trade", "127.0.0.32");
+  EXPECT_FALSE(refused->WaitOpen(absl::Seconds(5)));
+  auto other = Connect(*sim, "/ws/btcusdt@trade", "127.0.0.33");
+  EXPECT_TRUE(other->WaitOpen(absl::Seconds(5)));
+  Json ip = (*sim->Stats())["exchanges"]["binance_spot"]["ips"]["127.0.0.32"];
+  EXPECT_EQ(ip["ws_accepted"], 3);
+  EXPECT_EQ(ip["ws_refused"], 1);
+}
+
+TEST_F(SimWsTest, OkxBooksPingAndConnectionRate) {
+  auto sim = StartSim();
+  ASSERT_NE(sim, nullptr);
+  auto ws = Connect(*sim, "/ws/v5/public", "127.0.0.34");
+  ASSERT_TRUE(ws->WaitOpen(absl::Seconds(5)));
+  ws->Send("ping");
+  ws->Send(R"({"op":"subscribe","args":[{"channel":"books","instId":"ETH-USDT"}]})");
+  ASSERT_TRUE(ws->WaitMessages(12, absl::Seconds(5)));
+  std::vector<std::string> m = ws->Messages();
+  EXPECT_EQ(m[0], "pong");
+  EXPECT_EQ(Json::parse(m[1])["event"], "subscribe");
+  int64_t last_seq = -1;
+  for (size_t i = 2; i < m.size(); ++i) {
+    Json push = Json::parse(m[i]);
+    EXPECT_EQ(push["action"], i == 2 ? "snapshot" : "update");
+    EXPECT_EQ(push["data"][0]["prevSeqId"].get<int64_t>(), last_seq);
+    last_seq = push["data"][0]["seqId"];
+  }
+  // 3 connection requests per second per IP: the 4th within the second fails.
+  std::vector<std::unique_ptr<WsProbe>> burst;
+  for (int i = 0; i < 4; ++i) burst.push_back(Connect(*sim, "/ws/v5/public", "127.0.0.35"));
+  int opened = 0;
+  for (auto& p : burst) opened += p->WaitOpen(absl::Seconds(5)) ? 1 : 0;
+  EXPECT_EQ(opened, 3);
+}
+
+TEST_F(SimWsTest, DeribitSubscribeAndConnectionCap) {
+  auto sim = StartSim();
+  ASSERT_NE(sim, nullptr);
+  std::vector<std::unique_ptr<WsProbe>> conns;
+  for (int i = 0; i < 32; ++i) conns.push_back(Connect(*sim, "/ws/api/v2", "127.0.0.36"));
+  for (auto& c : conns) ASSERT_TRUE(c->WaitOpen(absl::Seconds(5)));
+  auto extra = Connect(*sim, "/ws/api/v2", "127.0.0.36");
+  EXPECT_FALSE(extra->WaitOpen(absl::Seconds(5))) << "a 33rd connection from one IP";
+  conns[0]->Send(
+      R"({"jsonrpc":"2.0","id":1,"method":"public/subscribe","params":{"channels":["book.ETH-PERPETUAL.100ms"]}})");
+  ASSERT_TRUE(conns[0]->WaitMessages(6, absl::Seconds(5)));
+  std::vector<std::string> m = conns[0]->Messages();
+  EXPECT_EQ(Json::parse(m[0])["result"][0], "book.ETH-PERPETUAL.100ms");
+  int64_t last = -1;
+  for (size_t i = 1; i < m.size(); ++i) {
+    Json d = Json::parse(m[i])["params"]["data"];
+    if (i > 1) EXPECT_EQ(d["prev_change_id"].get<int64_t>(), last);
+    last = d["change_id"];
+  }
+  conns[1]->Close();
+  ASSERT_TRUE(conns[1]->WaitClosed(absl::Seconds(5)).has_value());
+  absl::SleepFor(absl::Milliseconds(200));
+  auto again = Connect(*sim, "/ws/api/v2", "127.0.0.36");
+  EXPECT_TRUE(again->WaitOpen(absl::Seconds(5))) << "a slot freed by a close";
+}
+
+}  // namespace
+}  // namespace marketprism::testing
