@@ -165,6 +165,27 @@ TEST(SimIntegrationTest, ExchangeInfoPublishesTheEnforcedLimits) {
   EXPECT_EQ(info["rateLimits"][0]["limit"], 450);
 }
 
+TEST(SimIntegrationTest, LatencyAndMaintenanceFaultsOverRealSockets) {
+  auto sim = StartSim({"--latency", "150ms"});
+  ASSERT_NE(sim, nullptr);
+  absl::Time start = absl::Now();
+  auto r = sim->Get("127.0.0.22", "/api/v3/time");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(150)) << "the reply was held back";
+  // A large reply goes out in several writes after the delay, intact.
+  r = sim->Get("127.0.0.22", "/api/v3/depth?symbol=BTCUSDT&limit=5000");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(Json::parse(r->body)["bids"].size(), 5000u);
+  ASSERT_TRUE(sim->SetFaults(R"({"latency_ms": 0, "maintenance_seconds": 2})").ok());
+  start = absl::Now();
+  r = sim->Get("127.0.0.22", "/api/v3/time");
+  EXPECT_EQ(r->status, 503);
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(100));
+  absl::SleepFor(absl::Milliseconds(2100));
+  EXPECT_EQ(sim->Get("127.0.0.22", "/api/v3/time")->status, 200);
+}
+
 // Sends raw bytes on a fresh TCP connection and returns what comes back
 // before the server closes it or 2 s pass.
 std::string RawExchange(int port, const std::string& bytes) {
@@ -316,6 +337,23 @@ TEST_F(SimWsTest, OkxBooksPingAndConnectionRate) {
   int opened = 0;
   for (auto& p : burst) opened += p->WaitOpen(absl::Seconds(5)) ? 1 : 0;
   EXPECT_EQ(opened, 3);
+}
+
+TEST_F(SimWsTest, DroppedConnectionsFault) {
+  auto sim = StartSim();
+  ASSERT_NE(sim, nullptr);
+  auto a = Connect(*sim, "/ws/btcusdt@trade", "127.0.0.37");
+  auto b = Connect(*sim, "/ws/v5/public", "127.0.0.37");
+  ASSERT_TRUE(a->WaitOpen(absl::Seconds(5)));
+  ASSERT_TRUE(b->WaitOpen(absl::Seconds(5)));
+  ASSERT_EQ(sim->Post("127.0.0.1", "/sim/ws/drop", "")->status, 200);
+  auto code = a->WaitClosed(absl::Seconds(5));
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, -1) << "dropped without a close frame";
+  EXPECT_TRUE(b->WaitClosed(absl::Seconds(5)).has_value());
+  auto c = Connect(*sim, "/ws/btcusdt@trade", "127.0.0.37");
+  EXPECT_TRUE(c->WaitOpen(absl::Seconds(5))) << "new connections are fine";
+  EXPECT_TRUE(c->WaitMessages(1, absl::Seconds(5)));
 }
 
 TEST_F(SimWsTest, DeribitSubscribeAndConnectionCap) {
