@@ -802,6 +802,19 @@ absl::StatusOr<Cost> ExchangeRules::Price(absl::string_view method, absl::string
   return cost;
 }
 
+absl::StatusOr<std::string> ExchangeRules::EndpointPath(absl::string_view path,
+                                                        absl::string_view body) const {
+  if (family_ != Family::kDeribit || (path != "/api/v2" && path != "/api/v2/")) {
+    return std::string(path);
+  }
+  Json j = Json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("method") || !j["method"].is_string()) {
+    return absl::InvalidArgumentError(
+        "body: a JSON-RPC request to /api/v2 needs a \"method\" string");
+  }
+  return absl::StrCat("/api/v2/", j["method"].get<std::string>());
+}
+
 const RejectionRule* ExchangeRules::MatchRejection(int http_status,
                                                    absl::string_view body_code) const {
   for (const RejectionRule& rule : rejections_) {

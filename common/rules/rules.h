@@ -186,6 +186,11 @@ class ExchangeRules {
   absl::StatusOr<Cost> Price(absl::string_view method, absl::string_view path,
                              const QueryParams& query) const;
 
+  // The path that names a request's endpoint: `path`, except for Deribit
+  // JSON-RPC posted to /api/v2, where the body's "method" names it. Fails
+  // with kInvalidArgument when such a body has no method.
+  absl::StatusOr<std::string> EndpointPath(absl::string_view path, absl::string_view body) const;
+
   // The rejection rule matching a reply, if any. `body_code` is the code the
   // caller extracted from the body (or empty).
   const RejectionRule* MatchRejection(int http_status, absl::string_view body_code) const;

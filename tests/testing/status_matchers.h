@@ -35,6 +35,12 @@ MATCHER_P2(StatusIs, code, message_matcher,
                                        result_listener);
 }
 
+MATCHER_P(StatusIs, code, "has code " + absl::StatusCodeToString(code)) {
+  const absl::Status& s = GetStatus(arg);
+  *result_listener << "status is " << s.ToString();
+  return s.code() == code;
+}
+
 }  // namespace marketprism::testing
 
 #define MP_ASSERT_OK(expr) ASSERT_THAT((expr), ::marketprism::testing::IsOk())

@@ -1,0 +1,553 @@
+#include "coordinator/scheduler.h"
+
+#include <algorithm>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace marketprism::coordinator {
+
+namespace {
+
+constexpr char kRetryAfterPayload[] = "type.marketprism.dev/retry-after-ms";
+
+// Requests with the same signature need the same budget on the same nodes: if
+// one does not fit, none does, this poll.
+std::string Signature(const std::string& exchange, const common::Cost& cost) {
+  std::string s = exchange;
+  for (const common::Cost::Charge& c : cost.charges) absl::StrAppend(&s, "|", c.pool, ":", c.units);
+  return s;
+}
+
+}  // namespace
+
+std::optional<absl::Duration> RetryAfterOf(const absl::Status& status) {
+  auto payload = status.GetPayload(kRetryAfterPayload);
+  int64_t ms = 0;
+  if (!payload || !absl::SimpleAtoi(std::string(*payload), &ms)) return std::nullopt;
+  return absl::Milliseconds(ms);
+}
+
+Scheduler::Scheduler(common::RulesBook rules, common::Clock& clock, SchedulerOptions options)
+    : rules_(std::move(rules)), clock_(clock), options_(options) {
+  recent_.reserve(options_.recent_outcomes);
+}
+
+Scheduler::~Scheduler() = default;
+
+void Scheduler::Run(Ready& ready) {
+  for (auto& [done, result] : ready) done(std::move(result));
+  ready.clear();
+}
+
+common::BudgetBook& Scheduler::Book(const std::string& exchange, const std::string& ip) {
+  auto& slot = books_[{exchange, ip}];
+  if (!slot) {
+    slot = std::make_unique<common::BudgetBook>(*rules_.Find(exchange),
+                                                options_.default_uncertainty);
+  }
+  return *slot;
+}
+
+absl::Duration Scheduler::ExchangeOffset(const Node& n, const std::string& exchange) const {
+  absl::Duration offset = n.skew.offset();
+  auto lane = n.lanes.find(exchange);
+  if (lane != n.lanes.end() && lane->second.clock) offset += lane->second.clock->offset;
+  return offset;
+}
+
+void Scheduler::RefreshUncertainty(Node& n) {
+  for (const std::string& exchange : n.exchanges) {
+    const Lane& lane = n.lanes[exchange];
+    absl::Duration u = options_.default_uncertainty;
+    if (lane.clock && n.skew.has_estimate()) {
+      u = lane.clock->uncertainty + n.skew.uncertainty() + options_.margin;
+    } else if (lane.clock) {
+      // No skew sample yet: the node's clock is assumed close to ours.
+      u = lane.clock->uncertainty + options_.default_uncertainty;
+    }
+    Book(exchange, n.ip).set_uncertainty(u);
+  }
+}
+
+bool Scheduler::Serves(const Node& n, const Pending& p) const {
+  return n.connected && !n.draining && n.exchanges.count(p.exchange) > 0 &&
+         p.excluded.count(n.id) == 0;
+}
+
+// ---- nodes -------------------------------------------------------------------
+
+void Scheduler::UpsertNode(const std::string& node_id, const std::string& egress_ip,
+                           const std::string& grpc_address, const std::string& version,
+                           const std::vector<std::string>& exchanges) {
+  Ready ready;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::Time now = clock_.Now();
+    Node& n = nodes_[node_id];
+    if (n.id.empty()) n.registered = now;
+    n.id = node_id;
+    n.ip = egress_ip;
+    n.address = grpc_address;
+    n.version = version;
+    n.connected = true;
+    n.last_seen = now;
+    n.exchanges.clear();
+    for (const std::string& e : exchanges) {
+      if (rules_.Find(e) != nullptr) n.exchanges.insert(e);
+    }
+    RefreshUncertainty(n);
+    PollLocked(now, ready);
+  }
+  Run(ready);
+}
+
+void Scheduler::DisconnectNode(const std::string& node_id) {
+  Ready ready;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = nodes_.find(node_id);
+    if (it == nodes_.end()) return;
+    it->second.connected = false;
+    PollLocked(clock_.Now(), ready);
+  }
+  Run(ready);
+}
+
+absl::Status Scheduler::SetDraining(const std::string& node_id, bool draining) {
+  Ready ready;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = nodes_.find(node_id);
+    if (it == nodes_.end()) return absl::NotFoundError(absl::StrCat("no node \"", node_id, "\""));
+    it->second.draining = draining;
+    PollLocked(clock_.Now(), ready);
+  }
+  Run(ready);
+  return absl::OkStatus();
+}
+
+void Scheduler::SetNodeClocks(const std::string& node_id, const std::vector<NodeClock>& clocks) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(node_id);
+  if (it == nodes_.end()) return;
+  for (const NodeClock& c : clocks) it->second.lanes[c.exchange].clock = c;
+  RefreshUncertainty(it->second);
+}
+
+void Scheduler::Park(const std::string& node_id, const std::string& exchange, absl::Time until,
+                     const std::string& kind) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(node_id);
+  if (it == nodes_.end()) return;
+  Lane& lane = it->second.lanes[exchange];
+  if (until > lane.parked_until) {
+    lane.parked_until = until;
+    lane.park_kind = kind;
+  }
+}
+
+void Scheduler::ApplyUsage(const std::string& node_id, const std::string& exchange,
+                           const common::Cost& cost, absl::Time ex_sent, absl::Time ex_replied,
+                           std::optional<std::pair<std::string, int64_t>> observed) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(node_id);
+  const common::ExchangeRules* rules = rules_.Find(exchange);
+  if (it == nodes_.end() || rules == nullptr) return;
+  common::BudgetBook& book = Book(exchange, it->second.ip);
+  std::optional<std::pair<int, int64_t>> seen;
+  if (observed) seen = std::make_pair(rules->PoolIndex(observed->first), observed->second);
+  book.Complete(book.Charge(ex_sent, cost), ex_replied, seen);
+}
+
+void Scheduler::SeedUsage(const std::string& node_id, const std::string& exchange,
+                          const std::string& pool, int64_t used) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(node_id);
+  const common::ExchangeRules* rules = rules_.Find(exchange);
+  if (it == nodes_.end() || rules == nullptr || used <= 0) return;
+  int index = rules->PoolIndex(pool);
+  if (index < 0) return;
+  common::BudgetBook& book = Book(exchange, it->second.ip);
+  absl::Time t = clock_.Now() + ExchangeOffset(it->second, exchange);
+  common::Cost cost;
+  cost.charges.push_back({index, used});
+  book.Complete(book.Charge(t, cost), t, std::make_pair(index, used));
+}
+
+// ---- limits ------------------------------------------------------------------
+
+absl::Status Scheduler::ApplyLimit(const std::string& exchange, const std::string& pool,
+                                   int64_t capacity) {
+  Ready ready;
+  {
+    absl::MutexLock lock(&mu_);
+    common::ExchangeRules* rules = rules_.FindMutable(exchange);
+    if (rules == nullptr) return absl::NotFoundError(absl::StrCat("unknown exchange ", exchange));
+    absl::Status st = rules->SetCapacity(pool, capacity);
+    if (!st.ok()) return st;
+    for (auto& [key, book] : books_) {
+      if (key.first == exchange) book->SyncCapacities();
+    }
+    PollLocked(clock_.Now(), ready);
+  }
+  Run(ready);
+  return absl::OkStatus();
+}
+
+std::vector<std::tuple<std::string, std::string, int64_t>> Scheduler::Limits() const {
+  std::vector<std::tuple<std::string, std::string, int64_t>> out;
+  absl::MutexLock lock(&mu_);
+  for (const std::string& name : rules_.ExchangeNames()) {
+    for (const common::PoolRule& p : rules_.Find(name)->pools()) {
+      out.emplace_back(name, p.name, p.capacity);
+    }
+  }
+  return out;
+}
+
+// ---- requests ----------------------------------------------------------------
+
+std::optional<Placement> Scheduler::TryPlace(Pending& p, absl::Time now) {
+  std::vector<Node*> candidates;
+  for (auto& [id, n] : nodes_) candidates.push_back(&n);
+  if (candidates.empty()) return std::nullopt;
+  size_t start = rotate_++ % candidates.size();
+  Node* best = nullptr;
+  double best_headroom = -2;
+  absl::Time best_t;
+  for (size_t k = 0; k < candidates.size(); ++k) {
+    Node& n = *candidates[(start + k) % candidates.size()];
+    if (!Serves(n, p)) continue;
+    auto lane = n.lanes.find(p.exchange);
+    if (lane != n.lanes.end() && now < lane->second.parked_until) continue;
+    common::BudgetBook& book = Book(p.exchange, n.ip);
+    absl::Time t = now + ExchangeOffset(n, p.exchange);
+    if (!book.Fits(t, p.cost)) continue;
+    double h = book.Headroom(t, p.cost);
+    if (h > best_headroom) {
+      best = &n;
+      best_headroom = h;
+      best_t = t;
+    }
+  }
+  if (best == nullptr) return std::nullopt;
+  Placement pl;
+  pl.id = p.id;
+  pl.node_id = best->id;
+  pl.egress_ip = best->ip;
+  pl.exchange = p.exchange;
+  pl.cost = p.cost;
+  pl.ticket = Book(p.exchange, best->ip).Charge(best_t, p.cost);
+  pl.attempt = ++p.attempts;
+  pl.enqueued = p.enqueued;
+  pl.placed = now;
+  ++best->in_flight;
+  ++best->requests;
+  return pl;
+}
+
+absl::Time Scheduler::EarliestStart(const Pending& p, absl::Time now) {
+  absl::Time best = absl::InfiniteFuture();
+  for (auto& [id, n] : nodes_) {
+    if (!Serves(n, p)) continue;
+    absl::Time start = now;
+    auto lane = n.lanes.find(p.exchange);
+    if (lane != n.lanes.end()) start = std::max(start, lane->second.parked_until);
+    absl::Duration offset = ExchangeOffset(n, p.exchange);
+    absl::Time fit = Book(p.exchange, n.ip).EarliestFit(start + offset, p.cost);
+    if (fit != absl::InfiniteFuture()) best = std::min(best, fit - offset);
+  }
+  return best;
+}
+
+absl::Status Scheduler::ResourceExhausted(const Pending& p, absl::Time now) {
+  absl::Time start = EarliestStart(p, now);
+  absl::Duration retry = start == absl::InfiniteFuture() ? options_.unknown_retry_after
+                                                         : std::max(absl::ZeroDuration(), start - now);
+  int64_t ms = absl::ToInt64Milliseconds(absl::Ceil(retry, absl::Milliseconds(1)));
+  absl::Status st = absl::ResourceExhaustedError(
+      absl::StrCat("no ", p.exchange, " budget on any egress IP before the deadline; retry after ",
+                   ms, " ms"));
+  st.SetPayload(kRetryAfterPayload, absl::Cord(absl::StrCat(ms)));
+  return st;
+}
+
+absl::Status Scheduler::Submit(ExecuteSpec spec, Done done) {
+  const common::ExchangeRules* rules = rules_.Find(spec.exchange);
+  if (rules == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("exchange: unknown exchange \"", spec.exchange,
+                                                   "\" (known: ",
+                                                   absl::StrJoin(rules_.ExchangeNames(), ", "), ")"));
+  }
+  if (spec.method.empty()) return absl::InvalidArgumentError("method: must be set, e.g. GET");
+  if (spec.path.empty() || spec.path[0] != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("path: must start with '/', got \"", spec.path, "\""));
+  }
+  absl::StatusOr<std::string> endpoint = rules->EndpointPath(spec.path, spec.body);
+  if (!endpoint.ok()) return endpoint.status();
+  absl::StatusOr<common::Cost> cost = rules->Price(spec.method, *endpoint, spec.query);
+  if (!cost.ok()) {
+    if (cost.status().code() == absl::StatusCode::kNotFound) {
+      return absl::InvalidArgumentError(absl::StrCat("path: ", cost.status().message()));
+    }
+    return absl::InvalidArgumentError(absl::StrCat("query: ", cost.status().message()));
+  }
+  Ready ready;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::Time now = clock_.Now();
+    bool served = false;
+    for (auto& [id, n] : nodes_) {
+      served = served || (n.connected && !n.draining && n.exchanges.count(spec.exchange) > 0);
+    }
+    if (!served) {
+      return absl::UnavailableError(
+          absl::StrCat("no available node serves ", spec.exchange, " (", nodes_.size(),
+                       " nodes known)"));
+    }
+    if (queue_.size() >= options_.max_queue) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the queue is full (", options_.max_queue, " requests waiting)"));
+    }
+    Pending p;
+    p.id = next_id_++;
+    p.seq = next_seq_++;
+    p.exchange = spec.exchange;
+    p.priority = spec.priority;
+    p.deadline = spec.deadline;
+    p.enqueued = now;
+    p.cost = std::move(*cost);
+    p.done = std::move(done);
+    Key key{-p.priority, p.seq};
+    queue_.emplace(key, std::move(p));
+    PollLocked(now, ready);
+    auto it = queue_.find(key);
+    if (it != queue_.end()) {
+      // Not placed. Answer now if it could never start before its deadline.
+      absl::Time start = EarliestStart(it->second, now);
+      if (start != absl::InfiniteFuture() && start > it->second.deadline) {
+        ready.emplace_back(std::move(it->second.done), ResourceExhausted(it->second, now));
+        queue_.erase(it);
+      }
+    }
+  }
+  Run(ready);
+  return absl::OkStatus();
+}
+
+void Scheduler::Requeue(Pending p, absl::Time now, Ready& ready) {
+  int placements = p.attempts;
+  if (static_cast<int>(p.excluded.size()) >= options_.max_attempts ||
+      placements >= 4 * options_.max_attempts) {
+    RecordFinal(false, absl::ZeroDuration());
+    ready.emplace_back(std::move(p.done),
+                       absl::UnavailableError(absl::StrCat(
+                           "no node could deliver the request after ", placements, " attempts")));
+    return;
+  }
+  if (now >= p.deadline) {
+    absl::Status st = ResourceExhausted(p, now);
+    ready.emplace_back(std::move(p.done), std::move(st));
+    return;
+  }
+  Key key{-p.priority, p.seq};
+  queue_.emplace(key, std::move(p));
+}
+
+Scheduler::ReportResult Scheduler::Report(const Placement& pl, const DispatchOutcome& outcome) {
+  Ready ready;
+  ReportResult result = ReportResult::kRequeued;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::Time now = clock_.Now();
+    auto it = in_flight_.find(pl.id);
+    if (it == in_flight_.end()) return ReportResult::kFinal;
+    Pending p = std::move(it->second);
+    in_flight_.erase(it);
+    Node& n = nodes_[pl.node_id];
+    --n.in_flight;
+    if (outcome.node_received && outcome.node_replied) {
+      n.skew.AddBounds(*outcome.node_replied - now, *outcome.node_received - pl.placed);
+      RefreshUncertainty(n);
+    }
+    common::BudgetBook& book = Book(pl.exchange, pl.egress_ip);
+    const common::ExchangeRules& rules = book.rules();
+    absl::Time t = now + ExchangeOffset(n, pl.exchange);
+    Lane& lane = n.lanes[pl.exchange];
+    auto park = [&](absl::Time until, const std::string& kind) {
+      if (until > lane.parked_until) {
+        lane.parked_until = until;
+        lane.park_kind = kind;
+      }
+    };
+    auto failed = [&] {
+      ++n.failures;
+      if (++n.consecutive_failures >= options_.failures_to_park) {
+        n.consecutive_failures = 0;
+        for (const std::string& e : n.exchanges) {
+          Lane& l = n.lanes[e];
+          if (now + options_.failure_park > l.parked_until) {
+            l.parked_until = now + options_.failure_park;
+            l.park_kind = "unreachable";
+          }
+        }
+      }
+    };
+    switch (outcome.kind) {
+      case DispatchOutcome::Kind::kReplied: {
+        std::optional<std::pair<int, int64_t>> seen;
+        if (outcome.observed) {
+          int pool = rules.PoolIndex(outcome.observed->first);
+          if (pool >= 0) seen = std::make_pair(pool, outcome.observed->second);
+        }
+        book.Complete(pl.ticket, t, seen);
+        n.consecutive_failures = 0;
+        n.last_seen = now;
+        if (outcome.park_until) park(*outcome.park_until, outcome.park_kind);
+        RecordFinal(outcome.http_status < 500 && !outcome.park_until, outcome.exchange_time);
+        result = ReportResult::kFinal;
+        break;
+      }
+      case DispatchOutcome::Kind::kRefused:
+        book.Cancel(pl.ticket);
+        park(now + std::max(outcome.retry_after, options_.refused_backoff), "refused");
+        Requeue(std::move(p), now, ready);
+        break;
+      case DispatchOutcome::Kind::kParked:
+        book.Cancel(pl.ticket);
+        park(outcome.park_until.value_or(now + outcome.retry_after),
+             outcome.park_kind.empty() ? "parked" : outcome.park_kind);
+        Requeue(std::move(p), now, ready);
+        break;
+      case DispatchOutcome::Kind::kNotSent:
+        book.Cancel(pl.ticket);
+        failed();
+        p.excluded.insert(n.id);
+        Requeue(std::move(p), now, ready);
+        break;
+      case DispatchOutcome::Kind::kLost:
+        // It may have reached the exchange: keep it charged, unconfirmed.
+        book.Complete(pl.ticket, t, std::nullopt);
+        failed();
+        p.excluded.insert(n.id);
+        Requeue(std::move(p), now, ready);
+        break;
+    }
+    PollLocked(now, ready);
+  }
+  Run(ready);
+  return result;
+}
+
+void Scheduler::RecordFinal(bool ok, absl::Duration exchange_time) {
+  if (options_.recent_outcomes == 0) return;
+  if (recent_.size() < options_.recent_outcomes) {
+    recent_.emplace_back(ok, exchange_time);
+  } else {
+    recent_[recent_next_] = {ok, exchange_time};
+    recent_next_ = (recent_next_ + 1) % options_.recent_outcomes;
+  }
+}
+
+void Scheduler::PollLocked(absl::Time now, Ready& ready) {
+  std::set<std::string> served;
+  for (auto& [id, n] : nodes_) {
+    if (!n.connected || n.draining) continue;
+    served.insert(n.exchanges.begin(), n.exchanges.end());
+  }
+  std::set<std::string> failed;
+  absl::Time next = absl::InfiniteFuture();
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    Pending& p = it->second;
+    if (p.deadline <= now) {
+      ready.emplace_back(std::move(p.done), ResourceExhausted(p, now));
+      it = queue_.erase(it);
+      continue;
+    }
+    if (!served.count(p.exchange)) {
+      RecordFinal(false, absl::ZeroDuration());
+      ready.emplace_back(std::move(p.done),
+                         absl::UnavailableError(absl::StrCat("no available node serves ", p.exchange)));
+      it = queue_.erase(it);
+      continue;
+    }
+    std::string sig = p.excluded.empty() ? Signature(p.exchange, p.cost) : "";
+    if (sig.empty() || !failed.count(sig)) {
+      std::optional<Placement> placed = TryPlace(p, now);
+      if (placed) {
+        ready.emplace_back(p.done, std::move(*placed));
+        in_flight_.emplace(p.id, std::move(p));
+        it = queue_.erase(it);
+        continue;
+      }
+      if (!sig.empty()) failed.insert(sig);
+      next = std::min(next, EarliestStart(p, now));
+    }
+    next = std::min(next, p.deadline);
+    ++it;
+  }
+  next_wakeup_ = next;
+}
+
+absl::Time Scheduler::Poll() {
+  Ready ready;
+  absl::Time next;
+  {
+    absl::MutexLock lock(&mu_);
+    PollLocked(clock_.Now(), ready);
+    next = next_wakeup_;
+  }
+  Run(ready);
+  return next;
+}
+
+absl::Time Scheduler::NextWakeup() {
+  absl::MutexLock lock(&mu_);
+  return next_wakeup_;
+}
+
+SchedulerSnapshot Scheduler::Snapshot() {
+  absl::MutexLock lock(&mu_);
+  absl::Time now = clock_.Now();
+  SchedulerSnapshot s;
+  s.queued = static_cast<int64_t>(queue_.size());
+  int64_t ok = 0;
+  std::vector<absl::Duration> times;
+  for (const auto& [good, d] : recent_) {
+    ok += good ? 1 : 0;
+    if (d > absl::ZeroDuration()) times.push_back(d);
+  }
+  s.recent_outcomes = static_cast<int64_t>(recent_.size());
+  s.success_rate = recent_.empty() ? 1.0 : static_cast<double>(ok) / static_cast<double>(recent_.size());
+  if (!times.empty()) {
+    std::sort(times.begin(), times.end());
+    s.p95_exchange_time = times[std::min(times.size() - 1, times.size() * 95 / 100)];
+  }
+  for (auto& [id, n] : nodes_) {
+    NodeSnapshot ns;
+    ns.node_id = n.id;
+    ns.egress_ip = n.ip;
+    ns.grpc_address = n.address;
+    ns.version = n.version;
+    ns.state = !n.connected ? "disconnected" : n.draining ? "draining" : "active";
+    ns.registered = n.registered;
+    ns.last_seen = n.last_seen;
+    ns.in_flight = n.in_flight;
+    ns.requests = n.requests;
+    ns.failures = n.failures;
+    ns.binance_offset = ExchangeOffset(n, "binance_spot");
+    for (const std::string& e : n.exchanges) {
+      const Lane& lane = n.lanes[e];
+      ns.lanes.push_back({e, lane.parked_until, lane.park_kind});
+      ns.pools.emplace_back(e, Book(e, n.ip).Snapshot(now + ExchangeOffset(n, e)));
+    }
+    s.nodes.push_back(std::move(ns));
+  }
+  return s;
+}
+
+}  // namespace marketprism::coordinator

@@ -1,0 +1,266 @@
+// File: coordinator/scheduler.h
+//
+// The coordinator's brain: a ledger per (exchange, egress IP) mirroring each
+// pool's window from the rules, the nodes that own those IPs, and a priority
+// queue of requests waiting for budget. Free of I/O: the caller dispatches
+// placements and reports what the node said; tests drive it with a fake
+// clock and fake nodes.
+//
+// A request's life:
+//   Submit -> priced -> placed at once on the eligible node with the most
+//   headroom, or queued (priority first, then arrival) until some node has
+//   the budget; a request whose earliest possible start is past its deadline
+//   is answered RESOURCE_EXHAUSTED at once, and one still queued at its
+//   deadline is answered then, never sent late.
+//   Placement -> the done callback gets it; the caller dispatches it to the
+//   node and calls Report with the outcome. A reply is final; a refusal, a
+//   park, an undelivered or lost request is put back in the queue (another
+//   node, up to max_attempts) and the done callback will fire again.
+//
+// Thread-safe. Callbacks run outside the internal lock on the thread that
+// triggered them (Submit, Report, Poll or a node change).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/budget/budget_book.h"
+#include "common/clock.h"
+#include "common/rules/rules.h"
+
+namespace marketprism::coordinator {
+
+struct SchedulerOptions {
+  // Clock uncertainty assumed for a node before estimates arrive, and the
+  // margin added to every estimate.
+  absl::Duration default_uncertainty = absl::Milliseconds(50);
+  absl::Duration margin = absl::Milliseconds(1);
+  int max_attempts = 3;
+  size_t max_queue = 200'000;
+  // A node that refused a request without saying when it expects budget is
+  // skipped for this long.
+  absl::Duration refused_backoff = absl::Milliseconds(200);
+  // Consecutive delivery failures after which a node is skipped for a while.
+  int failures_to_park = 3;
+  absl::Duration failure_park = absl::Seconds(5);
+  // Retry-after given when the earliest start cannot be known (it waits on
+  // replies still in flight).
+  absl::Duration unknown_retry_after = absl::Seconds(1);
+  size_t recent_outcomes = 1000;  // for success rate and response time
+};
+
+struct ExecuteSpec {
+  std::string exchange;
+  std::string method = "GET";
+  std::string path;
+  common::QueryParams query;
+  std::string body;
+  int priority = 0;
+  absl::Time deadline = absl::InfiniteFuture();  // local clock
+};
+
+// A request placed on a node, with the budget reserved for it.
+struct Placement {
+  uint64_t id = 0;
+  std::string node_id;
+  std::string egress_ip;
+  std::string exchange;
+  common::Cost cost;
+  common::BudgetBook::Ticket ticket;
+  int attempt = 1;
+  absl::Time enqueued;  // local clock
+  absl::Time placed;    // local clock
+};
+
+// What a node said about a placement.
+struct DispatchOutcome {
+  enum class Kind { kReplied, kRefused, kParked, kNotSent, kLost };
+  Kind kind = Kind::kReplied;
+  int http_status = 0;
+  // The exchange's usage header: (pool name, used).
+  std::optional<std::pair<std::string, int64_t>> observed;
+  // The reply stopped the IP on this exchange until `park_until` (local clock).
+  std::optional<absl::Time> park_until;
+  std::string park_kind;  // "rate_limited", "banned", ...
+  absl::Duration retry_after;  // kRefused / kParked: when the node expects budget
+  absl::Duration exchange_time;  // the node's exchange round trip
+  // Clock samples: the node's clock when the dispatch arrived and when it
+  // answered, for the node-coordinator skew.
+  std::optional<absl::Time> node_received;
+  std::optional<absl::Time> node_replied;
+  std::string detail;
+};
+
+struct NodeClock {
+  std::string exchange;
+  absl::Duration offset;       // exchange clock minus node clock
+  absl::Duration uncertainty;
+};
+
+// A node's ban or park on one exchange.
+struct LaneStatus {
+  std::string exchange;
+  absl::Time parked_until = absl::InfinitePast();
+  std::string park_kind;
+};
+
+struct NodeSnapshot {
+  std::string node_id;
+  std::string egress_ip;
+  std::string grpc_address;
+  std::string version;
+  std::string state;  // "active", "draining", "disconnected"
+  absl::Time registered;
+  absl::Time last_seen;
+  int64_t in_flight = 0;
+  int64_t requests = 0;
+  int64_t failures = 0;
+  absl::Duration binance_offset;  // exchange clock minus coordinator clock
+  std::vector<LaneStatus> lanes;
+  std::vector<std::pair<std::string, std::vector<common::BudgetBook::PoolView>>> pools;
+};
+
+struct SchedulerSnapshot {
+  std::vector<NodeSnapshot> nodes;
+  int64_t queued = 0;
+  double success_rate = 1.0;      // recent final outcomes that were exchange replies < 500
+  int64_t recent_outcomes = 0;
+  absl::Duration p95_exchange_time;
+};
+
+class Scheduler {
+ public:
+  using Done = std::function<void(absl::StatusOr<Placement>)>;
+  enum class ReportResult { kFinal, kRequeued };
+
+  // `rules` and `clock` must outlive the scheduler. The scheduler keeps its
+  // own copy of each exchange's capacities (ApplyLimit changes them).
+  Scheduler(common::RulesBook rules, common::Clock& clock, SchedulerOptions options = {});
+  ~Scheduler();
+
+  // ---- nodes ----
+  // Registers (or reconnects) a node. Its ledgers are per IP, so a node that
+  // comes back with the same IP finds its IP's usage where it was.
+  void UpsertNode(const std::string& node_id, const std::string& egress_ip,
+                  const std::string& grpc_address, const std::string& version,
+                  const std::vector<std::string>& exchanges);
+  void DisconnectNode(const std::string& node_id);
+  // kNotFound for an unknown node.
+  absl::Status SetDraining(const std::string& node_id, bool draining);
+  void SetNodeClocks(const std::string& node_id, const std::vector<NodeClock>& clocks);
+  void Park(const std::string& node_id, const std::string& exchange, absl::Time until,
+            const std::string& kind);
+  // A request the node made on its own (clock probes): charged and settled
+  // at the node's exchange-clock times.
+  void ApplyUsage(const std::string& node_id, const std::string& exchange,
+                  const common::Cost& cost, absl::Time ex_sent, absl::Time ex_replied,
+                  std::optional<std::pair<std::string, int64_t>> observed);
+  // Seeds the ledger of a node's IP with the use its own ledger reports (a
+  // coordinator that starts after its nodes does not start from zero).
+  void SeedUsage(const std::string& node_id, const std::string& exchange, const std::string& pool,
+                 int64_t used);
+
+  // ---- limits ----
+  // kNotFound for an unknown exchange or pool; kInvalidArgument for < 1.
+  absl::Status ApplyLimit(const std::string& exchange, const std::string& pool, int64_t capacity);
+  // Every pool capacity, for pushing to nodes.
+  std::vector<std::tuple<std::string, std::string, int64_t>> Limits() const;
+
+  // ---- requests ----
+  // Errors for bad input come back synchronously (kInvalidArgument naming the
+  // field, kUnavailable when no node serves the exchange); otherwise `done`
+  // is called with a placement or a final error (kResourceExhausted with
+  // *retry_after... see RetryAfter()).
+  absl::Status Submit(ExecuteSpec spec, Done done);
+  ReportResult Report(const Placement& placement, const DispatchOutcome& outcome);
+
+  // Places what now fits and fails what has expired. Returns when it next
+  // needs to run (InfiniteFuture: only an event can change anything).
+  absl::Time Poll();
+  absl::Time NextWakeup();
+
+  SchedulerSnapshot Snapshot();
+  const common::RulesBook& rules() const { return rules_; }
+
+ private:
+  struct Pending {
+    uint64_t id = 0;
+    uint64_t seq = 0;
+    std::string exchange;
+    int priority = 0;
+    absl::Time deadline;
+    absl::Time enqueued;
+    common::Cost cost;
+    Done done;
+    int attempts = 0;
+    std::set<std::string> excluded;
+  };
+  struct Lane {
+    absl::Time parked_until = absl::InfinitePast();
+    std::string park_kind;
+    std::optional<NodeClock> clock;
+  };
+  struct Node {
+    std::string id, ip, address, version;
+    bool connected = true;
+    bool draining = false;
+    std::set<std::string> exchanges;
+    std::map<std::string, Lane> lanes;
+    common::OffsetEstimator skew{32};  // node clock minus coordinator clock
+    int consecutive_failures = 0;
+    int64_t in_flight = 0, requests = 0, failures = 0;
+    absl::Time registered, last_seen;
+  };
+  using Key = std::pair<int, uint64_t>;  // (-priority, seq)
+  using Ready = std::vector<std::pair<Done, absl::StatusOr<Placement>>>;
+
+  common::BudgetBook& Book(const std::string& exchange, const std::string& ip)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Duration ExchangeOffset(const Node& n, const std::string& exchange) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RefreshUncertainty(Node& n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool Serves(const Node& n, const Pending& p) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::optional<Placement> TryPlace(Pending& p, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Time EarliestStart(const Pending& p, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ResourceExhausted(const Pending& p, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Requeue(Pending p, absl::Time now, Ready& ready) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PollLocked(absl::Time now, Ready& ready) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RecordFinal(bool ok, absl::Duration exchange_time) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static void Run(Ready& ready);
+
+  common::RulesBook rules_;
+  common::Clock& clock_;
+  const SchedulerOptions options_;
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, Node> nodes_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<common::BudgetBook>> books_
+      ABSL_GUARDED_BY(mu_);
+  std::map<Key, Pending> queue_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, Pending> in_flight_ ABSL_GUARDED_BY(mu_);  // placed, awaiting Report
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  size_t rotate_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time next_wakeup_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  // Recent final outcomes: (exchange reply < 500, exchange round trip).
+  std::vector<std::pair<bool, absl::Duration>> recent_ ABSL_GUARDED_BY(mu_);
+  size_t recent_next_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Reads the retry-after a kResourceExhausted status from the scheduler
+// carries, if any.
+std::optional<absl::Duration> RetryAfterOf(const absl::Status& status);
+
+}  // namespace marketprism::coordinator

@@ -1,0 +1,400 @@
+#include "coordinator/scheduler.h"
+
+#include <deque>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "tests/testing/fake_clock.h"
+#include "tests/testing/status_matchers.h"
+
+namespace marketprism::coordinator {
+namespace {
+
+using ::marketprism::testing::StatusIs;
+using ::testing::HasSubstr;
+
+// 2026-11-18T00:00:00Z, a minute boundary.
+const absl::Time kMinute = absl::FromUnixSeconds(1'795'046'400);
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void Make(std::vector<std::string> limits = {}, SchedulerOptions o = {}) {
+    auto rules = common::RulesBook::LoadDefault();
+    ASSERT_TRUE(rules.ok());
+    for (const std::string& l : limits) ASSERT_TRUE(rules->ApplyLimitOverride(l).ok());
+    o.default_uncertainty = absl::Milliseconds(1);
+    o.margin = absl::ZeroDuration();
+    sched_ = std::make_unique<Scheduler>(std::move(*rules), clock_, o);
+  }
+
+  void AddNode(const std::string& id, const std::string& ip) {
+    sched_->UpsertNode(id, ip, ip + ":7000", "test", {"binance_spot", "okx", "deribit"});
+  }
+
+  // Submits; placements and final errors land in placed_ / errors_.
+  absl::Status Submit(const std::string& path, common::QueryParams q = {}, int priority = 0,
+                      absl::Duration timeout = absl::Minutes(5),
+                      const std::string& exchange = "binance_spot") {
+    ExecuteSpec spec;
+    spec.exchange = exchange;
+    spec.path = path;
+    spec.query = std::move(q);
+    spec.priority = priority;
+    spec.deadline = clock_.Now() + timeout;
+    return sched_->Submit(std::move(spec), [this, priority](absl::StatusOr<Placement> r) {
+      if (r.ok()) {
+        placed_.push_back(*r);
+        placed_priority_.push_back(priority);
+      } else {
+        errors_.push_back(r.status());
+      }
+    });
+  }
+
+  // Replies to every placement made so far (optionally with a usage header).
+  void ReplyAll(std::optional<int64_t> used = std::nullopt) {
+    while (!placed_.empty()) {
+      Placement p = placed_.front();
+      placed_.pop_front();
+      placed_priority_.pop_front();
+      DispatchOutcome o;
+      o.kind = DispatchOutcome::Kind::kReplied;
+      o.http_status = 200;
+      if (used) o.observed = std::make_pair("REQUEST_WEIGHT", *used);
+      EXPECT_EQ(sched_->Report(p, o), Scheduler::ReportResult::kFinal);
+      replied_.push_back(p);
+    }
+  }
+
+  std::map<std::string, int> CountByIp(const std::vector<Placement>& ps) {
+    std::map<std::string, int> m;
+    for (const Placement& p : ps) ++m[p.egress_ip];
+    return m;
+  }
+
+  testing::FakeClock clock_{kMinute + absl::Seconds(30)};
+  std::unique_ptr<Scheduler> sched_;
+  std::deque<Placement> placed_;
+  std::deque<int> placed_priority_;
+  std::vector<Placement> replied_;
+  std::vector<absl::Status> errors_;
+};
+
+TEST_F(SchedulerTest, BadRequestsNameTheField) {
+  Make();
+  AddNode("n1", "10.0.0.1");
+  EXPECT_THAT(Submit("/api/v3/ping", {}, 0, absl::Minutes(1), "kraken"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("exchange: unknown exchange \"kraken\"")));
+  EXPECT_THAT(Submit("api/v3/ping"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("path:")));
+  EXPECT_THAT(Submit("/api/v3/nothing"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("path: binance_spot has no cost rule")));
+  EXPECT_THAT(Submit("/api/v3/depth", {{"limit", "abc"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("query: parameter limit")));
+}
+
+TEST_F(SchedulerTest, NoNodeIsUnavailable) {
+  Make();
+  EXPECT_THAT(Submit("/api/v3/ping"), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("no available node")));
+  AddNode("n1", "10.0.0.1");
+  ASSERT_TRUE(sched_->SetDraining("n1", true).ok());
+  EXPECT_THAT(Submit("/api/v3/ping"), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(sched_->SetDraining("nope", true), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(SchedulerTest, SpreadsAcrossIpsByHeadroom) {
+  Make({"binance_spot.REQUEST_WEIGHT=100"});
+  AddNode("n1", "10.0.0.1");
+  AddNode("n2", "10.0.0.2");
+  AddNode("n3", "10.0.0.3");
+  for (int i = 0; i < 30; ++i) ASSERT_TRUE(Submit("/api/v3/depth", {{"symbol", "BTCUSDT"}}).ok());
+  ASSERT_EQ(placed_.size(), 30u);
+  auto counts = CountByIp({placed_.begin(), placed_.end()});
+  EXPECT_EQ(counts["10.0.0.1"], 10);
+  EXPECT_EQ(counts["10.0.0.2"], 10);
+  EXPECT_EQ(counts["10.0.0.3"], 10);
+}
+
+TEST_F(SchedulerTest, UsesTheWholeCombinedBudgetThenQueuesToTheWindowEdge) {
+  Make({"binance_spot.REQUEST_WEIGHT=10"});
+  AddNode("n1", "10.0.0.1");
+  AddNode("n2", "10.0.0.2");
+  for (int i = 0; i < 25; ++i) ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  EXPECT_EQ(placed_.size(), 20u) << "exactly the combined budget, 2 x 10";
+  ReplyAll(/*used=*/std::nullopt);
+  EXPECT_TRUE(errors_.empty());
+  // The rest waits for the next minute plus the clock uncertainty (1 ms).
+  EXPECT_EQ(sched_->NextWakeup(), kMinute + absl::Seconds(60) + absl::Milliseconds(1));
+  clock_.SetNow(kMinute + absl::Seconds(60));
+  sched_->Poll();
+  EXPECT_TRUE(placed_.empty()) << "not before the edge's uncertainty has passed";
+  clock_.SetNow(kMinute + absl::Seconds(60) + absl::Milliseconds(1));
+  sched_->Poll();
+  EXPECT_EQ(placed_.size(), 5u);
+}
+
+TEST_F(SchedulerTest, ReserveThenRefund) {
+  Make({"binance_spot.REQUEST_WEIGHT=5"});
+  AddNode("n1", "10.0.0.1");
+  ASSERT_TRUE(Submit("/api/v3/depth", {{"symbol", "BTCUSDT"}}).ok());  // weight 5: all of it
+  ASSERT_EQ(placed_.size(), 1u);
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  EXPECT_EQ(placed_.size(), 1u) << "the reservation holds the budget";
+  // The node could not even connect: nothing was sent, the budget comes back,
+  // and with no other node the request cannot be retried elsewhere.
+  DispatchOutcome o;
+  o.kind = DispatchOutcome::Kind::kNotSent;
+  Placement p = placed_.front();
+  placed_.pop_front();
+  EXPECT_EQ(sched_->Report(p, o), Scheduler::ReportResult::kRequeued);
+  ASSERT_EQ(placed_.size(), 1u) << "the refund let the queued ping through";
+  EXPECT_EQ(placed_.front().cost.UnitsIn(0), 1);
+}
+
+TEST_F(SchedulerTest, NotSentIsRetriedOnAnotherNode) {
+  Make({"binance_spot.REQUEST_WEIGHT=100"});
+  AddNode("n1", "10.0.0.1");
+  AddNode("n2", "10.0.0.2");
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  Placement first = placed_.front();
+  placed_.pop_front();
+  DispatchOutcome o;
+  o.kind = DispatchOutcome::Kind::kNotSent;
+  sched_->Report(first, o);
+  ASSERT_EQ(placed_.size(), 1u);
+  EXPECT_NE(placed_.front().node_id, first.node_id);
+  EXPECT_EQ(placed_.front().attempt, 2);
+}
+
+TEST_F(SchedulerTest, LostRequestsStayCharged) {
+  Make({"binance_spot.REQUEST_WEIGHT=5"});
+  AddNode("n1", "10.0.0.1");
+  AddNode("n2", "10.0.0.2");
+  ASSERT_TRUE(Submit("/api/v3/depth", {{"symbol", "BTCUSDT"}}).ok());
+  Placement first = placed_.front();
+  placed_.pop_front();
+  DispatchOutcome o;
+  o.kind = DispatchOutcome::Kind::kLost;
+  sched_->Report(first, o);
+  ASSERT_EQ(placed_.size(), 1u) << "retried on the other IP";
+  EXPECT_NE(placed_.front().egress_ip, first.egress_ip);
+  ReplyAll();
+  // The lost one may have reached the exchange: its IP keeps it charged.
+  ExecuteSpec spec;
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  EXPECT_TRUE(placed_.empty()) << "both IPs are spent for this minute";
+}
+
+TEST_F(SchedulerTest, DeadlineFailsFastWhenTheBudgetComesTooLate) {
+  Make({"binance_spot.REQUEST_WEIGHT=1"});
+  AddNode("n1", "10.0.0.1");
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  ReplyAll();
+  // Budget returns at :60 + 1 ms; a 10 s deadline at :30 cannot make it.
+  ASSERT_TRUE(Submit("/api/v3/ping", {}, 0, absl::Seconds(10)).ok());
+  ASSERT_EQ(errors_.size(), 1u);
+  EXPECT_THAT(errors_[0], StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("retry after")));
+  EXPECT_EQ(RetryAfterOf(errors_[0]), absl::Milliseconds(30'001));
+}
+
+TEST_F(SchedulerTest, QueuedRequestIsAnsweredAtItsDeadlineNeverSentLate) {
+  Make({"binance_spot.REQUEST_WEIGHT=1"});
+  AddNode("n1", "10.0.0.1");
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  // In flight: the earliest start is unknown until it is answered, so the
+  // second request waits in the queue.
+  ASSERT_TRUE(Submit("/api/v3/ping", {}, 0, absl::Seconds(2)).ok());
+  EXPECT_EQ(placed_.size(), 1u);
+  EXPECT_TRUE(errors_.empty());
+  EXPECT_EQ(sched_->NextWakeup(), clock_.Now() + absl::Seconds(2));
+  clock_.AdvanceBy(absl::Seconds(2));
+  sched_->Poll();
+  ASSERT_EQ(errors_.size(), 1u);
+  EXPECT_THAT(errors_[0], StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(placed_.size(), 1u) << "never placed after its deadline";
+}
+
+TEST_F(SchedulerTest, HigherPriorityGoesFirstAtTheEdge) {
+  Make({"binance_spot.REQUEST_WEIGHT=2"});
+  AddNode("n1", "10.0.0.1");
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  ReplyAll();
+  ASSERT_TRUE(Submit("/api/v3/ping", {}, /*priority=*/0).ok());
+  ASSERT_TRUE(Submit("/api/v3/ping", {}, /*priority=*/0).ok());
+  ASSERT_TRUE(Submit("/api/v3/ping", {}, /*priority=*/5).ok());
+  ASSERT_TRUE(Submit("/api/v3/ping", {}, /*priority=*/1).ok());
+  clock_.SetNow(kMinute + absl::Seconds(61));
+  sched_->Poll();
+  ASSERT_EQ(placed_priority_.size(), 2u);
+  EXPECT_EQ(placed_priority_[0], 5);
+  EXPECT_EQ(placed_priority_[1], 1);
+}
+
+TEST_F(SchedulerTest, SmallRequestsFillTheTailOfAWindow) {
+  Make({"binance_spot.REQUEST_WEIGHT=7"});
+  AddNode("n1", "10.0.0.1");
+  ASSERT_TRUE(Submit("/api/v3/depth", {{"symbol", "BTCUSDT"}}).ok());  // 5
+  ASSERT_TRUE(Submit("/api/v3/depth", {{"symbol", "BTCUSDT"}}).ok());  // 5: must wait
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());                           // 1: fits now
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  EXPECT_EQ(placed_.size(), 3u) << "7 of 7 used";
+}
+
+TEST_F(SchedulerTest, ABanParksTheIpUntilRetryAfter) {
+  Make({"binance_spot.REQUEST_WEIGHT=100"});
+  AddNode("n1", "10.0.0.1");
+  AddNode("n2", "10.0.0.2");
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  Placement p = placed_.front();
+  placed_.pop_front();
+  DispatchOutcome o;
+  o.kind = DispatchOutcome::Kind::kReplied;
+  o.http_status = 429;
+  o.park_until = clock_.Now() + absl::Seconds(20);
+  o.park_kind = "rate_limited";
+  sched_->Report(p, o);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  for (const Placement& q : placed_) EXPECT_NE(q.node_id, p.node_id) << "parked for 20 s";
+  ReplyAll();
+  clock_.AdvanceBy(absl::Seconds(20));
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  EXPECT_GT(CountByIp({placed_.begin(), placed_.end()})[p.egress_ip], 0) << "back in rotation";
+  SchedulerSnapshot s = sched_->Snapshot();
+  EXPECT_LT(s.success_rate, 1.0);
+}
+
+TEST_F(SchedulerTest, ARefusingNodeIsSkippedAndTheRequestGoesElsewhere) {
+  Make({"binance_spot.REQUEST_WEIGHT=100"});
+  AddNode("n1", "10.0.0.1");
+  AddNode("n2", "10.0.0.2");
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  Placement p = placed_.front();
+  placed_.pop_front();
+  DispatchOutcome o;
+  o.kind = DispatchOutcome::Kind::kRefused;
+  o.retry_after = absl::Seconds(3);
+  EXPECT_EQ(sched_->Report(p, o), Scheduler::ReportResult::kRequeued);
+  ASSERT_EQ(placed_.size(), 1u);
+  EXPECT_NE(placed_.front().node_id, p.node_id);
+}
+
+TEST_F(SchedulerTest, UsageHeadersCorrectTheLedger) {
+  Make({"binance_spot.REQUEST_WEIGHT=100"});
+  AddNode("n1", "10.0.0.1");
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  // Someone else on this IP already spent 90: the exchange says 91 after ours.
+  ReplyAll(/*used=*/91);
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  EXPECT_EQ(placed_.size(), 9u) << "100 - 91 left";
+}
+
+TEST_F(SchedulerTest, WindowEdgesFollowTheExchangeClock) {
+  Make({"binance_spot.REQUEST_WEIGHT=1"});
+  AddNode("n1", "10.0.0.1");
+  // The exchange's clock runs 1.5 s behind the node's (and ours).
+  sched_->SetNodeClocks("n1", {{"binance_spot", absl::Milliseconds(-1500), absl::ZeroDuration()}});
+  clock_.SetNow(kMinute + absl::Seconds(59));
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  ReplyAll();
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  clock_.SetNow(kMinute + absl::Seconds(60) + absl::Milliseconds(100));
+  sched_->Poll();
+  EXPECT_TRUE(placed_.empty()) << "our minute turned, the exchange's has not";
+  // The exchange's :00 is our :01.5, plus the 1 ms of uncertainty.
+  EXPECT_EQ(sched_->NextWakeup(), kMinute + absl::Seconds(61) + absl::Milliseconds(501));
+  clock_.SetNow(kMinute + absl::Seconds(61) + absl::Milliseconds(501));
+  sched_->Poll();
+  EXPECT_EQ(placed_.size(), 1u);
+}
+
+TEST_F(SchedulerTest, ClockSkewIsLearnedFromDispatchRoundTrips) {
+  Make({"binance_spot.REQUEST_WEIGHT=100"});
+  AddNode("n1", "10.0.0.1");
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  Placement p = placed_.front();
+  placed_.pop_front();
+  clock_.AdvanceBy(absl::Microseconds(400));
+  DispatchOutcome o;
+  o.kind = DispatchOutcome::Kind::kReplied;
+  o.http_status = 200;
+  // The node's clock is 2 s ahead of ours.
+  o.node_received = p.placed + absl::Seconds(2) + absl::Microseconds(100);
+  o.node_replied = p.placed + absl::Seconds(2) + absl::Microseconds(300);
+  sched_->Report(p, o);
+  SchedulerSnapshot s = sched_->Snapshot();
+  ASSERT_EQ(s.nodes.size(), 1u);
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(s.nodes[0].binance_offset), 2000.0, 0.2);
+}
+
+TEST_F(SchedulerTest, DisconnectedNodesGetNoWorkAndOrphansFail) {
+  Make({"binance_spot.REQUEST_WEIGHT=1"});
+  AddNode("n1", "10.0.0.1");
+  AddNode("n2", "10.0.0.2");
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  ReplyAll();
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());  // queued
+  sched_->DisconnectNode("n1");
+  EXPECT_TRUE(errors_.empty()) << "n2 still serves binance";
+  sched_->DisconnectNode("n2");
+  ASSERT_EQ(errors_.size(), 1u);
+  EXPECT_THAT(errors_[0], StatusIs(absl::StatusCode::kUnavailable));
+  // A node that comes back with the same IP finds that IP's budget spent.
+  AddNode("n1", "10.0.0.1");
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  EXPECT_TRUE(placed_.empty());
+}
+
+TEST_F(SchedulerTest, LoweredLimitAppliesToLiveLedgers) {
+  Make({"binance_spot.REQUEST_WEIGHT=100"});
+  AddNode("n1", "10.0.0.1");
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  ReplyAll();
+  ASSERT_TRUE(sched_->ApplyLimit("binance_spot", "REQUEST_WEIGHT", 12).ok());
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  EXPECT_EQ(placed_.size(), 2u);
+  EXPECT_THAT(sched_->ApplyLimit("binance_spot", "NOPE", 1), StatusIs(absl::StatusCode::kNotFound));
+  bool found = false;
+  for (const auto& [e, pool, cap] : sched_->Limits()) {
+    if (e == "binance_spot" && pool == "REQUEST_WEIGHT") found = cap == 12;
+  }
+  EXPECT_TRUE(found);
+}
+
+TEST_F(SchedulerTest, OkxRollingAndDeribitBucketBudgets) {
+  Make({"okx.market/books=4", "deribit.non_matching_engine=1500"});
+  AddNode("n1", "10.0.0.1");
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(Submit("/api/v5/market/books", {{"instId", "BTC-USDT"}}, 0, absl::Minutes(1), "okx").ok());
+  }
+  EXPECT_EQ(placed_.size(), 4u);
+  ReplyAll();
+  // Each entry counts until its reply + 2 s (+ 1 ms uncertainty).
+  clock_.AdvanceBy(absl::Milliseconds(2001));
+  sched_->Poll();
+  EXPECT_EQ(placed_.size(), 2u);
+  ReplyAll();
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(Submit("/api/v2/public/get_time", {}, 0, absl::Minutes(1), "deribit").ok());
+  }
+  EXPECT_EQ(placed_.size(), 3u) << "1500 credits, 500 each";
+  ReplyAll();
+  clock_.AdvanceBy(absl::Milliseconds(51));  // 500 credits back at 10/ms, + 1 ms
+  sched_->Poll();
+  EXPECT_EQ(placed_.size(), 1u);
+}
+
+TEST_F(SchedulerTest, NodeProbesAreChargedToItsIp) {
+  Make({"binance_spot.REQUEST_WEIGHT=3"});
+  AddNode("n1", "10.0.0.1");
+  common::Cost probe;
+  probe.charges.push_back({0, 1});
+  absl::Time t = clock_.Now();
+  sched_->ApplyUsage("n1", "binance_spot", probe, t, t, std::make_pair(std::string("REQUEST_WEIGHT"), 2));
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  EXPECT_EQ(placed_.size(), 1u) << "the exchange counted 2 of 3 already";
+}
+
+}  // namespace
+}  // namespace marketprism::coordinator
