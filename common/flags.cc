@@ -1,12 +1,19 @@
 #include "common/flags.h"
 
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <set>
+#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include <nlohmann/json.hpp>
 
 namespace marketprism::common {
 
@@ -14,9 +21,17 @@ FlagSet::FlagSet(std::string program, std::string summary)
     : program_(std::move(program)), summary_(std::move(summary)) {}
 
 void FlagSet::Add(absl::string_view name, absl::string_view help, std::string default_text,
-                  bool is_bool, std::function<absl::Status(absl::string_view)> set) {
+                  bool is_bool, std::function<absl::Status(absl::string_view)> set,
+                  std::function<void()> clear) {
   flags_.push_back(Flag{std::string(name), std::string(help), std::move(default_text), is_bool,
-                        std::move(set)});
+                        std::move(set), std::move(clear)});
+}
+
+FlagSet::Flag* FlagSet::Find(absl::string_view name) {
+  for (Flag& f : flags_) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
 }
 
 void FlagSet::String(absl::string_view name, std::string* out, absl::string_view help) {
@@ -83,10 +98,13 @@ void FlagSet::OptionalDuration(absl::string_view name, std::optional<absl::Durat
 }
 
 void FlagSet::List(absl::string_view name, std::vector<std::string>* out, absl::string_view help) {
-  Add(name, absl::StrCat(help, " (repeatable)"), "", false, [out](absl::string_view v) {
-    out->push_back(std::string(v));
-    return absl::OkStatus();
-  });
+  Add(
+      name, absl::StrCat(help, " (repeatable)"), "", false,
+      [out](absl::string_view v) {
+        out->push_back(std::string(v));
+        return absl::OkStatus();
+      },
+      [out] { out->clear(); });
 }
 
 absl::StatusOr<std::vector<std::string>> FlagSet::Parse(int argc, char** argv) {
@@ -143,6 +161,99 @@ absl::StatusOr<std::vector<std::string>> FlagSet::Parse(const std::vector<std::s
     if (!st.ok()) return st;
   }
   return positional;
+}
+
+absl::Status FlagSet::ApplyFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("config ", path, ": cannot open the file"));
+  std::stringstream buf;
+  buf << in.rdbuf();
+  nlohmann::json j = nlohmann::json::parse(buf.str(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config ", path, ": not a JSON object of flag names to values"));
+  }
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    std::string where = absl::StrCat("config ", path, ": key \"", it.key(), "\"");
+    Flag* flag = Find(it.key());
+    if (flag == nullptr || it.key() == "config") {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": no such setting"));
+    }
+    std::vector<std::string> values;
+    auto text = [](const nlohmann::json& v) -> std::optional<std::string> {
+      if (v.is_string()) return v.get<std::string>();
+      if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
+      if (v.is_number_integer()) return absl::StrCat(v.get<int64_t>());
+      if (v.is_number()) return absl::StrCat(v.get<double>());
+      return std::nullopt;
+    };
+    if (it.value().is_array()) {
+      if (!flag->clear) return absl::InvalidArgumentError(absl::StrCat(where, ": takes one value, not a list"));
+      for (const auto& v : it.value()) {
+        auto t = text(v);
+        if (!t) return absl::InvalidArgumentError(absl::StrCat(where, ": list items must be strings"));
+        values.push_back(*t);
+      }
+    } else {
+      auto t = text(it.value());
+      if (!t) return absl::InvalidArgumentError(absl::StrCat(where, ": must be a string, number or boolean"));
+      values.push_back(*t);
+    }
+    if (flag->clear) flag->clear();
+    for (const std::string& v : values) {
+      absl::Status st = flag->set(v);
+      if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat(where, ": ", st.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> FlagSet::ParseWithSources(
+    const std::vector<std::string>& args, absl::string_view env_prefix,
+    const std::function<const char*(const char*)>& getenv_fn) {
+  // The config file comes first, so find --config before anything else.
+  std::string config;
+  for (size_t i = 0; i < args.size(); ++i) {
+    absl::string_view a = args[i];
+    if (absl::StartsWith(a, "--config=")) config = std::string(a.substr(9));
+    if (a == "--config" && i + 1 < args.size()) config = args[i + 1];
+  }
+  if (config.empty()) {
+    const char* env = getenv_fn ? getenv_fn(absl::StrCat(env_prefix, "CONFIG").c_str())
+                                : std::getenv(absl::StrCat(env_prefix, "CONFIG").c_str());
+    if (env != nullptr) config = env;
+  }
+  if (!config.empty()) {
+    absl::Status st = ApplyFile(config);
+    if (!st.ok()) return st;
+  }
+  for (Flag& f : flags_) {
+    if (f.name == "config") continue;
+    std::string var(env_prefix);
+    for (char c : f.name) var.push_back(c == '-' ? '_' : absl::ascii_toupper(static_cast<unsigned char>(c)));
+    const char* v = getenv_fn ? getenv_fn(var.c_str()) : std::getenv(var.c_str());
+    if (v == nullptr) continue;
+    std::vector<std::string> values = {v};
+    if (f.clear) {
+      f.clear();
+      values = absl::StrSplit(v, ',', absl::SkipEmpty());
+    }
+    for (const std::string& value : values) {
+      absl::Status st = f.set(value);
+      if (!st.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("environment ", var, ": ", st.message()));
+      }
+    }
+  }
+  // Lists given on the command line replace what the file or environment said.
+  std::set<std::string> cleared;
+  for (const std::string& a : args) {
+    if (!absl::StartsWith(a, "--")) continue;
+    std::string name = a.substr(2, a.find('=') == std::string::npos ? std::string::npos : a.find('=') - 2);
+    Flag* f = Find(name);
+    if (f != nullptr && f->clear && cleared.insert(name).second) f->clear();
+  }
+  return Parse(args);
 }
 
 std::string FlagSet::Help() const {

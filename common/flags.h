@@ -44,6 +44,18 @@ class FlagSet {
   // Same, for a vector of arguments (without the program name).
   absl::StatusOr<std::vector<std::string>> Parse(const std::vector<std::string>& args);
 
+  // Like Parse, but first applies two more sources, each overriding the one
+  // before: a JSON config file named by --config (an object whose keys are
+  // flag names; lists as arrays), then environment variables named
+  // `env_prefix` + the flag name in upper case with '-' as '_' (lists
+  // comma-separated), e.g. MP_EGRESS_IP. A list given by a later source
+  // replaces the earlier one. Errors name the source: "config x.json: key
+  // \"listen\": ...", "environment MP_LISTEN: ...", "--listen: ...".
+  // `getenv` is injectable for tests.
+  absl::StatusOr<std::vector<std::string>> ParseWithSources(
+      const std::vector<std::string>& args, absl::string_view env_prefix,
+      const std::function<const char*(const char*)>& getenv = nullptr);
+
   bool help_requested() const { return help_requested_; }
   std::string Help() const;
 
@@ -54,9 +66,13 @@ class FlagSet {
     std::string default_text;
     bool is_bool = false;
     std::function<absl::Status(absl::string_view)> set;
+    std::function<void()> clear;  // lists: forget earlier values
   };
   void Add(absl::string_view name, absl::string_view help, std::string default_text, bool is_bool,
-           std::function<absl::Status(absl::string_view)> set);
+           std::function<absl::Status(absl::string_view)> set,
+           std::function<void()> clear = nullptr);
+  Flag* Find(absl::string_view name);
+  absl::Status ApplyFile(const std::string& path);
 
   std::string program_;
   std::string summary_;

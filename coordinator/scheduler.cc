@@ -33,13 +33,45 @@ std::optional<absl::Duration> RetryAfterOf(const absl::Status& status) {
 Scheduler::Scheduler(common::RulesBook rules, common::Clock& clock, SchedulerOptions options)
     : rules_(std::move(rules)), clock_(clock), options_(options) {
   recent_.reserve(options_.recent_outcomes);
+  if (options_.await_published_limits) {
+    absl::MutexLock lock(&mu_);
+    for (const std::string& e : rules_.ExchangeNames()) {
+      if (rules_.Find(e)->published_limits()) awaiting_limits_.insert(e);
+    }
+  }
+}
+
+void Scheduler::ConfirmLimits(const std::string& exchange) {
+  Ready ready;
+  {
+    absl::MutexLock lock(&mu_);
+    if (awaiting_limits_.erase(exchange) == 0) return;
+    PollLocked(clock_.Now(), ready);
+  }
+  Run(ready);
+}
+
+bool Scheduler::LimitsConfirmed(const std::string& exchange) const {
+  absl::MutexLock lock(&mu_);
+  return !awaiting_limits_.count(exchange);
 }
 
 Scheduler::~Scheduler() = default;
 
 void Scheduler::Run(Ready& ready) {
-  for (auto& [done, result] : ready) done(std::move(result));
+  for (auto& work : ready) work();
   ready.clear();
+}
+
+void Scheduler::Deliver(Ready& ready, Done done, absl::StatusOr<Placement> result) {
+  ready.emplace_back([done = std::move(done), result = std::move(result)]() mutable {
+    done(std::move(result));
+  });
+}
+
+void Scheduler::SetWakeupHook(std::function<void(absl::Time)> hook) {
+  absl::MutexLock lock(&mu_);
+  wakeup_hook_ = std::move(hook);
 }
 
 common::BudgetBook& Scheduler::Book(const std::string& exchange, const std::string& ip) {
@@ -75,6 +107,13 @@ void Scheduler::RefreshUncertainty(Node& n) {
 bool Scheduler::Serves(const Node& n, const Pending& p) const {
   return n.connected && !n.draining && n.exchanges.count(p.exchange) > 0 &&
          p.excluded.count(n.id) == 0;
+}
+
+bool Scheduler::ClockKnown(const Node& n, const std::string& exchange) const {
+  const common::ExchangeRules* rules = rules_.Find(exchange);
+  if (rules == nullptr || !rules->server_time()) return true;
+  auto lane = n.lanes.find(exchange);
+  return lane != n.lanes.end() && lane->second.clock.has_value();
 }
 
 // ---- nodes -------------------------------------------------------------------
@@ -163,18 +202,21 @@ void Scheduler::ApplyUsage(const std::string& node_id, const std::string& exchan
 }
 
 void Scheduler::SeedUsage(const std::string& node_id, const std::string& exchange,
-                          const std::string& pool, int64_t used) {
+                          const std::vector<std::pair<std::string, int64_t>>& pools_used) {
   absl::MutexLock lock(&mu_);
   auto it = nodes_.find(node_id);
   const common::ExchangeRules* rules = rules_.Find(exchange);
-  if (it == nodes_.end() || rules == nullptr || used <= 0) return;
-  int index = rules->PoolIndex(pool);
-  if (index < 0) return;
+  if (it == nodes_.end() || rules == nullptr) return;
+  if (books_.count({exchange, it->second.ip})) return;  // we have our own record of this IP
   common::BudgetBook& book = Book(exchange, it->second.ip);
   absl::Time t = clock_.Now() + ExchangeOffset(it->second, exchange);
-  common::Cost cost;
-  cost.charges.push_back({index, used});
-  book.Complete(book.Charge(t, cost), t, std::make_pair(index, used));
+  for (const auto& [pool, used] : pools_used) {
+    int index = rules->PoolIndex(pool);
+    if (index < 0 || used <= 0) continue;
+    common::Cost cost;
+    cost.charges.push_back({index, used});
+    book.Complete(book.Charge(t, cost), t, std::make_pair(index, used));
+  }
 }
 
 // ---- limits ------------------------------------------------------------------
@@ -211,6 +253,7 @@ std::vector<std::tuple<std::string, std::string, int64_t>> Scheduler::Limits() c
 // ---- requests ----------------------------------------------------------------
 
 std::optional<Placement> Scheduler::TryPlace(Pending& p, absl::Time now) {
+  if (!p.limits_probe && awaiting_limits_.count(p.exchange)) return std::nullopt;
   std::vector<Node*> candidates;
   for (auto& [id, n] : nodes_) candidates.push_back(&n);
   if (candidates.empty()) return std::nullopt;
@@ -220,7 +263,7 @@ std::optional<Placement> Scheduler::TryPlace(Pending& p, absl::Time now) {
   absl::Time best_t;
   for (size_t k = 0; k < candidates.size(); ++k) {
     Node& n = *candidates[(start + k) % candidates.size()];
-    if (!Serves(n, p)) continue;
+    if (!Serves(n, p) || !ClockKnown(n, p.exchange)) continue;
     auto lane = n.lanes.find(p.exchange);
     if (lane != n.lanes.end() && now < lane->second.parked_until) continue;
     common::BudgetBook& book = Book(p.exchange, n.ip);
@@ -251,8 +294,9 @@ std::optional<Placement> Scheduler::TryPlace(Pending& p, absl::Time now) {
 
 absl::Time Scheduler::EarliestStart(const Pending& p, absl::Time now) {
   absl::Time best = absl::InfiniteFuture();
+  if (!p.limits_probe && awaiting_limits_.count(p.exchange)) return best;
   for (auto& [id, n] : nodes_) {
-    if (!Serves(n, p)) continue;
+    if (!Serves(n, p) || !ClockKnown(n, p.exchange)) continue;
     absl::Time start = now;
     auto lane = n.lanes.find(p.exchange);
     if (lane != n.lanes.end()) start = std::max(start, lane->second.parked_until);
@@ -322,6 +366,7 @@ absl::Status Scheduler::Submit(ExecuteSpec spec, Done done) {
     p.enqueued = now;
     p.cost = std::move(*cost);
     p.done = std::move(done);
+    p.limits_probe = spec.limits_probe;
     Key key{-p.priority, p.seq};
     queue_.emplace(key, std::move(p));
     PollLocked(now, ready);
@@ -330,7 +375,7 @@ absl::Status Scheduler::Submit(ExecuteSpec spec, Done done) {
       // Not placed. Answer now if it could never start before its deadline.
       absl::Time start = EarliestStart(it->second, now);
       if (start != absl::InfiniteFuture() && start > it->second.deadline) {
-        ready.emplace_back(std::move(it->second.done), ResourceExhausted(it->second, now));
+        Deliver(ready, std::move(it->second.done), ResourceExhausted(it->second, now));
         queue_.erase(it);
       }
     }
@@ -344,14 +389,14 @@ void Scheduler::Requeue(Pending p, absl::Time now, Ready& ready) {
   if (static_cast<int>(p.excluded.size()) >= options_.max_attempts ||
       placements >= 4 * options_.max_attempts) {
     RecordFinal(false, absl::ZeroDuration());
-    ready.emplace_back(std::move(p.done),
-                       absl::UnavailableError(absl::StrCat(
-                           "no node could deliver the request after ", placements, " attempts")));
+    Deliver(ready, std::move(p.done),
+            absl::UnavailableError(absl::StrCat("no node could deliver the request after ",
+                                                placements, " attempts")));
     return;
   }
   if (now >= p.deadline) {
     absl::Status st = ResourceExhausted(p, now);
-    ready.emplace_back(std::move(p.done), std::move(st));
+    Deliver(ready, std::move(p.done), std::move(st));
     return;
   }
   Key key{-p.priority, p.seq};
@@ -443,6 +488,21 @@ Scheduler::ReportResult Scheduler::Report(const Placement& pl, const DispatchOut
   return result;
 }
 
+void Scheduler::Abandon(const Placement& pl) {
+  Ready ready;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = in_flight_.find(pl.id);
+    if (it == in_flight_.end()) return;
+    in_flight_.erase(it);
+    auto n = nodes_.find(pl.node_id);
+    if (n != nodes_.end()) --n->second.in_flight;
+    Book(pl.exchange, pl.egress_ip).Cancel(pl.ticket);
+    PollLocked(clock_.Now(), ready);
+  }
+  Run(ready);
+}
+
 void Scheduler::RecordFinal(bool ok, absl::Duration exchange_time) {
   if (options_.recent_outcomes == 0) return;
   if (recent_.size() < options_.recent_outcomes) {
@@ -464,22 +524,22 @@ void Scheduler::PollLocked(absl::Time now, Ready& ready) {
   for (auto it = queue_.begin(); it != queue_.end();) {
     Pending& p = it->second;
     if (p.deadline <= now) {
-      ready.emplace_back(std::move(p.done), ResourceExhausted(p, now));
+      Deliver(ready, std::move(p.done), ResourceExhausted(p, now));
       it = queue_.erase(it);
       continue;
     }
     if (!served.count(p.exchange)) {
       RecordFinal(false, absl::ZeroDuration());
-      ready.emplace_back(std::move(p.done),
-                         absl::UnavailableError(absl::StrCat("no available node serves ", p.exchange)));
+      Deliver(ready, std::move(p.done),
+              absl::UnavailableError(absl::StrCat("no available node serves ", p.exchange)));
       it = queue_.erase(it);
       continue;
     }
-    std::string sig = p.excluded.empty() ? Signature(p.exchange, p.cost) : "";
+    std::string sig = p.excluded.empty() && !p.limits_probe ? Signature(p.exchange, p.cost) : "";
     if (sig.empty() || !failed.count(sig)) {
       std::optional<Placement> placed = TryPlace(p, now);
       if (placed) {
-        ready.emplace_back(p.done, std::move(*placed));
+        Deliver(ready, p.done, std::move(*placed));
         in_flight_.emplace(p.id, std::move(p));
         it = queue_.erase(it);
         continue;
@@ -489,6 +549,9 @@ void Scheduler::PollLocked(absl::Time now, Ready& ready) {
     }
     next = std::min(next, p.deadline);
     ++it;
+  }
+  if (next < next_wakeup_ && wakeup_hook_) {
+    ready.emplace_back([hook = wakeup_hook_, next] { hook(next); });
   }
   next_wakeup_ = next;
 }
@@ -543,6 +606,7 @@ SchedulerSnapshot Scheduler::Snapshot() {
     for (const std::string& e : n.exchanges) {
       const Lane& lane = n.lanes[e];
       ns.lanes.push_back({e, lane.parked_until, lane.park_kind});
+      if (ClockKnown(n, e)) ns.ready.push_back(e);
       ns.pools.emplace_back(e, Book(e, n.ip).Snapshot(now + ExchangeOffset(n, e)));
     }
     s.nodes.push_back(std::move(ns));

@@ -58,6 +58,10 @@ struct SchedulerOptions {
   // replies still in flight).
   absl::Duration unknown_retry_after = absl::Seconds(1);
   size_t recent_outcomes = 1000;  // for success rate and response time
+  // Hold placements for exchanges that publish their limits (Binance) until
+  // ConfirmLimits(), so nothing is priced against defaults the exchange is
+  // about to correct. Only a request marked limits_probe passes.
+  bool await_published_limits = false;
 };
 
 struct ExecuteSpec {
@@ -68,6 +72,7 @@ struct ExecuteSpec {
   std::string body;
   int priority = 0;
   absl::Time deadline = absl::InfiniteFuture();  // local clock
+  bool limits_probe = false;  // the request that reads the published limits
 };
 
 // A request placed on a node, with the budget reserved for it.
@@ -128,6 +133,7 @@ struct NodeSnapshot {
   int64_t failures = 0;
   absl::Duration binance_offset;  // exchange clock minus coordinator clock
   std::vector<LaneStatus> lanes;
+  std::vector<std::string> ready;  // exchanges it can take work for (clock known)
   std::vector<std::pair<std::string, std::vector<common::BudgetBook::PoolView>>> pools;
 };
 
@@ -167,15 +173,20 @@ class Scheduler {
                   const common::Cost& cost, absl::Time ex_sent, absl::Time ex_replied,
                   std::optional<std::pair<std::string, int64_t>> observed);
   // Seeds the ledger of a node's IP with the use its own ledger reports (a
-  // coordinator that starts after its nodes does not start from zero).
-  void SeedUsage(const std::string& node_id, const std::string& exchange, const std::string& pool,
-                 int64_t used);
+  // coordinator that starts after its nodes does not start from zero). Only
+  // an IP this coordinator has no ledger for yet is seeded.
+  void SeedUsage(const std::string& node_id, const std::string& exchange,
+                 const std::vector<std::pair<std::string, int64_t>>& pools_used);
 
   // ---- limits ----
   // kNotFound for an unknown exchange or pool; kInvalidArgument for < 1.
   absl::Status ApplyLimit(const std::string& exchange, const std::string& pool, int64_t capacity);
   // Every pool capacity, for pushing to nodes.
   std::vector<std::tuple<std::string, std::string, int64_t>> Limits() const;
+  // The exchange's published limits are applied (or given up on): its
+  // requests may be placed.
+  void ConfirmLimits(const std::string& exchange);
+  bool LimitsConfirmed(const std::string& exchange) const;
 
   // ---- requests ----
   // Errors for bad input come back synchronously (kInvalidArgument naming the
@@ -184,11 +195,17 @@ class Scheduler {
   // *retry_after... see RetryAfter()).
   absl::Status Submit(ExecuteSpec spec, Done done);
   ReportResult Report(const Placement& placement, const DispatchOutcome& outcome);
+  // The caller gave up on a placement before dispatching it (its client went
+  // away): the reservation is refunded and the request dropped.
+  void Abandon(const Placement& placement);
 
   // Places what now fits and fails what has expired. Returns when it next
   // needs to run (InfiniteFuture: only an event can change anything).
   absl::Time Poll();
   absl::Time NextWakeup();
+  // Called (outside the lock) whenever the next wake-up moves earlier, so a
+  // timer sleeping towards a later one can wake up. Set before use.
+  void SetWakeupHook(std::function<void(absl::Time)> hook);
 
   SchedulerSnapshot Snapshot();
   const common::RulesBook& rules() const { return rules_; }
@@ -205,6 +222,7 @@ class Scheduler {
     Done done;
     int attempts = 0;
     std::set<std::string> excluded;
+    bool limits_probe = false;
   };
   struct Lane {
     absl::Time parked_until = absl::InfinitePast();
@@ -223,7 +241,9 @@ class Scheduler {
     absl::Time registered, last_seen;
   };
   using Key = std::pair<int, uint64_t>;  // (-priority, seq)
-  using Ready = std::vector<std::pair<Done, absl::StatusOr<Placement>>>;
+  // Work to run once the lock is released: callbacks and hooks.
+  using Ready = std::vector<std::function<void()>>;
+  static void Deliver(Ready& ready, Done done, absl::StatusOr<Placement> result);
 
   common::BudgetBook& Book(const std::string& exchange, const std::string& ip)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -231,6 +251,10 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshUncertainty(Node& n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Serves(const Node& n, const Pending& p) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the node's clock for `exchange` is known, so its charges land in
+  // the right windows. Until then it gets no work for that exchange.
+  bool ClockKnown(const Node& n, const std::string& exchange) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::optional<Placement> TryPlace(Pending& p, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Time EarliestStart(const Pending& p, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ResourceExhausted(const Pending& p, absl::Time now)
@@ -249,11 +273,13 @@ class Scheduler {
   std::map<std::pair<std::string, std::string>, std::unique_ptr<common::BudgetBook>> books_
       ABSL_GUARDED_BY(mu_);
   std::map<Key, Pending> queue_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> awaiting_limits_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Pending> in_flight_ ABSL_GUARDED_BY(mu_);  // placed, awaiting Report
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   size_t rotate_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time next_wakeup_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  std::function<void(absl::Time)> wakeup_hook_;
   // Recent final outcomes: (exchange reply < 500, exchange round trip).
   std::vector<std::pair<bool, absl::Duration>> recent_ ABSL_GUARDED_BY(mu_);
   size_t recent_next_ ABSL_GUARDED_BY(mu_) = 0;

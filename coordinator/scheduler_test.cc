@@ -30,6 +30,11 @@ class SchedulerTest : public ::testing::Test {
 
   void AddNode(const std::string& id, const std::string& ip) {
     sched_->UpsertNode(id, ip, ip + ":7000", "test", {"binance_spot", "okx", "deribit"});
+    std::vector<NodeClock> clocks;
+    for (const char* e : {"binance_spot", "okx", "deribit"}) {
+      clocks.push_back({e, absl::ZeroDuration(), absl::ZeroDuration()});
+    }
+    sched_->SetNodeClocks(id, clocks);
   }
 
   // Submits; placements and final errors land in placed_ / errors_.
@@ -344,6 +349,38 @@ TEST_F(SchedulerTest, DisconnectedNodesGetNoWorkAndOrphansFail) {
   AddNode("n1", "10.0.0.1");
   ASSERT_TRUE(Submit("/api/v3/ping").ok());
   EXPECT_TRUE(placed_.empty());
+}
+
+TEST_F(SchedulerTest, NoWorkForANodeUntilItsClockIsKnown) {
+  Make({"binance_spot.REQUEST_WEIGHT=100"});
+  sched_->UpsertNode("n1", "10.0.0.1", "a:1", "test", {"binance_spot"});
+  ASSERT_TRUE(Submit("/api/v3/ping").ok()) << "accepted and queued, not refused";
+  EXPECT_TRUE(placed_.empty());
+  EXPECT_TRUE(errors_.empty());
+  sched_->SetNodeClocks("n1", {{"binance_spot", absl::Seconds(35), absl::Milliseconds(1)}});
+  sched_->Poll();
+  ASSERT_EQ(placed_.size(), 1u);
+  EXPECT_EQ(sched_->Snapshot().nodes[0].ready, std::vector<std::string>{"binance_spot"});
+}
+
+TEST_F(SchedulerTest, PublishedLimitsAreReadBeforeAnythingElseIsPlaced) {
+  SchedulerOptions o;
+  o.await_published_limits = true;
+  Make({}, o);
+  AddNode("n1", "10.0.0.1");
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  EXPECT_TRUE(placed_.empty()) << "binance_spot waits for its published limits";
+  ASSERT_TRUE(Submit("/api/v5/public/time", {}, 0, absl::Minutes(1), "okx").ok());
+  EXPECT_EQ(placed_.size(), 1u) << "OKX publishes none: no wait";
+  ExecuteSpec probe;
+  probe.exchange = "binance_spot";
+  probe.path = "/api/v3/exchangeInfo";
+  probe.limits_probe = true;
+  ASSERT_TRUE(sched_->Submit(probe, [this](absl::StatusOr<Placement> r) { placed_.push_back(*r); }).ok());
+  EXPECT_EQ(placed_.size(), 2u) << "the probe itself passes";
+  EXPECT_FALSE(sched_->LimitsConfirmed("binance_spot"));
+  sched_->ConfirmLimits("binance_spot");
+  EXPECT_EQ(placed_.size(), 3u) << "the held ping goes once the limits are known";
 }
 
 TEST_F(SchedulerTest, LoweredLimitAppliesToLiveLedgers) {

@@ -82,6 +82,12 @@ void BudgetBook::SyncCapacities() {
   }
 }
 
+void BudgetBook::SetCapacity(int pool, int64_t capacity) {
+  if (pool >= 0 && pool < static_cast<int>(ledgers_.size()) && ledgers_[pool]) {
+    ledgers_[pool]->set_capacity(capacity);
+  }
+}
+
 void BudgetBook::set_uncertainty(absl::Duration u) {
   uncertainty_ = u;
   for (auto& l : ledgers_) {

@@ -59,6 +59,8 @@ class BudgetBook {
 
   // Keeps the ledgers' capacities in step with the rules (after an override).
   void SyncCapacities();
+  // Sets one pool's capacity in this book only.
+  void SetCapacity(int pool, int64_t capacity);
   void set_uncertainty(absl::Duration u);
   absl::Duration uncertainty() const { return uncertainty_; }
 

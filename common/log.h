@@ -1,0 +1,17 @@
+// File: common/log.h
+//
+// One line per event on stderr: "2026-11-21T10:00:00.123Z I node: message".
+// Thread-safe (one write per line). Abseil 20220623 has no absl/log.
+#pragma once
+
+#include "absl/strings/string_view.h"
+
+namespace marketprism::common {
+
+enum class LogLevel { kDebug, kInfo, kWarning, kError };
+
+void Log(LogLevel level, absl::string_view component, absl::string_view message);
+// Messages below this level are dropped (default kInfo; MP_LOG_LEVEL=debug|info|warning|error).
+void SetLogLevel(LogLevel level);
+
+}  // namespace marketprism::common

@@ -1,0 +1,29 @@
+// mp-coordinator: places exchange requests on the egress IPs with budget.
+#include <cstdio>
+
+#include "common/clock.h"
+#include "common/flags.h"
+#include "common/signals.h"
+#include "coordinator/coordinator.h"
+
+int main(int argc, char** argv) {
+  using namespace marketprism;
+  common::BlockTerminationSignals();
+  std::string help;
+  auto options = coordinator::ParseCoordinatorOptions({argv + 1, argv + argc}, &help);
+  if (!options.ok()) return common::ExitCodeFor("mp-coordinator", options.status());
+  if (!options->has_value()) {
+    std::fputs(help.c_str(), stdout);
+    return 0;
+  }
+  std::string host = (*options)->listen.host;
+  auto c = coordinator::Coordinator::Create(std::move(**options), common::RealClock::Get());
+  if (!c.ok()) return common::ExitCodeFor("mp-coordinator", c.status());
+  absl::Status started = (*c)->Start();
+  if (!started.ok()) return common::ExitCodeFor("mp-coordinator", started);
+  std::printf("mp-coordinator listening on %s:%d\n", host.c_str(), (*c)->port());
+  std::fflush(stdout);
+  common::AwaitTerminationSignal();
+  (*c)->Shutdown();
+  return 0;
+}

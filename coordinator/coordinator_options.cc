@@ -1,0 +1,78 @@
+#include "coordinator/coordinator_options.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/config.h"
+#include "common/rules/rules.h"
+#include "common/status_macros.h"
+
+namespace marketprism::coordinator {
+
+absl::StatusOr<std::optional<CoordinatorOptions>> ParseCoordinatorOptions(
+    const std::vector<std::string>& args, std::string* help,
+    const std::function<const char*(const char*)>& getenv) {
+  CoordinatorOptions o;
+  std::string listen = "0.0.0.0:7000", config;
+  std::vector<std::string> urls, ws_urls;
+  int64_t max_queue = static_cast<int64_t>(o.scheduler.max_queue);
+  int64_t attempts = o.scheduler.max_attempts;
+  common::FlagSet f("mp-coordinator", "places exchange requests on the egress IPs with budget");
+  f.String("config", &config, "JSON file of settings (keys are these flag names)");
+  f.String("listen", &listen, "ADDR:PORT for clients (Coordinator) and nodes (NodeControl)");
+  f.List("exchange-url", &urls, "EXCHANGE=URL: REST base given to nodes that have none");
+  f.List("ws-url", &ws_urls, "EXCHANGE=URL: WebSocket base given to nodes that have none");
+  f.String("rules", &o.rules_file, "exchange rules file [the shipped rules]");
+  f.List("limit", &o.limits, "EXCHANGE.POOL=CAPACITY override (also pushed to nodes)");
+  f.Duration("exchange-info-refresh", &o.exchange_info_refresh,
+             "how often to read Binance's published limits (0: never)");
+  f.Duration("limits-wait", &o.limits_wait,
+             "hold an exchange's requests this long for its first published limits");
+  f.Duration("default-deadline", &o.default_deadline, "deadline for Execute calls that set none");
+  f.Duration("dispatch-margin", &o.dispatch_margin,
+             "stop placing a request this long before its deadline (time for the round trip)");
+  f.Int("max-queue", &max_queue, "requests that may wait for budget at once");
+  f.Int("max-attempts", &attempts, "nodes a request may fail on before UNAVAILABLE");
+  f.Duration("clock-uncertainty", &o.scheduler.default_uncertainty,
+             "assumed clock error of a node before it is measured");
+  f.Duration("clock-margin", &o.scheduler.margin, "added to every measured clock error");
+  f.Double("health-error-rate", &o.health.error_rate, "error rate above which health is degraded");
+  f.Duration("health-response-time", &o.health.response_time, "p95 exchange round trip above which health is degraded");
+  f.Double("health-budget-usage", &o.health.budget_usage, "budget use above which health is degraded");
+  f.Double("health-ip-availability", &o.health.ip_availability, "share of usable IPs below which health is unhealthy");
+  MP_ASSIGN_OR_RETURN(std::vector<std::string> rest, f.ParseWithSources(args, "MP_", getenv));
+  if (f.help_requested()) {
+    *help = f.Help();
+    return std::optional<CoordinatorOptions>();
+  }
+  if (!rest.empty()) return absl::InvalidArgumentError("unexpected argument \"" + rest[0] + "\"");
+  MP_ASSIGN_OR_RETURN(o.listen, common::ParseHostPort(listen, "--listen"));
+  if (max_queue < 1) return absl::InvalidArgumentError("--max-queue must be >= 1");
+  o.scheduler.max_queue = static_cast<size_t>(max_queue);
+  if (attempts < 1 || attempts > 100) return absl::InvalidArgumentError("--max-attempts must be in 1..100");
+  o.scheduler.max_attempts = static_cast<int>(attempts);
+  if (o.limits_wait < absl::ZeroDuration()) return absl::InvalidArgumentError("--limits-wait must be >= 0");
+  if (o.exchange_info_refresh < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--exchange-info-refresh must be >= 0");
+  }
+  for (auto [name, d] : {std::pair<const char*, absl::Duration>{"--default-deadline", o.default_deadline},
+                         {"--health-response-time", o.health.response_time}}) {
+    if (d <= absl::ZeroDuration()) return absl::InvalidArgumentError(absl::StrCat(name, " must be positive"));
+  }
+  if (o.dispatch_margin < absl::ZeroDuration() || o.scheduler.default_uncertainty < absl::ZeroDuration() ||
+      o.scheduler.margin < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--dispatch-margin, --clock-uncertainty and --clock-margin must be >= 0");
+  }
+  for (auto [name, v] : {std::pair<const char*, double>{"--health-error-rate", o.health.error_rate},
+                         {"--health-budget-usage", o.health.budget_usage},
+                         {"--health-ip-availability", o.health.ip_availability}}) {
+    if (v < 0 || v > 1) return absl::InvalidArgumentError(absl::StrCat(name, " must be within [0, 1]"));
+  }
+  std::string rules_path = o.rules_file.empty() ? common::RulesBook::DefaultPath() : o.rules_file;
+  MP_ASSIGN_OR_RETURN(common::RulesBook rules, common::RulesBook::LoadFile(rules_path));
+  for (const std::string& l : o.limits) MP_RETURN_IF_ERROR(rules.ApplyLimitOverride(l));
+  MP_ASSIGN_OR_RETURN(o.exchange_urls,
+                      common::ParseExchangeMap(urls, "--exchange-url", rules, {"http://", "https://"}));
+  MP_ASSIGN_OR_RETURN(o.ws_urls, common::ParseExchangeMap(ws_urls, "--ws-url", rules, {"ws://", "wss://"}));
+  return std::optional<CoordinatorOptions>(std::move(o));
+}
+
+}  // namespace marketprism::coordinator

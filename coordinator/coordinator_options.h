@@ -1,0 +1,41 @@
+// File: coordinator/coordinator_options.h
+//
+// mp-coordinator's configuration: one JSON file (--config), MP_* environment
+// variables and flags, in that order of precedence (flags win).
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/flags.h"
+#include "coordinator/health.h"
+#include "coordinator/scheduler.h"
+
+namespace marketprism::coordinator {
+
+struct CoordinatorOptions {
+  common::HostPort listen{"0.0.0.0", 7000};
+  std::map<std::string, std::string> exchange_urls;  // given to nodes without their own
+  std::map<std::string, std::string> ws_urls;
+  std::string rules_file;
+  std::vector<std::string> limits;
+  absl::Duration exchange_info_refresh = absl::Minutes(10);  // 0: never
+  // How long requests to an exchange that publishes its limits wait for the
+  // first read of them before the rules' figures are used instead.
+  absl::Duration limits_wait = absl::Seconds(10);
+  absl::Duration default_deadline = absl::Seconds(30);
+  absl::Duration dispatch_margin = absl::Milliseconds(20);
+  HealthThresholds health;
+  SchedulerOptions scheduler;
+};
+
+// Parses and validates. Returns nullopt (with *help set) for --help.
+absl::StatusOr<std::optional<CoordinatorOptions>> ParseCoordinatorOptions(
+    const std::vector<std::string>& args, std::string* help,
+    const std::function<const char*(const char*)>& getenv = nullptr);
+
+}  // namespace marketprism::coordinator

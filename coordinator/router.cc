@@ -1,0 +1,132 @@
+#include "coordinator/router.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace marketprism::coordinator {
+
+struct Router::Call {
+  v1::ExecuteRequest request;
+  absl::Time deadline;
+  Done done;
+  std::function<bool()> cancelled;
+};
+
+Router::Router(Scheduler& scheduler, NodeClient& nodes, RouterOptions options)
+    : scheduler_(scheduler), nodes_(nodes), options_(std::move(options)) {}
+
+void Router::Execute(const v1::ExecuteRequest& request, absl::Time deadline, Done done,
+                     std::function<bool()> cancelled, bool limits_probe) {
+  auto call = std::make_shared<Call>();
+  call->request = request;
+  call->deadline = deadline;
+  call->done = std::move(done);
+  call->cancelled = std::move(cancelled);
+  ExecuteSpec spec;
+  spec.exchange = request.exchange();
+  spec.method = request.method().empty() ? "GET" : request.method();
+  spec.path = request.path();
+  for (const auto& q : request.query()) spec.query.emplace_back(q.key(), q.value());
+  spec.body = request.body();
+  spec.priority = request.priority();
+  spec.deadline = deadline - options_.dispatch_margin;
+  spec.limits_probe = limits_probe;
+  absl::Status st = scheduler_.Submit(
+      std::move(spec), [this, call](absl::StatusOr<Placement> p) { OnPlaced(call, std::move(p)); });
+  if (!st.ok()) call->done(st);
+}
+
+void Router::OnPlaced(const std::shared_ptr<Call>& call, absl::StatusOr<Placement> placement) {
+  if (!placement.ok()) {
+    call->done(placement.status());
+    return;
+  }
+  if (call->cancelled && call->cancelled()) {
+    scheduler_.Abandon(*placement);
+    call->done(absl::CancelledError("the caller went away"));
+    return;
+  }
+  v1::DispatchRequest req;
+  req.set_request_id(absl::StrCat(placement->id, "-", placement->attempt));
+  req.set_exchange(call->request.exchange());
+  req.set_method(call->request.method().empty() ? "GET" : call->request.method());
+  req.set_path(call->request.path());
+  *req.mutable_query() = call->request.query();
+  req.set_body(call->request.body());
+  const common::ExchangeRules& rules = *scheduler_.rules().Find(placement->exchange);
+  for (const common::Cost::Charge& c : placement->cost.charges) {
+    v1::PoolCharge* pc = req.add_cost();
+    pc->set_pool(rules.pools()[c.pool].name);
+    pc->set_units(c.units);
+  }
+  req.set_term(options_.term);
+  Placement pl = *placement;
+  nodes_.Dispatch(pl.node_id, std::move(req), call->deadline,
+                  [this, call, pl](absl::Status status, v1::DispatchResponse response) {
+                    OnDispatched(call, pl, std::move(status), std::move(response));
+                  });
+}
+
+DispatchOutcome ToOutcome(const absl::Status& status, const v1::DispatchResponse& r) {
+  DispatchOutcome o;
+  if (!status.ok()) {
+    // The node may have sent it before the call failed: keep it charged.
+    o.kind = DispatchOutcome::Kind::kLost;
+    o.detail = std::string(status.message());
+    return o;
+  }
+  switch (r.outcome()) {
+    case v1::DispatchResponse::REPLIED:
+      o.kind = DispatchOutcome::Kind::kReplied;
+      break;
+    case v1::DispatchResponse::REFUSED:
+      o.kind = DispatchOutcome::Kind::kRefused;
+      break;
+    case v1::DispatchResponse::PARKED:
+      o.kind = DispatchOutcome::Kind::kParked;
+      break;
+    case v1::DispatchResponse::LOST:
+      o.kind = DispatchOutcome::Kind::kLost;
+      break;
+    default:
+      o.kind = DispatchOutcome::Kind::kNotSent;
+      break;
+  }
+  o.http_status = r.http_status();
+  if (r.observed_used() >= 0 && !r.observed_pool().empty()) {
+    o.observed = std::make_pair(r.observed_pool(), r.observed_used());
+  }
+  if (r.has_ban() && r.ban().until_ms() > 0) {
+    o.park_until = absl::FromUnixMillis(r.ban().until_ms());
+    o.park_kind = r.ban().kind();
+  }
+  o.retry_after = absl::Milliseconds(r.retry_after_ms());
+  if (r.replied_exchange_us() > r.sent_exchange_us()) {
+    o.exchange_time = absl::Microseconds(r.replied_exchange_us() - r.sent_exchange_us());
+  }
+  if (r.node_received_unix_us() > 0 && r.node_replied_unix_us() > 0) {
+    o.node_received = absl::FromUnixMicros(r.node_received_unix_us());
+    o.node_replied = absl::FromUnixMicros(r.node_replied_unix_us());
+  }
+  o.detail = r.detail();
+  return o;
+}
+
+void Router::OnDispatched(const std::shared_ptr<Call>& call, const Placement& pl,
+                          absl::Status status, v1::DispatchResponse response) {
+  DispatchOutcome outcome = ToOutcome(status, response);
+  if (outcome.park_until && options_.on_rejection) options_.on_rejection(pl.exchange);
+  if (scheduler_.Report(pl, outcome) == Scheduler::ReportResult::kRequeued) return;
+  v1::ExecuteResponse out;
+  out.set_http_status(response.http_status());
+  *out.mutable_headers() = std::move(*response.mutable_headers());
+  out.set_body(std::move(*response.mutable_body()));
+  out.set_node_id(pl.node_id);
+  out.set_egress_ip(pl.egress_ip);
+  *out.mutable_cost() = response.cost();
+  out.set_queued_us(absl::ToInt64Microseconds(pl.placed - pl.enqueued));
+  out.set_exchange_us(absl::ToInt64Microseconds(outcome.exchange_time));
+  out.set_attempts(pl.attempt);
+  call->done(std::move(out));
+}
+
+}  // namespace marketprism::coordinator

@@ -1,0 +1,338 @@
+#include "node/exchange_lane.h"
+
+#include <algorithm>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/log.h"
+#include <nlohmann/json.hpp>
+
+namespace marketprism::node {
+
+using Json = nlohmann::json;
+
+absl::StatusOr<int64_t> JsonPathInt(absl::string_view body, absl::string_view path) {
+  Json j = Json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return absl::InvalidArgumentError("the reply is not JSON");
+  const Json* at = &j;
+  for (absl::string_view part : absl::StrSplit(path, '.')) {
+    int index = 0;
+    if (at->is_array() && absl::SimpleAtoi(part, &index)) {
+      if (index < 0 || index >= static_cast<int>(at->size())) {
+        return absl::InvalidArgumentError(absl::StrCat("no element ", part, " in ", path));
+      }
+      at = &(*at)[static_cast<size_t>(index)];
+    } else if (at->is_object() && at->contains(std::string(part))) {
+      at = &(*at)[std::string(part)];
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("no field ", path, " in the reply"));
+    }
+  }
+  if (at->is_number_integer()) return at->get<int64_t>();
+  int64_t v = 0;
+  if (at->is_string() && absl::SimpleAtoi(at->get<std::string>(), &v)) return v;
+  return absl::InvalidArgumentError(absl::StrCat(path, " is not an integer"));
+}
+
+ExchangeLane::ExchangeLane(const common::ExchangeRules& rules, LaneOptions options,
+                           common::Clock& clock)
+    : rules_(rules),
+      options_(std::move(options)),
+      clock_(clock),
+      book_(rules, options_.default_uncertainty) {}
+
+void ExchangeLane::SetEndpoint(std::string rest_url, std::shared_ptr<common::HttpClient> http) {
+  absl::MutexLock lock(&mu_);
+  rest_url_ = std::move(rest_url);
+  http_ = std::move(http);
+}
+
+bool ExchangeLane::has_endpoint() {
+  absl::MutexLock lock(&mu_);
+  return http_ != nullptr;
+}
+
+std::string ExchangeLane::rest_url() {
+  absl::MutexLock lock(&mu_);
+  return rest_url_;
+}
+
+absl::Time ExchangeLane::ExchangeNow() { return clock_.Now() + offset_.offset(); }
+
+void ExchangeLane::UpdateUncertainty() {
+  absl::Duration u = offset_.has_estimate() ? offset_.uncertainty() + options_.margin
+                                            : options_.default_uncertainty;
+  book_.set_uncertainty(u);
+}
+
+ClockView ExchangeLane::clock() {
+  absl::MutexLock lock(&mu_);
+  ClockView v;
+  v.measured = offset_.has_estimate();
+  v.offset = offset_.offset();
+  v.uncertainty = v.measured ? offset_.uncertainty() + options_.margin : options_.default_uncertainty;
+  return v;
+}
+
+std::vector<common::BudgetBook::PoolView> ExchangeLane::Usage() {
+  absl::MutexLock lock(&mu_);
+  return book_.Snapshot(ExchangeNow());
+}
+
+std::optional<Park> ExchangeLane::ActivePark() {
+  absl::MutexLock lock(&mu_);
+  if (park_ && park_->until > clock_.Now()) return park_;
+  return std::nullopt;
+}
+
+std::vector<UsageEventRecord> ExchangeLane::TakeEvents() {
+  absl::MutexLock lock(&mu_);
+  std::vector<UsageEventRecord> out;
+  out.swap(events_);
+  return out;
+}
+
+absl::Status ExchangeLane::SetCapacity(absl::string_view pool, int64_t capacity) {
+  int index = rules_.PoolIndex(pool);
+  if (index < 0) return absl::NotFoundError(absl::StrCat("unknown pool ", pool, " on ", rules_.name()));
+  if (capacity < 1) return absl::InvalidArgumentError("capacity must be >= 1");
+  absl::MutexLock lock(&mu_);
+  book_.SetCapacity(index, capacity);
+  return absl::OkStatus();
+}
+
+std::optional<std::pair<std::string, int64_t>> ExchangeLane::ObservedUsage(
+    const common::ExchangeRules& rules, const common::HttpReply& reply) {
+  for (const common::PoolRule& pool : rules.pools()) {
+    if (pool.usage_header.empty()) continue;
+    const std::string* v = reply.Header(pool.usage_header);
+    int64_t used = 0;
+    if (v != nullptr && absl::SimpleAtoi(*v, &used)) return std::make_pair(pool.name, used);
+  }
+  return std::nullopt;
+}
+
+std::string ExchangeLane::BodyCode(common::Family family, int status, absl::string_view body) {
+  // Only error-looking bodies are parsed: OKX can say 50011 with HTTP 200,
+  // so its bodies are checked for a non-zero code cheaply first.
+  if (family == common::Family::kOkx) {
+    if (status < 400 && !absl::StrContains(body.substr(0, 64), "\"code\":\"5")) return "";
+  } else if (family == common::Family::kDeribit) {
+    if (!absl::StrContains(body, "\"error\"")) return "";
+  } else if (status < 400) {
+    return "";
+  }
+  Json j = Json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return "";
+  const Json* code = nullptr;
+  if (family == common::Family::kDeribit) {
+    if (j.contains("error") && j["error"].is_object() && j["error"].contains("code")) {
+      code = &j["error"]["code"];
+    }
+  } else if (j.contains("code")) {
+    code = &j["code"];
+  }
+  if (code == nullptr) return "";
+  if (code->is_string()) return code->get<std::string>();
+  if (code->is_number_integer()) return absl::StrCat(code->get<int64_t>());
+  return "";
+}
+
+bool ExchangeLane::ClockReady() { return offset_.has_estimate() || !rules_.server_time(); }
+
+bool ExchangeLane::ready() {
+  absl::MutexLock lock(&mu_);
+  return http_ != nullptr && ClockReady();
+}
+
+std::optional<ExchangeLane::Admission> ExchangeLane::Admit(const LaneRequest& request,
+                                                           bool require_clock, LaneResult* r) {
+  absl::StatusOr<std::string> endpoint = rules_.EndpointPath(request.path, request.body);
+  absl::StatusOr<common::Cost> cost =
+      endpoint.ok() ? rules_.Price(request.method, *endpoint, request.query) : endpoint.status();
+  if (!cost.ok()) {
+    r->outcome = LaneResult::Outcome::kInvalid;
+    r->detail = std::string(cost.status().message());
+    return std::nullopt;
+  }
+  r->cost = *cost;
+  absl::MutexLock lock(&mu_);
+  if (http_ == nullptr) {
+    r->outcome = LaneResult::Outcome::kNotSent;
+    r->detail = absl::StrCat("no URL for ", rules_.name(), " yet");
+    return std::nullopt;
+  }
+  absl::Time now = clock_.Now();
+  if (require_clock && !ClockReady()) {
+    r->outcome = LaneResult::Outcome::kRefused;
+    r->retry_after = absl::Seconds(1);
+    r->detail = absl::StrCat(rules_.name(), "'s clock is not measured yet");
+    return std::nullopt;
+  }
+  if (park_ && now < park_->until) {
+    r->outcome = LaneResult::Outcome::kParked;
+    r->park = park_;
+    r->retry_after = park_->until - now;
+    r->detail = absl::StrCat(rules_.name(), " has this IP on hold (", park_->kind, ")");
+    return std::nullopt;
+  }
+  absl::Time t = ExchangeNow();
+  if (!book_.Fits(t, r->cost)) {
+    // The coordinator thought it fits; this IP's own ledger does not.
+    absl::Time fit = book_.EarliestFit(t, r->cost);
+    r->outcome = LaneResult::Outcome::kRefused;
+    r->retry_after = fit == absl::InfiniteFuture() ? absl::ZeroDuration() : fit - t;
+    r->usage = book_.Snapshot(t);
+    r->detail = "the node's ledger for this IP has no room for it";
+    return std::nullopt;
+  }
+  Admission a;
+  // MP_TRACE_LEDGER=1 logs every admission with the pools' use (diagnostics).
+  static const bool trace = std::getenv("MP_TRACE_LEDGER") != nullptr;
+  if (trace) {
+    std::string used;
+    for (const common::Cost::Charge& c : r->cost.charges) {
+      if (const common::PoolLedger* l = book_.ledger(c.pool)) {
+        absl::StrAppend(&used, rules_.pools()[c.pool].name, "=", l->Used(t), "/", l->capacity(), " ");
+      }
+    }
+    common::Log(common::LogLevel::kInfo, "ledger", absl::StrCat("admit t=", absl::FormatTime(t), " ", used));
+  }
+  a.ticket = book_.Charge(t, r->cost);
+  a.http = http_;
+  a.base = rest_url_;
+  a.offset_at_send = offset_.offset();
+  r->sent_ex = t;
+  return a;
+}
+
+absl::StatusOr<common::HttpReply> ExchangeLane::Send(const Admission& a, const LaneRequest& request,
+                                                     LaneResult* r) {
+  common::HttpRequestSpec spec;
+  spec.method = request.method;
+  spec.url = common::BuildUrl(a.base, request.path, request.query);
+  spec.body = request.body;
+  spec.timeout = options_.request_timeout;
+  if (!request.body.empty()) spec.headers.emplace_back("Content-Type", "application/json");
+  absl::Time start = clock_.SteadyNow();
+  absl::StatusOr<common::HttpReply> reply = a.http->Send(spec);
+  r->exchange_time = clock_.SteadyNow() - start;
+  return reply;
+}
+
+void ExchangeLane::Settle(Admission& a, absl::StatusOr<common::HttpReply> reply, bool own,
+                          LaneResult* r) {
+  absl::MutexLock lock(&mu_);
+  absl::Time now = clock_.Now();
+  // If the clock estimate moved while the request was out, express its send
+  // time in the current time base, as every other time in the ledger is.
+  absl::Duration shift = offset_.offset() - a.offset_at_send;
+  for (auto& [pool, part] : a.ticket.parts) part.sent += shift;
+  r->sent_ex += shift;
+  r->replied_ex = ExchangeNow();
+  if (!reply.ok()) {
+    if (common::MaybeDelivered(reply.status())) {
+      book_.Complete(a.ticket, r->replied_ex, std::nullopt);
+      r->outcome = LaneResult::Outcome::kLost;
+    } else {
+      book_.Cancel(a.ticket);
+      r->outcome = LaneResult::Outcome::kNotSent;
+    }
+    r->detail = std::string(reply.status().message());
+    return;
+  }
+  r->reply = std::move(*reply);
+  r->observed = ObservedUsage(rules_, r->reply);
+  std::optional<std::pair<int, int64_t>> seen;
+  if (r->observed) seen = std::make_pair(rules_.PoolIndex(r->observed->first), r->observed->second);
+  book_.Complete(a.ticket, r->replied_ex, seen);
+  r->outcome = LaneResult::Outcome::kReplied;
+
+  const common::RejectionRule* rejection = rules_.MatchRejection(
+      r->reply.status, BodyCode(rules_.family(), r->reply.status, r->reply.body));
+  if (rejection != nullptr) {
+    absl::Duration wait = rules_.rejection_backoff();
+    switch (rejection->kind) {
+      case common::RejectionKind::kRateLimited:
+      case common::RejectionKind::kBanned: {
+        const std::string* header = rejection->retry_after_header.empty()
+                                        ? nullptr
+                                        : r->reply.Header(rejection->retry_after_header);
+        int64_t seconds = 0;
+        if (header != nullptr && absl::SimpleAtoi(*header, &seconds)) {
+          wait = absl::Seconds(seconds);
+        } else {
+          // No Retry-After: the exchange says the pools this request uses are
+          // spent; rolling windows and buckets say when they free up.
+          for (const common::Cost::Charge& c : r->cost.charges) {
+            if (const common::PoolLedger* l = book_.ledger(c.pool);
+                l != nullptr && l->kind() != common::WindowKind::kFixed) {
+              book_.MarkSpent(c.pool, r->replied_ex);
+            }
+          }
+          absl::Time fit = book_.EarliestFit(r->replied_ex, r->cost);
+          if (fit != absl::InfiniteFuture()) wait = std::max(wait, fit - r->replied_ex);
+        }
+        break;
+      }
+      case common::RejectionKind::kWaf:
+        wait = options_.waf_park;
+        break;
+      case common::RejectionKind::kBusy:
+        wait = options_.busy_park;
+        break;
+    }
+    Park p{std::string(common::RejectionKindName(rejection->kind)), now + wait, r->reply.status};
+    if (!park_ || p.until > park_->until) park_ = p;
+    r->park = p;
+  }
+  if (own) events_.push_back({r->cost, r->sent_ex, r->replied_ex, r->observed});
+}
+
+LaneResult ExchangeLane::Execute(const LaneRequest& request) {
+  LaneResult r;
+  std::optional<Admission> a = Admit(request, /*require_clock=*/true, &r);
+  if (!a) return r;
+  absl::StatusOr<common::HttpReply> reply = Send(*a, request, &r);
+  Settle(*a, std::move(reply), /*own=*/false, &r);
+  return r;
+}
+
+absl::Status ExchangeLane::ProbeClock() {
+  const auto& rule = rules_.server_time();
+  if (!rule) return absl::FailedPreconditionError(absl::StrCat(rules_.name(), " has no server-time endpoint"));
+  LaneRequest req;
+  req.method = rule->method == "ANY" ? "GET" : rule->method;
+  req.path = rule->path;
+  LaneResult r;
+  std::optional<Admission> a = Admit(req, /*require_clock=*/false, &r);
+  if (!a) return absl::UnavailableError(absl::StrCat(rules_.name(), " clock probe: ", r.detail));
+  absl::Time sent = clock_.Now();
+  absl::StatusOr<common::HttpReply> reply = Send(*a, req, &r);
+  absl::Time received = clock_.Now();
+  absl::Status result;
+  if (!reply.ok()) {
+    result = absl::UnavailableError(absl::StrCat(rules_.name(), " clock probe: ", reply.status().message()));
+  } else if (reply->status != 200) {
+    result = absl::UnavailableError(absl::StrCat(rules_.name(), " clock probe: HTTP ", reply->status, " ",
+                                                 reply->body.substr(0, 200)));
+  } else if (absl::StatusOr<int64_t> server_ms = JsonPathInt(reply->body, rule->field); !server_ms.ok()) {
+    result = absl::InvalidArgumentError(
+        absl::StrCat(rules_.name(), " clock probe: ", server_ms.status().message()));
+  } else {
+    // The server stamped a time (to the millisecond, rounded down) somewhere
+    // between our send and our receive.
+    absl::Time server = absl::FromUnixMillis(*server_ms);
+    absl::MutexLock lock(&mu_);
+    offset_.AddBounds(server - received, server + absl::Milliseconds(1) - sent);
+    UpdateUncertainty();
+  }
+  // Settled after the estimate, so the probe's own charge lands in the
+  // windows the new estimate puts it in.
+  Settle(*a, std::move(reply), /*own=*/true, &r);
+  return result;
+}
+
+}  // namespace marketprism::node

@@ -1,0 +1,159 @@
+// File: node/exchange_lane.h
+//
+// One exchange as seen from one node (one egress IP): the node's exact ledger
+// of that IP's pools, the exchange's clock offset, and whether the exchange
+// has the IP on hold. Execute() runs one request end to end:
+//
+//   price (rules) -> admit against the ledger, whatever the coordinator said
+//   -> send from the egress IP -> settle the ledger with the exchange's usage
+//   header -> recognise 429/418/50011/10028 and park the exchange for this
+//   IP until Retry-After (or until the pool refills).
+//
+// Thread-safe: requests run concurrently; the ledger is guarded, the HTTP
+// round trip happens outside the lock.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/budget/budget_book.h"
+#include "common/clock.h"
+#include "common/net/http_client.h"
+#include "common/rules/rules.h"
+
+namespace marketprism::node {
+
+struct LaneOptions {
+  absl::Duration request_timeout = absl::Seconds(10);
+  // Clock uncertainty until a probe succeeds, and the margin on top of it.
+  absl::Duration default_uncertainty = absl::Milliseconds(50);
+  absl::Duration margin = absl::Milliseconds(1);
+  // How long to stop after a WAF (403) or "busy" reply, which carry no Retry-After.
+  absl::Duration waf_park = absl::Seconds(30);
+  absl::Duration busy_park = absl::Seconds(1);
+};
+
+struct LaneRequest {
+  std::string method = "GET";
+  std::string path;
+  common::QueryParams query;
+  std::string body;
+};
+
+// The exchange stopped this IP.
+struct Park {
+  std::string kind;  // "rate_limited", "banned", "waf", "busy"
+  absl::Time until;  // local clock
+  int http_status = 0;
+};
+
+// A request the node sent on its own (a clock probe), for the coordinator's ledger.
+struct UsageEventRecord {
+  common::Cost cost;
+  absl::Time sent_ex;
+  absl::Time replied_ex;
+  std::optional<std::pair<std::string, int64_t>> observed;
+};
+
+struct LaneResult {
+  enum class Outcome { kReplied, kRefused, kParked, kNotSent, kLost, kInvalid };
+  Outcome outcome = Outcome::kReplied;
+  common::HttpReply reply;
+  common::Cost cost;
+  absl::Time sent_ex, replied_ex;  // exchange-clock estimates
+  absl::Duration exchange_time;
+  std::optional<std::pair<std::string, int64_t>> observed;  // usage header (pool, used)
+  std::optional<Park> park;                                 // the reply parked the IP
+  absl::Duration retry_after;                               // kRefused / kParked
+  std::string detail;
+  std::vector<common::BudgetBook::PoolView> usage;          // kRefused
+};
+
+struct ClockView {
+  absl::Duration offset;       // exchange clock minus ours
+  absl::Duration uncertainty;
+  bool measured = false;
+};
+
+class ExchangeLane {
+ public:
+  // `rules` and `clock` must outlive the lane. Until SetEndpoint, requests
+  // are answered kNotSent.
+  ExchangeLane(const common::ExchangeRules& rules, LaneOptions options, common::Clock& clock);
+
+  // Where to send: the REST base URL and the client bound to the egress IP.
+  void SetEndpoint(std::string rest_url, std::shared_ptr<common::HttpClient> http);
+  bool has_endpoint();
+  std::string rest_url();
+
+  // Refused (kRefused) until the exchange's clock has been measured, since
+  // charges recorded in a time base that then jumps would be misplaced.
+  LaneResult Execute(const LaneRequest& request);
+
+  // Reads the exchange's server time (budgeted like any request) and refines
+  // the clock estimate. kFailedPrecondition if the rules name no server-time
+  // endpoint; the request's error otherwise.
+  absl::Status ProbeClock();
+  // Whether requests are taken: the clock is measured (or cannot be).
+  bool ready();
+
+  const common::ExchangeRules& rules() const { return rules_; }
+  ClockView clock();
+  std::vector<common::BudgetBook::PoolView> Usage();
+  std::optional<Park> ActivePark();
+  // Requests this lane made on its own since the last call.
+  std::vector<UsageEventRecord> TakeEvents();
+  // A capacity the coordinator (or the exchange) says every ledger must use.
+  absl::Status SetCapacity(absl::string_view pool, int64_t capacity);
+
+  // Which pool's usage header a reply carries, and its value.
+  static std::optional<std::pair<std::string, int64_t>> ObservedUsage(
+      const common::ExchangeRules& rules, const common::HttpReply& reply);
+  // The code an exchange put in an error body: Binance/OKX "code", Deribit
+  // "error.code"; "" when there is none.
+  static std::string BodyCode(common::Family family, int status, absl::string_view body);
+
+ private:
+  // A request admitted against the ledger, on its way.
+  struct Admission {
+    common::BudgetBook::Ticket ticket;
+    std::shared_ptr<common::HttpClient> http;
+    std::string base;
+    absl::Duration offset_at_send;
+  };
+
+  absl::Time ExchangeNow() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateUncertainty() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool ClockReady() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Prices and admits; nullopt with *r filled when it may not go.
+  std::optional<Admission> Admit(const LaneRequest& request, bool require_clock, LaneResult* r);
+  absl::StatusOr<common::HttpReply> Send(const Admission& a, const LaneRequest& request,
+                                         LaneResult* r);
+  // Settles the ledger with the reply (moving the ticket into the current
+  // time base first) and recognises rejections.
+  void Settle(Admission& a, absl::StatusOr<common::HttpReply> reply, bool own, LaneResult* r);
+
+  const common::ExchangeRules& rules_;
+  const LaneOptions options_;
+  common::Clock& clock_;
+
+  absl::Mutex mu_;
+  std::string rest_url_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<common::HttpClient> http_ ABSL_GUARDED_BY(mu_);
+  common::BudgetBook book_ ABSL_GUARDED_BY(mu_);
+  common::OffsetEstimator offset_ ABSL_GUARDED_BY(mu_){8};
+  std::optional<Park> park_ ABSL_GUARDED_BY(mu_);
+  std::vector<UsageEventRecord> events_ ABSL_GUARDED_BY(mu_);
+};
+
+// Reads a dotted path ("data.0.ts") from a JSON body as an integer; numbers
+// written as strings are accepted.
+absl::StatusOr<int64_t> JsonPathInt(absl::string_view body, absl::string_view path);
+
+}  // namespace marketprism::node

@@ -1,0 +1,81 @@
+// File: node/node.h
+//
+// mp-node: one per egress IP. Serves Node.Dispatch (the coordinator's
+// assignments) and grpc.health.v1, keeps one ExchangeLane per exchange, and
+// holds a session with the coordinator: it registers, receives limits,
+// exchange URLs and drain commands, and reports usage, bans (at once) and its
+// clock estimates. It refuses whatever its own ledger says would exceed its
+// IP's budget, whatever the coordinator says.
+//
+// Threads: the gRPC server's, a worker pool for exchange round trips, one
+// for the coordinator session, one for clock probes.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
+#include "common/executor.h"
+#include "common/rules/rules.h"
+#include "node/exchange_lane.h"
+#include "node/node_options.h"
+#include "node/proxy.h"
+
+namespace grpc {
+class Server;
+}  // namespace grpc
+
+namespace marketprism::node {
+
+class Node {
+ public:
+  // Loads the rules and prepares lanes. kInvalidArgument for bad options.
+  static absl::StatusOr<std::unique_ptr<Node>> Create(NodeOptions options, common::Clock& clock,
+                                                      GetEnv getenv = nullptr);
+  ~Node();
+
+  // Starts serving and connecting. kUnavailable if the listen address cannot be bound.
+  absl::Status Start();
+  // Blocks until Shutdown().
+  void Wait();
+  // Stops everything; safe from a signal handler's thread via a flag.
+  void Shutdown();
+
+  int port() const { return port_; }
+  std::string advertise() const { return advertise_; }
+
+  class Service;
+  class Session;
+
+ private:
+  Node(NodeOptions options, common::Clock& clock, common::RulesBook rules, GetEnv getenv);
+  void ProbeLoop();
+  void ConfigureEndpoint(const std::string& exchange, const std::string& url);
+  ExchangeLane* Lane(const std::string& exchange);
+
+  NodeOptions options_;
+  common::Clock& clock_;
+  common::RulesBook rules_;
+  GetEnv getenv_;
+  std::map<std::string, std::unique_ptr<ExchangeLane>> lanes_;  // fixed after Create
+  std::unique_ptr<common::ThreadPool> pool_;
+  std::unique_ptr<Service> service_;
+  std::unique_ptr<Session> session_;
+  std::unique_ptr<grpc::Server> server_;
+  std::thread probe_thread_;
+  int port_ = 0;
+  std::string advertise_;
+  std::atomic<int64_t> highest_term_{0};
+
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool reprobe_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace marketprism::node

@@ -1,0 +1,83 @@
+#include "node/node_options.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/config.h"
+#include "common/rules/rules.h"
+#include "common/status_macros.h"
+#include "node/proxy.h"
+
+namespace marketprism::node {
+
+absl::StatusOr<std::optional<NodeOptions>> ParseNodeOptions(
+    const std::vector<std::string>& args, std::string* help,
+    const std::function<const char*(const char*)>& getenv) {
+  NodeOptions o;
+  std::string listen = "0.0.0.0:0", coordinator, config;
+  std::vector<std::string> urls, ws_urls, proxies;
+  int64_t workers = o.workers;
+  common::FlagSet f("mp-node", "sends exchange requests from one egress IP for the coordinator");
+  f.String("config", &config, "JSON file of settings (keys are these flag names)");
+  f.String("node-id", &o.node_id, "this node's id [node-<egress-ip>]");
+  f.String("egress-ip", &o.egress_ip, "the IP every exchange request leaves from (required)");
+  f.String("listen", &listen, "ADDR:PORT for the coordinator's dispatches (port 0: any)");
+  f.String("advertise", &o.advertise, "ADDR:PORT the coordinator dials [listen, with 0.0.0.0 as the egress IP]");
+  f.String("coordinator", &coordinator, "the coordinator's ADDR:PORT (required)");
+  f.List("exchange-url", &urls, "EXCHANGE=URL: REST base, e.g. binance_spot=http://127.0.0.1:8400");
+  f.List("ws-url", &ws_urls, "EXCHANGE=URL: WebSocket base");
+  f.List("exchange", &o.exchanges, "an exchange to serve [every exchange in the rules]");
+  f.String("proxy", &o.proxy, "proxy for every exchange without its own (http://, https://, socks5h://)");
+  f.List("exchange-proxy", &proxies, "EXCHANGE=PROXY");
+  f.String("ca-bundle", &o.ca_bundle, "PEM file of CAs for TLS [system default]; TLS is always verified");
+  f.String("rules", &o.rules_file, "exchange rules file [the shipped rules]");
+  f.List("limit", &o.limits, "EXCHANGE.POOL=CAPACITY override");
+  f.Int("workers", &workers, "requests sent concurrently");
+  f.Duration("request-timeout", &o.request_timeout, "give up on an exchange reply after this");
+  f.Duration("clock-probe-interval", &o.clock_probe_interval, "how often to measure each exchange's clock");
+  f.Duration("report-interval", &o.report_interval, "how often to report usage to the coordinator");
+  f.Duration("reconnect-max", &o.reconnect_max, "longest wait between attempts to reach the coordinator");
+  MP_ASSIGN_OR_RETURN(std::vector<std::string> rest, f.ParseWithSources(args, "MP_", getenv));
+  if (f.help_requested()) {
+    *help = f.Help();
+    return std::optional<NodeOptions>();
+  }
+  if (!rest.empty()) return absl::InvalidArgumentError("unexpected argument \"" + rest[0] + "\"");
+
+  if (o.egress_ip.empty()) return absl::InvalidArgumentError("--egress-ip is required");
+  if (!common::IsIpLiteral(o.egress_ip)) {
+    return absl::InvalidArgumentError("--egress-ip \"" + o.egress_ip + "\": not an IP address");
+  }
+  if (o.node_id.empty()) o.node_id = "node-" + o.egress_ip;
+  MP_ASSIGN_OR_RETURN(o.listen, common::ParseHostPort(listen, "--listen"));
+  if (coordinator.empty()) return absl::InvalidArgumentError("--coordinator is required");
+  MP_ASSIGN_OR_RETURN(o.coordinator, common::ParseHostPort(coordinator, "--coordinator"));
+  if (o.coordinator.port == 0) return absl::InvalidArgumentError("--coordinator: the port cannot be 0");
+  if (!o.advertise.empty()) MP_RETURN_IF_ERROR(common::ParseHostPort(o.advertise, "--advertise").status());
+  if (workers < 1 || workers > 1024) return absl::InvalidArgumentError("--workers must be in 1..1024");
+  o.workers = static_cast<int>(workers);
+  for (auto [name, d] : {std::pair<const char*, absl::Duration>{"--request-timeout", o.request_timeout},
+                         {"--clock-probe-interval", o.clock_probe_interval},
+                         {"--report-interval", o.report_interval},
+                         {"--reconnect-max", o.reconnect_max}}) {
+    if (d <= absl::ZeroDuration()) return absl::InvalidArgumentError(absl::StrCat(name, " must be positive"));
+  }
+
+  std::string rules_path = o.rules_file.empty() ? common::RulesBook::DefaultPath() : o.rules_file;
+  MP_ASSIGN_OR_RETURN(common::RulesBook rules, common::RulesBook::LoadFile(rules_path));
+  for (const std::string& l : o.limits) MP_RETURN_IF_ERROR(rules.ApplyLimitOverride(l));
+  MP_ASSIGN_OR_RETURN(o.exchange_urls,
+                      common::ParseExchangeMap(urls, "--exchange-url", rules, {"http://", "https://"}));
+  MP_ASSIGN_OR_RETURN(o.ws_urls, common::ParseExchangeMap(ws_urls, "--ws-url", rules, {"ws://", "wss://"}));
+  MP_ASSIGN_OR_RETURN(o.exchange_proxies, common::ParseExchangeMap(proxies, "--exchange-proxy", rules, {}));
+  for (const auto& [exchange, proxy] : o.exchange_proxies) {
+    MP_RETURN_IF_ERROR(ValidateProxy(proxy, "--exchange-proxy " + exchange));
+  }
+  if (!o.proxy.empty()) MP_RETURN_IF_ERROR(ValidateProxy(o.proxy, "--proxy"));
+  for (const std::string& e : o.exchanges) {
+    if (rules.Find(e) == nullptr) {
+      return absl::InvalidArgumentError("--exchange \"" + e + "\": unknown exchange");
+    }
+  }
+  return std::optional<NodeOptions>(std::move(o));
+}
+
+}  // namespace marketprism::node
