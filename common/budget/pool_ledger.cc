@@ -124,9 +124,10 @@ absl::Time PoolLedger::EarliestFit(absl::Time t, int64_t units) const {
   int64_t now = absl::ToUnixMicros(t);
   switch (kind_) {
     case WindowKind::kFixed: {
-      // The first instant whose whole uncertainty range lies in a window we
-      // have not charged anything but in-flight requests to.
-      int64_t w = WindowIndex(now + uncertainty_us_) + 1;
+      // It does not fit while [t - u, t + u] touches the window holding
+      // now - u; the next candidate is when that range has left it: the
+      // next window's start + u (which may be the window holding now + u).
+      int64_t w = WindowIndex(now - uncertainty_us_) + 1;
       for (int i = 0; i < 4; ++i, ++w) {
         int64_t at = w * length_us_ + uncertainty_us_;
         if (Fits(absl::FromUnixMicros(at), units)) return absl::FromUnixMicros(at);

@@ -117,6 +117,17 @@ TEST(PoolLedgerFixedTest, MarkSpentBlocksUntilTheWindowEnds) {
   EXPECT_EQ(l.EarliestFit(t, 1), kMinute + absl::Seconds(60) + kU);
 }
 
+TEST(PoolLedgerFixedTest, JustAfterAnEdgeTheNewWindowIsNextNotTheOneAfter) {
+  const absl::Duration u = absl::Milliseconds(10);
+  PoolLedger l(Rule(WindowKind::kFixed, 10, absl::Seconds(60)), u);
+  l.Complete(l.Charge(kMinute + absl::Seconds(30), 10), kMinute + absl::Seconds(30), 10);
+  // 5 ms after the edge: within the uncertainty, so the full old window may
+  // still be the exchange's; the new window opens at edge + u.
+  absl::Time t = kMinute + absl::Seconds(60) + absl::Milliseconds(5);
+  EXPECT_FALSE(l.Fits(t, 1));
+  EXPECT_EQ(l.EarliestFit(t, 1), kMinute + absl::Seconds(60) + u);
+}
+
 TEST(PoolLedgerFixedTest, TooLargeNeverFits) {
   PoolLedger l(Rule(WindowKind::kFixed, 10, absl::Seconds(60)), kU);
   EXPECT_EQ(l.EarliestFit(kMinute, 11), absl::InfiniteFuture());

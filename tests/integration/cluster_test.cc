@@ -141,6 +141,16 @@ TEST(ClusterTest, SaturatingLoadUsesTheCombinedBudgetWithZeroRejections) {
   // into the last 1-4 units.
   EXPECT_GE(closed_total, 900 * 98 / 100) << "the window before the edge";
   EXPECT_GE(current_total, 900 * 98 / 100) << "the window after the edge";
+  if (current_total < 882 && std::getenv("MP_DEBUG_TEST") != nullptr) {
+    grpc::ClientContext ctx;
+    v1::GetStatusResponse st;
+    (void)c->stub().GetStatus(&ctx, {}, &st);
+    std::cerr << st.DebugString() << "\n" << stats->dump() << "\n" << c->coordinator().Output();
+    for (int i = 0; i < 3; ++i) std::cerr << c->node(i).Output();
+    std::cerr << "binance ok " << binance.ok << " codes";
+    for (auto& [k, v] : binance.grpc_codes) std::cerr << " " << k << "x" << v;
+    std::cerr << "\n";
+  }
   for (int i = 0; i < 3; ++i) {
     const Json& okx_pool = (*stats)["exchanges"]["okx"]["ips"][c->egress_ip(i)]["pools"]["market/books"];
     EXPECT_LE(okx_pool["peak"].get<int64_t>(), 10);
