@@ -365,5 +365,55 @@ TEST(ClusterTest, StatusAndHealth) {
   EXPECT_FALSE(h.recommendations().empty());
 }
 
+TEST(ClusterTest, AClientInAnotherLanguageNeedsOnlyTheProtoFiles) {
+  auto c = StartCluster(ClusterOptions{});
+  ASSERT_NE(c, nullptr);
+  auto py = Subprocess::Start({"/usr/bin/python3", MP_SOURCE_DIR "/tests/integration/other_language_client.py",
+                               c->coordinator_address(), MP_SOURCE_DIR "/proto"});
+  ASSERT_TRUE(py.ok());
+  auto code = (*py)->Wait(absl::Seconds(30));
+  ASSERT_TRUE(code.ok());
+  EXPECT_EQ(*code, 0) << (*py)->Output();
+  EXPECT_THAT((*py)->Output(), HasSubstr("OK"));
+}
+
+// mpctl against a live cluster: tables by default, JSON for scripts.
+TEST(ClusterTest, Mpctl) {
+  auto c = StartCluster(ClusterOptions{});
+  ASSERT_NE(c, nullptr);
+  auto run = [&](std::vector<std::string> args) -> std::pair<int, std::string> {
+    std::vector<std::string> argv = {BinDir() + "/mpctl", "--coordinator", c->coordinator_address()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto p = Subprocess::Start(argv);
+    if (!p.ok()) return {-1, ""};
+    auto code = (*p)->Wait(absl::Seconds(20));
+    return {code.ok() ? *code : -1, (*p)->Output()};
+  };
+  auto [code, out] = run({"exec", "binance_spot", "GET", "/api/v3/ping"});
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("HTTP 200 via node-127.0.0."));
+  std::tie(code, out) = run({"nodes"});
+  EXPECT_EQ(code, 0);
+  EXPECT_THAT(out, HasSubstr("NODE"));
+  EXPECT_THAT(out, HasSubstr("node-127.0.0.13"));
+  std::tie(code, out) = run({"--json", "status"});
+  ASSERT_EQ(code, 0) << out;
+  Json status = Json::parse(out);
+  EXPECT_EQ(status["mode"], "distributed");
+  EXPECT_EQ(status["nodes"].size(), 3u);
+  std::tie(code, out) = run({"health"});
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("overall: healthy"));
+  std::tie(code, out) = run({"drain", "node-127.0.0.12"});
+  EXPECT_EQ(code, 0);
+  EXPECT_THAT(out, HasSubstr("node-127.0.0.12 is draining"));
+  std::tie(code, out) = run({"exec", "kraken", "GET", "/x"});
+  EXPECT_EQ(code, 2);
+  EXPECT_THAT(out, HasSubstr("unknown exchange"));
+  std::tie(code, out) = run({"exec", "binance_spot", "GET", "/api/v3/depth", "symbolBTCUSDT"});
+  EXPECT_EQ(code, 2);
+  EXPECT_THAT(out, HasSubstr("must be key=value"));
+}
+
 }  // namespace
 }  // namespace marketprism::testing

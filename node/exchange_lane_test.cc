@@ -1,0 +1,237 @@
+#include "node/exchange_lane.h"
+
+#include <deque>
+#include <functional>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "tests/testing/fake_clock.h"
+
+namespace marketprism::node {
+namespace {
+
+using ::testing::HasSubstr;
+
+const absl::Time kMinute = absl::FromUnixSeconds(1'795'046'400);
+
+// Answers each Send with the next scripted reply, recording requests.
+class FakeHttpClient : public common::HttpClient {
+ public:
+  using Script = std::function<absl::StatusOr<common::HttpReply>(const common::HttpRequestSpec&)>;
+  absl::StatusOr<common::HttpReply> Send(const common::HttpRequestSpec& r) override {
+    sent.push_back(r);
+    if (before_reply) before_reply();
+    if (scripts.empty()) return Reply(200, "{}");
+    Script s = scripts.front();
+    scripts.pop_front();
+    return s(r);
+  }
+  static common::HttpReply Reply(int status, std::string body, common::HttpHeaders headers = {}) {
+    common::HttpReply r;
+    r.status = status;
+    r.body = std::move(body);
+    r.headers = std::move(headers);
+    return r;
+  }
+  void Then(absl::StatusOr<common::HttpReply> r) {
+    scripts.push_back([r](const common::HttpRequestSpec&) { return r; });
+  }
+  std::deque<Script> scripts;
+  std::vector<common::HttpRequestSpec> sent;
+  std::function<void()> before_reply;
+};
+
+class LaneTest : public ::testing::Test {
+ protected:
+  void Make(const std::string& exchange, std::vector<std::string> limits = {}) {
+    auto rules = common::RulesBook::LoadDefault();
+    ASSERT_TRUE(rules.ok());
+    for (const auto& l : limits) ASSERT_TRUE(rules->ApplyLimitOverride(l).ok());
+    rules_ = std::make_unique<common::RulesBook>(std::move(*rules));
+    lane_ = std::make_unique<ExchangeLane>(*rules_->Find(exchange), LaneOptions{}, clock_);
+    auto http = std::make_shared<FakeHttpClient>();
+    http_ = http.get();
+    lane_->SetEndpoint("http://sim:1", http);
+  }
+
+  // Measures the clock with a probe the exchange answers with `body` (and,
+  // like Binance on every reply, a usage header).
+  void Probe(const std::string& body) {
+    http_->Then(FakeHttpClient::Reply(200, body, {{"X-MBX-USED-WEIGHT-1M", "1"}}));
+    ASSERT_TRUE(lane_->ProbeClock().ok());
+  }
+
+  LaneResult Run(const std::string& path, common::QueryParams q = {}) {
+    LaneRequest r;
+    r.path = path;
+    r.query = std::move(q);
+    return lane_->Execute(r);
+  }
+
+  testing::FakeClock clock_{kMinute + absl::Seconds(10)};
+  std::unique_ptr<common::RulesBook> rules_;
+  std::unique_ptr<ExchangeLane> lane_;
+  FakeHttpClient* http_ = nullptr;
+};
+
+TEST_F(LaneTest, NothingIsSentBeforeTheClockIsMeasured) {
+  Make("binance_spot");
+  LaneResult r = Run("/api/v3/ping");
+  EXPECT_EQ(r.outcome, LaneResult::Outcome::kRefused);
+  EXPECT_THAT(r.detail, HasSubstr("clock is not measured"));
+  EXPECT_TRUE(http_->sent.empty());
+  EXPECT_FALSE(lane_->ready());
+  Probe(absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}"));
+  EXPECT_TRUE(lane_->ready());
+  EXPECT_EQ(Run("/api/v3/ping").outcome, LaneResult::Outcome::kReplied);
+  EXPECT_EQ(http_->sent.back().url, "http://sim:1/api/v3/ping");
+}
+
+TEST_F(LaneTest, TheProbeMeasuresTheOffsetAndIsChargedInTheRightWindow) {
+  Make("binance_spot", {"binance_spot.REQUEST_WEIGHT=10"});
+  // The exchange runs 45 s ahead (we are at :10, it is at :55): its minute
+  // ends 5 s from now.
+  absl::Time server = clock_.Now() + absl::Seconds(45);
+  http_->Then(FakeHttpClient::Reply(200, absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(server), "}"),
+                                    {{"X-MBX-USED-WEIGHT-1M", "1"}}));
+  ASSERT_TRUE(lane_->ProbeClock().ok());
+  ClockView c = lane_->clock();
+  EXPECT_TRUE(c.measured);
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(c.offset), 45'000.5, 1);
+  // 9 more fit in the exchange's current minute (the probe took 1)...
+  for (int i = 0; i < 9; ++i) ASSERT_EQ(Run("/api/v3/ping").outcome, LaneResult::Outcome::kReplied) << i;
+  EXPECT_EQ(Run("/api/v3/ping").outcome, LaneResult::Outcome::kRefused);
+  // ...and its minute turns 5 s from now, not 50.
+  clock_.AdvanceBy(absl::Seconds(5) + absl::Milliseconds(10));
+  EXPECT_EQ(Run("/api/v3/ping").outcome, LaneResult::Outcome::kReplied);
+  auto events = lane_->TakeEvents();
+  ASSERT_EQ(events.size(), 1u) << "the probe is reported to the coordinator";
+  EXPECT_EQ(events[0].observed->second, 1);
+}
+
+TEST_F(LaneTest, TheNodesOwnLedgerRefusesWhatWouldNotFit) {
+  Make("binance_spot", {"binance_spot.REQUEST_WEIGHT=12"});
+  Probe(absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}"));
+  ASSERT_EQ(Run("/api/v3/depth", {{"symbol", "BTCUSDT"}}).outcome, LaneResult::Outcome::kReplied);  // 5
+  ASSERT_EQ(Run("/api/v3/depth", {{"symbol", "BTCUSDT"}}).outcome, LaneResult::Outcome::kReplied);  // 10
+  size_t sent = http_->sent.size();
+  LaneResult r = Run("/api/v3/depth", {{"symbol", "BTCUSDT"}});  // 15 > 12
+  EXPECT_EQ(r.outcome, LaneResult::Outcome::kRefused);
+  EXPECT_EQ(http_->sent.size(), sent) << "never sent";
+  // To the next minute (50 s less the offset's 0.5 ms midpoint) plus the
+  // uncertainty (0.5 ms) and margin (1 ms).
+  EXPECT_EQ(r.retry_after, absl::Seconds(50) + absl::Milliseconds(1));
+  ASSERT_FALSE(r.usage.empty());
+  EXPECT_EQ(Run("/api/v3/ping").outcome, LaneResult::Outcome::kReplied) << "1 still fits";
+}
+
+TEST_F(LaneTest, UsageHeadersSettleTheLedger) {
+  Make("binance_spot", {"binance_spot.REQUEST_WEIGHT=100"});
+  Probe(absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}"));
+  // Someone else on this IP: the exchange says 95 after our ping.
+  http_->Then(FakeHttpClient::Reply(200, "{}", {{"x-mbx-used-weight-1m", "95"}}));
+  LaneResult r = Run("/api/v3/ping");
+  ASSERT_TRUE(r.observed.has_value());
+  EXPECT_EQ(r.observed->first, "REQUEST_WEIGHT");
+  EXPECT_EQ(r.observed->second, 95);
+  EXPECT_EQ(Run("/api/v3/depth", {{"symbol", "BTCUSDT"}}).outcome, LaneResult::Outcome::kReplied) << "95 + 5";
+  EXPECT_EQ(Run("/api/v3/ping").outcome, LaneResult::Outcome::kRefused);
+}
+
+TEST_F(LaneTest, A429ParksTheExchangeUntilRetryAfter) {
+  Make("binance_spot");
+  Probe(absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}"));
+  http_->Then(FakeHttpClient::Reply(429, R"({"code":-1003,"msg":"Too much request weight used"})",
+                                    {{"Retry-After", "7"}, {"X-MBX-USED-WEIGHT-1M", "6000"}}));
+  LaneResult r = Run("/api/v3/ping");
+  EXPECT_EQ(r.outcome, LaneResult::Outcome::kReplied);
+  ASSERT_TRUE(r.park.has_value());
+  EXPECT_EQ(r.park->kind, "rate_limited");
+  EXPECT_EQ(r.park->until, clock_.Now() + absl::Seconds(7));
+  size_t sent = http_->sent.size();
+  LaneResult again = Run("/api/v3/ping");
+  EXPECT_EQ(again.outcome, LaneResult::Outcome::kParked);
+  EXPECT_EQ(again.retry_after, absl::Seconds(7));
+  EXPECT_EQ(http_->sent.size(), sent);
+  clock_.AdvanceBy(absl::Seconds(7));
+  EXPECT_NE(Run("/api/v3/ping").outcome, LaneResult::Outcome::kParked);
+}
+
+TEST_F(LaneTest, A418BanParksForItsRetryAfter) {
+  Make("binance_spot");
+  Probe(absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}"));
+  http_->Then(FakeHttpClient::Reply(418, R"({"code":-1003,"msg":"IP banned"})", {{"Retry-After", "120"}}));
+  LaneResult r = Run("/api/v3/ping");
+  ASSERT_TRUE(r.park.has_value());
+  EXPECT_EQ(r.park->kind, "banned");
+  EXPECT_EQ(r.park->until, clock_.Now() + absl::Seconds(120));
+}
+
+TEST_F(LaneTest, Okx50011ParksOneWindowEvenWithHttp200) {
+  Make("okx");
+  Probe(absl::StrCat(R"({"code":"0","msg":"","data":[{"ts":")", absl::ToUnixMillis(clock_.Now()), R"("}]})"));
+  http_->Then(FakeHttpClient::Reply(200, R"({"code":"50011","msg":"Rate limit reached.","data":[]})"));
+  LaneResult r = Run("/api/v5/market/books", {{"instId", "BTC-USDT"}});
+  ASSERT_TRUE(r.park.has_value());
+  EXPECT_EQ(r.park->kind, "rate_limited");
+  EXPECT_GE(r.park->until - clock_.Now(), absl::Seconds(2));
+  // An ordinary OKX reply is not mistaken for one.
+  http_->Then(FakeHttpClient::Reply(200, R"({"code":"0","msg":"","data":[{"instId":"X","last":"50011"}]})"));
+  clock_.AdvanceBy(absl::Seconds(3));
+  EXPECT_FALSE(Run("/api/v5/market/ticker", {{"instId", "BTC-USDT"}}).park.has_value());
+}
+
+TEST_F(LaneTest, Deribit10028EmptiesTheBucketAndParksUntilItRefills) {
+  Make("deribit");
+  Probe(absl::StrCat(R"({"jsonrpc":"2.0","result":)", absl::ToUnixMillis(clock_.Now()), "}"));
+  http_->Then(FakeHttpClient::Reply(429, R"({"jsonrpc":"2.0","error":{"code":10028,"message":"too_many_requests"}})"));
+  LaneResult r = Run("/api/v2/public/ticker", {{"instrument_name", "BTC-PERPETUAL"}});
+  ASSERT_TRUE(r.park.has_value());
+  // 500 credits at 10,000/s: 50 ms (plus the clock uncertainty margin).
+  EXPECT_GE(r.park->until - clock_.Now(), absl::Milliseconds(50));
+  EXPECT_LT(r.park->until - clock_.Now(), absl::Milliseconds(60));
+}
+
+TEST_F(LaneTest, LostRequestsStayChargedButUnsentOnesAreRefunded) {
+  Make("binance_spot", {"binance_spot.REQUEST_WEIGHT=6"});  // the probe's 1 + one depth
+  Probe(absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}"));
+  // Connection refused: nothing left the machine.
+  http_->Then(common::NotDelivered(absl::UnavailableError("connection refused")));
+  EXPECT_EQ(Run("/api/v3/depth", {{"symbol", "BTCUSDT"}}).outcome, LaneResult::Outcome::kNotSent);
+  // A timeout after sending: the exchange may have counted it.
+  http_->Then(absl::DeadlineExceededError("timed out"));
+  EXPECT_EQ(Run("/api/v3/depth", {{"symbol", "BTCUSDT"}}).outcome, LaneResult::Outcome::kLost);
+  EXPECT_EQ(Run("/api/v3/ping").outcome, LaneResult::Outcome::kRefused) << "the lost 5 still count";
+}
+
+TEST_F(LaneTest, BadRequestsAreNeverSent) {
+  Make("binance_spot");
+  Probe(absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}"));
+  size_t sent = http_->sent.size();
+  LaneResult r = Run("/api/v3/depth", {{"limit", "abc"}});
+  EXPECT_EQ(r.outcome, LaneResult::Outcome::kInvalid);
+  EXPECT_THAT(r.detail, HasSubstr("limit"));
+  EXPECT_EQ(http_->sent.size(), sent);
+}
+
+TEST_F(LaneTest, CapacitiesFromTheCoordinatorApply) {
+  Make("binance_spot");
+  Probe(absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}"));
+  ASSERT_TRUE(lane_->SetCapacity("REQUEST_WEIGHT", 2).ok());
+  EXPECT_EQ(Run("/api/v3/ping").outcome, LaneResult::Outcome::kReplied);
+  EXPECT_EQ(Run("/api/v3/avgPrice", {{"symbol", "BTCUSDT"}}).outcome, LaneResult::Outcome::kRefused);
+  EXPECT_FALSE(lane_->SetCapacity("NOPE", 2).ok());
+}
+
+TEST(JsonPathIntTest, ReadsTheServerTimeFields) {
+  EXPECT_EQ(*JsonPathInt(R"({"serverTime":1499827319559})", "serverTime"), 1499827319559);
+  EXPECT_EQ(*JsonPathInt(R"({"code":"0","data":[{"ts":"1597026383085"}]})", "data.0.ts"), 1597026383085);
+  EXPECT_EQ(*JsonPathInt(R"({"jsonrpc":"2.0","result":1550147385946})", "result"), 1550147385946);
+  EXPECT_FALSE(JsonPathInt("nope", "x").ok());
+  EXPECT_FALSE(JsonPathInt(R"({"data":[]})", "data.0.ts").ok());
+}
+
+}  // namespace
+}  // namespace marketprism::node

@@ -1,0 +1,102 @@
+#include <map>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "node/node_options.h"
+#include "node/proxy.h"
+#include "tests/testing/status_matchers.h"
+
+namespace marketprism::node {
+namespace {
+
+using ::marketprism::testing::StatusIs;
+using ::testing::HasSubstr;
+
+GetEnv EnvOf(std::map<std::string, std::string> env) {
+  auto m = std::make_shared<std::map<std::string, std::string>>(std::move(env));
+  return [m](const char* name) -> const char* {
+    auto it = m->find(name);
+    return it == m->end() ? nullptr : it->second.c_str();
+  };
+}
+
+absl::Status ParseError(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
+  std::string help;
+  return ParseNodeOptions(args, &help, EnvOf(std::move(env))).status();
+}
+
+TEST(NodeOptionsTest, TheRequiredFlags) {
+  std::string help;
+  auto o = ParseNodeOptions({"--egress-ip", "127.0.0.11", "--coordinator", "127.0.0.1:7000",
+                             "--exchange-url", "binance_spot=http://127.0.0.1:8400"},
+                            &help, EnvOf({}));
+  ASSERT_TRUE(o.ok()) << o.status();
+  ASSERT_TRUE(o->has_value());
+  EXPECT_EQ((*o)->node_id, "node-127.0.0.11");
+  EXPECT_EQ((*o)->coordinator.port, 7000);
+  EXPECT_EQ((*o)->exchange_urls.at("binance_spot"), "http://127.0.0.1:8400");
+}
+
+TEST(NodeOptionsTest, FromTheEnvironment) {
+  std::string help;
+  auto o = ParseNodeOptions({}, &help,
+                            EnvOf({{"MP_EGRESS_IP", "10.0.0.5"}, {"MP_COORDINATOR", "c:7000"},
+                                   {"MP_EXCHANGE_URL", "okx=http://a,deribit=https://b"}}));
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ((*o)->egress_ip, "10.0.0.5");
+  EXPECT_EQ((*o)->exchange_urls.size(), 2u);
+}
+
+TEST(NodeOptionsTest, BadSettingsAreNamed) {
+  const std::vector<std::string> base = {"--egress-ip", "127.0.0.11", "--coordinator", "127.0.0.1:7000"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a = base;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return ParseError(a);
+  };
+  EXPECT_THAT(ParseError({"--coordinator", "c:1"}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--egress-ip is required")));
+  EXPECT_THAT(ParseError({"--egress-ip", "300.1.1.1", "--coordinator", "c:1"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--egress-ip \"300.1.1.1\": not an IP address")));
+  EXPECT_THAT(ParseError({"--egress-ip", "127.0.0.11"}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--coordinator is required")));
+  EXPECT_THAT(with({"--exchange-url", "kraken=http://x"}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown exchange \"kraken\"")));
+  EXPECT_THAT(with({"--exchange-url", "okx=ftp://x"}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("must start with http:// or https://")));
+  EXPECT_THAT(with({"--exchange-url", "okx"}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected EXCHANGE=VALUE")));
+  EXPECT_THAT(with({"--ws-url", "okx=http://x"}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ws:// or wss://")));
+  EXPECT_THAT(with({"--proxy", "proxy:8080"}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--proxy \"proxy:8080\"")));
+  EXPECT_THAT(with({"--exchange-proxy", "okx=ftp://p"}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--exchange-proxy okx")));
+  EXPECT_THAT(with({"--workers", "0"}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--workers")));
+  EXPECT_THAT(with({"--report-interval", "0s"}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--report-interval must be positive")));
+  EXPECT_THAT(with({"--limit", "okx.NOPE=1"}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown pool \"NOPE\"")));
+  EXPECT_THAT(with({"--exchange", "kraken"}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--exchange \"kraken\"")));
+  EXPECT_THAT(with({"--listen", "nowhere"}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--listen \"nowhere\"")));
+  EXPECT_THAT(ParseError(base, {{"MP_WORKERS", "many"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("environment MP_WORKERS")));
+}
+
+TEST(ProxyTest, ExchangeThenNodeThenEnvironment) {
+  GetEnv env = EnvOf({{"HTTPS_PROXY", "http://env-https:1"}, {"HTTP_PROXY", "http://env-http:1"},
+                      {"ALL_PROXY", "socks5h://env-all:1"}, {"NO_PROXY", "localhost,.internal"}});
+  EXPECT_EQ(ResolveProxy("socks5h://ex:1", "http://node:1", "https://api.binance.com", env), "socks5h://ex:1");
+  EXPECT_EQ(ResolveProxy("", "http://node:1", "https://api.binance.com", env), "http://node:1");
+  EXPECT_EQ(ResolveProxy("", "", "https://api.binance.com", env), "http://env-https:1");
+  EXPECT_EQ(ResolveProxy("", "", "http://api.binance.com", env), "http://env-http:1");
+  EXPECT_EQ(ResolveProxy("", "", "https://sim.internal:8400", env), "") << "NO_PROXY suffix";
+  EXPECT_EQ(ResolveProxy("", "", "http://localhost:8400/x", env), "");
+  EXPECT_EQ(ResolveProxy("socks5h://ex:1", "", "http://localhost:8400/x", env), "socks5h://ex:1")
+      << "NO_PROXY does not override our own configuration";
+  GetEnv only_all = EnvOf({{"all_proxy", "socks5://a:1"}});
+  EXPECT_EQ(ResolveProxy("", "", "https://www.okx.com", only_all), "socks5://a:1");
+  EXPECT_EQ(ResolveProxy("", "", "https://www.okx.com", EnvOf({})), "");
+}
+
+TEST(ProxyTest, NoProxyMatching) {
+  EXPECT_TRUE(NoProxyMatches("*", "anything"));
+  EXPECT_TRUE(NoProxyMatches("example.com", "api.example.com"));
+  EXPECT_TRUE(NoProxyMatches(" .example.com ,x", "EXAMPLE.com"));
+  EXPECT_FALSE(NoProxyMatches("example.com", "notexample.com"));
+  EXPECT_FALSE(NoProxyMatches("", "a"));
+}
+
+}  // namespace
+}  // namespace marketprism::node
