@@ -319,7 +319,7 @@ absl::Status Scheduler::ResourceExhausted(const Pending& p, absl::Time now) {
   return st;
 }
 
-absl::Status Scheduler::Submit(ExecuteSpec spec, Done done) {
+absl::StatusOr<common::Cost> Scheduler::Price(const ExecuteSpec& spec) const {
   const common::ExchangeRules* rules = rules_.Find(spec.exchange);
   if (rules == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("exchange: unknown exchange \"", spec.exchange,
@@ -340,48 +340,89 @@ absl::Status Scheduler::Submit(ExecuteSpec spec, Done done) {
     }
     return absl::InvalidArgumentError(absl::StrCat("query: ", cost.status().message()));
   }
+  return cost;
+}
+
+absl::Status Scheduler::EnqueueLocked(ExecuteSpec& spec, common::Cost cost, Done done,
+                                      absl::Time now, std::vector<Key>* keys) {
+  bool served = false;
+  for (auto& [id, n] : nodes_) {
+    served = served || (n.connected && !n.draining && n.exchanges.count(spec.exchange) > 0);
+  }
+  if (!served) {
+    return absl::UnavailableError(absl::StrCat("no available node serves ", spec.exchange, " (",
+                                               nodes_.size(), " nodes known)"));
+  }
+  if (queue_.size() >= options_.max_queue) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the queue is full (", options_.max_queue, " requests waiting)"));
+  }
+  Pending p;
+  p.id = next_id_++;
+  p.seq = next_seq_++;
+  p.exchange = spec.exchange;
+  p.priority = spec.priority;
+  p.deadline = spec.deadline;
+  p.enqueued = now;
+  p.cost = std::move(cost);
+  p.done = std::move(done);
+  p.limits_probe = spec.limits_probe;
+  Key key{-p.priority, p.seq};
+  queue_.emplace(key, std::move(p));
+  keys->push_back(key);
+  return absl::OkStatus();
+}
+
+void Scheduler::FailFastLocked(const std::vector<Key>& keys, absl::Time now, Ready& ready) {
+  for (const Key& key : keys) {
+    auto it = queue_.find(key);
+    if (it == queue_.end()) continue;  // placed
+    // Not placed. Answer now if it could never start before its deadline.
+    absl::Time start = EarliestStart(it->second, now);
+    if (start != absl::InfiniteFuture() && start > it->second.deadline) {
+      Deliver(ready, std::move(it->second.done), ResourceExhausted(it->second, now));
+      queue_.erase(it);
+    }
+  }
+}
+
+absl::Status Scheduler::Submit(ExecuteSpec spec, Done done) {
+  absl::StatusOr<common::Cost> cost = Price(spec);
+  if (!cost.ok()) return cost.status();
   Ready ready;
   {
     absl::MutexLock lock(&mu_);
     absl::Time now = clock_.Now();
-    bool served = false;
-    for (auto& [id, n] : nodes_) {
-      served = served || (n.connected && !n.draining && n.exchanges.count(spec.exchange) > 0);
-    }
-    if (!served) {
-      return absl::UnavailableError(
-          absl::StrCat("no available node serves ", spec.exchange, " (", nodes_.size(),
-                       " nodes known)"));
-    }
-    if (queue_.size() >= options_.max_queue) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("the queue is full (", options_.max_queue, " requests waiting)"));
-    }
-    Pending p;
-    p.id = next_id_++;
-    p.seq = next_seq_++;
-    p.exchange = spec.exchange;
-    p.priority = spec.priority;
-    p.deadline = spec.deadline;
-    p.enqueued = now;
-    p.cost = std::move(*cost);
-    p.done = std::move(done);
-    p.limits_probe = spec.limits_probe;
-    Key key{-p.priority, p.seq};
-    queue_.emplace(key, std::move(p));
+    std::vector<Key> keys;
+    absl::Status st = EnqueueLocked(spec, std::move(*cost), std::move(done), now, &keys);
+    if (!st.ok()) return st;
     PollLocked(now, ready);
-    auto it = queue_.find(key);
-    if (it != queue_.end()) {
-      // Not placed. Answer now if it could never start before its deadline.
-      absl::Time start = EarliestStart(it->second, now);
-      if (start != absl::InfiniteFuture() && start > it->second.deadline) {
-        Deliver(ready, std::move(it->second.done), ResourceExhausted(it->second, now));
-        queue_.erase(it);
-      }
-    }
+    FailFastLocked(keys, now, ready);
   }
   Run(ready);
   return absl::OkStatus();
+}
+
+std::vector<absl::Status> Scheduler::SubmitBatch(std::vector<std::pair<ExecuteSpec, Done>> batch) {
+  std::vector<absl::Status> out(batch.size());
+  std::vector<absl::StatusOr<common::Cost>> costs;
+  costs.reserve(batch.size());
+  for (const auto& [spec, done] : batch) costs.push_back(Price(spec));
+  Ready ready;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::Time now = clock_.Now();
+    std::vector<Key> keys;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      out[i] = costs[i].ok() ? EnqueueLocked(batch[i].first, std::move(*costs[i]),
+                                             std::move(batch[i].second), now, &keys)
+                             : costs[i].status();
+    }
+    PollLocked(now, ready);
+    FailFastLocked(keys, now, ready);
+  }
+  Run(ready);
+  return out;
 }
 
 void Scheduler::Requeue(Pending p, absl::Time now, Ready& ready) {

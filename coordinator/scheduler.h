@@ -194,6 +194,9 @@ class Scheduler {
   // is called with a placement or a final error (kResourceExhausted with
   // *retry_after... see RetryAfter()).
   absl::Status Submit(ExecuteSpec spec, Done done);
+  // Many at once: one lock and one placement pass for the lot. Statuses are
+  // per request, as Submit would return them.
+  std::vector<absl::Status> SubmitBatch(std::vector<std::pair<ExecuteSpec, Done>> batch);
   ReportResult Report(const Placement& placement, const DispatchOutcome& outcome);
   // The caller gave up on a placement before dispatching it (its client went
   // away): the reservation is refunded and the request dropped.
@@ -257,6 +260,14 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::optional<Placement> TryPlace(Pending& p, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Time EarliestStart(const Pending& p, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Prices and validates; kInvalidArgument naming the field.
+  absl::StatusOr<common::Cost> Price(const ExecuteSpec& spec) const;
+  // Queues a priced request (lock held). kUnavailable / kResourceExhausted
+  // when it cannot even wait.
+  absl::Status EnqueueLocked(ExecuteSpec& spec, common::Cost cost, Done done, absl::Time now,
+                             std::vector<Key>* keys) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FailFastLocked(const std::vector<Key>& keys, absl::Time now, Ready& ready)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ResourceExhausted(const Pending& p, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Requeue(Pending p, absl::Time now, Ready& ready) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

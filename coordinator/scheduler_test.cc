@@ -107,6 +107,26 @@ TEST_F(SchedulerTest, NoNodeIsUnavailable) {
   EXPECT_THAT(sched_->SetDraining("nope", true), StatusIs(absl::StatusCode::kNotFound));
 }
 
+TEST_F(SchedulerTest, ABatchIsPlacedLikeSingleRequests) {
+  Make({"binance_spot.REQUEST_WEIGHT=10"});
+  AddNode("n1", "10.0.0.1");
+  std::vector<std::pair<ExecuteSpec, Scheduler::Done>> batch;
+  for (int i = 0; i < 12; ++i) {
+    ExecuteSpec s;
+    s.exchange = "binance_spot";
+    s.path = i == 11 ? "/nope" : "/api/v3/ping";
+    s.deadline = clock_.Now() + absl::Minutes(5);
+    batch.emplace_back(s, [this](absl::StatusOr<Placement> r) {
+      if (r.ok()) placed_.push_back(*r);
+    });
+  }
+  std::vector<absl::Status> st = sched_->SubmitBatch(std::move(batch));
+  ASSERT_EQ(st.size(), 12u);
+  for (int i = 0; i < 11; ++i) EXPECT_TRUE(st[i].ok()) << i;
+  EXPECT_THAT(st[11], StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(placed_.size(), 10u) << "the budget, the rest queued";
+}
+
 TEST_F(SchedulerTest, SpreadsAcrossIpsByHeadroom) {
   Make({"binance_spot.REQUEST_WEIGHT=100"});
   AddNode("n1", "10.0.0.1");

@@ -186,6 +186,16 @@ std::optional<ExchangeLane::Admission> ExchangeLane::Admit(const LaneRequest& re
     r->retry_after = fit == absl::InfiniteFuture() ? absl::ZeroDuration() : fit - t;
     r->usage = book_.Snapshot(t);
     r->detail = "the node's ledger for this IP has no room for it";
+    static const bool trace_refusals = std::getenv("MP_TRACE_LEDGER") != nullptr;
+    if (trace_refusals) {
+      for (const common::Cost::Charge& c : r->cost.charges) {
+        if (const common::PoolLedger* l = book_.ledger(c.pool)) {
+          common::Log(common::LogLevel::kInfo, "ledger",
+                      absl::StrCat("refused ", request.path, " t=", absl::FormatTime(t), " ",
+                                   rules_.pools()[c.pool].name, " ", l->DebugString(t)));
+        }
+      }
+    }
     return std::nullopt;
   }
   Admission a;
@@ -229,8 +239,10 @@ void ExchangeLane::Settle(Admission& a, absl::StatusOr<common::HttpReply> reply,
   // If the clock estimate moved while the request was out, express its send
   // time in the current time base, as every other time in the ledger is.
   absl::Duration shift = offset_.offset() - a.offset_at_send;
-  for (auto& [pool, part] : a.ticket.parts) part.sent += shift;
-  r->sent_ex += shift;
+  if (shift != absl::ZeroDuration()) {
+    for (auto& [pool, part] : a.ticket.parts) common::RebaseTicket(part, shift, book_.uncertainty());
+    r->sent_ex += shift;
+  }
   r->replied_ex = ExchangeNow();
   if (!reply.ok()) {
     if (common::MaybeDelivered(reply.status())) {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+
 namespace marketprism::common {
 
 namespace {
@@ -12,6 +14,20 @@ int64_t FloorDiv(int64_t a, int64_t b) {
   return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 }  // namespace
+
+void RebaseTicket(LedgerTicket& ticket, absl::Duration shift, absl::Duration uncertainty) {
+  int64_t sent = absl::ToUnixMicros(ticket.sent);
+  int64_t moved = sent + absl::ToInt64Microseconds(shift);
+  int64_t u_now = absl::ToInt64Microseconds(uncertainty);
+  int64_t lo = std::max(sent - ticket.uncertainty_us, moved - u_now);
+  int64_t hi = std::min(sent + ticket.uncertainty_us, moved + u_now);
+  if (lo > hi) {
+    lo = std::min(sent - ticket.uncertainty_us, moved - u_now);
+    hi = std::max(sent + ticket.uncertainty_us, moved + u_now);
+  }
+  ticket.sent = absl::FromUnixMicros(lo + (hi - lo) / 2);
+  ticket.uncertainty_us = (hi - lo + 1) / 2;
+}
 
 PoolLedger::PoolLedger(const PoolRule& rule, absl::Duration uncertainty)
     : kind_(rule.window),
@@ -154,7 +170,7 @@ absl::Time PoolLedger::EarliestFit(absl::Time t, int64_t units) const {
 LedgerTicket PoolLedger::Charge(absl::Time t, int64_t units) {
   inflight_units_ += units;
   ++inflight_count_;
-  return LedgerTicket{units, t};
+  return LedgerTicket{units, t, uncertainty_us_};
 }
 
 void PoolLedger::Cancel(const LedgerTicket& ticket) {
@@ -166,7 +182,7 @@ void PoolLedger::Complete(const LedgerTicket& ticket, absl::Time replied,
                           std::optional<int64_t> observed_used) {
   inflight_units_ -= ticket.units;
   --inflight_count_;
-  int64_t lo = absl::ToUnixMicros(ticket.sent) - uncertainty_us_;
+  int64_t lo = absl::ToUnixMicros(ticket.sent) - ticket.uncertainty_us;
   int64_t hi = std::max(absl::ToUnixMicros(replied), absl::ToUnixMicros(ticket.sent)) +
                uncertainty_us_;
   switch (kind_) {
@@ -213,6 +229,21 @@ void PoolLedger::Complete(const LedgerTicket& ticket, absl::Time replied,
       break;
     }
   }
+}
+
+std::string PoolLedger::DebugString(absl::Time t) const {
+  int64_t now = absl::ToUnixMicros(t);
+  std::string out = absl::StrCat("kind=", WindowKindName(kind_), " cap=", capacity_,
+                                 " inflight=", inflight_units_, "/", inflight_count_,
+                                 " u=", uncertainty_us_, "us");
+  if (kind_ == WindowKind::kFixed) {
+    for (const auto& [index, w] : windows_) {
+      absl::StrAppend(&out, " [w", index - WindowIndex(now), ": settled=", w.settled,
+                      " unverified=", w.unverified, " observed=", w.observed,
+                      w.spent ? " spent" : "", "]");
+    }
+  }
+  return out;
 }
 
 void PoolLedger::MarkSpent(absl::Time t) {

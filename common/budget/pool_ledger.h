@@ -30,6 +30,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <string>
 
 #include "absl/time/time.h"
 #include "common/rules/rules.h"
@@ -40,7 +41,16 @@ namespace marketprism::common {
 struct LedgerTicket {
   int64_t units = 0;
   absl::Time sent;
+  // The clock uncertainty when it was sent: it bounds how early the request
+  // may have arrived, however the estimate has changed since.
+  int64_t uncertainty_us = 0;
 };
+
+// The clock estimate moved by `shift` while the request was out and is now
+// good to `uncertainty`: re-expresses the ticket's send time in the new time
+// base. Both estimates bound the true send time, so it keeps what both allow
+// (or, should they disagree, what either allows).
+void RebaseTicket(LedgerTicket& ticket, absl::Duration shift, absl::Duration uncertainty);
 
 class PoolLedger {
  public:
@@ -86,6 +96,9 @@ class PoolLedger {
 
   // Fixed windows: the start of the window holding `t`.
   absl::Time WindowStart(absl::Time t) const;
+
+  // The ledger's state around `t`, for diagnostics.
+  std::string DebugString(absl::Time t) const;
 
  private:
   struct FixedWindow {

@@ -128,6 +128,61 @@ TEST(PoolLedgerFixedTest, JustAfterAnEdgeTheNewWindowIsNextNotTheOneAfter) {
   EXPECT_EQ(l.EarliestFit(t, 1), kMinute + absl::Seconds(60) + u);
 }
 
+TEST(PoolLedgerFixedTest, AGrowingUncertaintyDoesNotMakeSettledRequestsAmbiguous) {
+  const absl::Duration u = absl::Milliseconds(2);
+  PoolLedger l(Rule(WindowKind::kFixed, 100, absl::Seconds(60)), u);
+  // Placed at the first instant the new window is certain: edge + u.
+  absl::Time sent = kMinute + absl::Seconds(60) + u;
+  ASSERT_TRUE(l.Fits(sent, 10));
+  LedgerTicket t = l.Charge(sent, 10);
+  // Our clock estimate gets slightly less certain before the reply.
+  l.set_uncertainty(u + absl::Microseconds(20));
+  l.Complete(t, sent + absl::Milliseconds(1), 10);
+  // It landed in the new window only: the old one is not charged with it.
+  EXPECT_EQ(l.Used(kMinute + absl::Seconds(59)), 0);
+  EXPECT_EQ(l.Used(sent + absl::Seconds(1)), 10);
+}
+
+TEST(RebaseTicketTest, ANarrowerEstimateNarrowsTheSendTime) {
+  // Sent at 100 ms +- 50 ms; the estimate then moved by +30 ms and is good
+  // to 1 ms: the send was at 130 ms +- 1 ms, which the old bounds allow.
+  LedgerTicket t{1, kMinute + absl::Milliseconds(100), 50'000};
+  RebaseTicket(t, absl::Milliseconds(30), absl::Milliseconds(1));
+  EXPECT_EQ(t.sent, kMinute + absl::Milliseconds(130));
+  EXPECT_EQ(t.uncertainty_us, 1'000);
+}
+
+TEST(RebaseTicketTest, AWiderEstimateKeepsTheOldBounds) {
+  // A 0.5 ms shift with 3 ms of uncertainty now: the old +- 1 ms is tighter.
+  LedgerTicket t{1, kMinute, 1'000};
+  RebaseTicket(t, absl::Microseconds(500), absl::Milliseconds(3));
+  EXPECT_EQ(t.sent, kMinute);
+  EXPECT_EQ(t.uncertainty_us, 1'000);
+}
+
+TEST(RebaseTicketTest, DisagreeingEstimatesKeepWhatEitherAllows) {
+  LedgerTicket t{1, kMinute, 1'000};
+  RebaseTicket(t, absl::Milliseconds(10), absl::Milliseconds(1));
+  // [-1, 1] ms and [9, 11] ms do not meet: [-1, 11] ms.
+  EXPECT_EQ(t.sent, kMinute + absl::Milliseconds(5));
+  EXPECT_EQ(t.uncertainty_us, 6'000);
+}
+
+TEST(RebaseTicketTest, ARebasedTicketSettlesInOneWindow) {
+  // Sent when the clock was known to +- 50 ms, 40 ms after the edge by that
+  // estimate (so perhaps before it); a sharper estimate moved it 30 ms
+  // earlier: it was 10 ms +- 1 ms after the edge, so only the new window is
+  // charged.
+  PoolLedger l(Rule(WindowKind::kFixed, 100, absl::Seconds(60)), absl::Milliseconds(50));
+  absl::Time edge = kMinute + absl::Seconds(60);
+  LedgerTicket t = l.Charge(edge + absl::Milliseconds(40), 10);
+  l.set_uncertainty(absl::Milliseconds(1));
+  RebaseTicket(t, -absl::Milliseconds(30), absl::Milliseconds(1));
+  l.Complete(t, edge + absl::Milliseconds(40), 10);
+  EXPECT_EQ(l.Used(edge - absl::Seconds(1)), 0);
+  EXPECT_EQ(l.Used(edge + absl::Seconds(1)), 10);
+}
+
 TEST(PoolLedgerFixedTest, TooLargeNeverFits) {
   PoolLedger l(Rule(WindowKind::kFixed, 10, absl::Seconds(60)), kU);
   EXPECT_EQ(l.EarliestFit(kMinute, 11), absl::InfiniteFuture());
