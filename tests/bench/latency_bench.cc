@@ -60,27 +60,69 @@ int RunLatencyBench(const std::vector<std::string>& args) {
   if (!cluster.ok()) return common::ExitCodeFor("mp-bench latency", cluster.status());
   testing::Cluster& c = **cluster;
 
+  grpc::ClientContext lctx;
+  v1::ListNodesResponse nodes;
+  grpc::Status ls = c.stub().ListNodes(&lctx, v1::ListNodesRequest(), &nodes);
+  if (!ls.ok() || nodes.nodes_size() == 0) {
+    return common::ExitCodeFor("mp-bench latency", absl::UnavailableError("no node listed"));
+  }
+  auto node = v1::Node::NewStub(
+      grpc::CreateChannel(nodes.nodes(0).grpc_address(), grpc::InsecureChannelCredentials()));
+
+  // Four paths, timed in turn within each round so that the machine's drift
+  // falls on all of them alike:
+  //  d: libcurl straight to the simulator (what Execute's overhead is over);
+  //  e: Execute through the coordinator and the node;
+  //  n: Dispatch straight to the node (its hop, admission, the exchange);
+  //  g: GetStatus, a coordinator round trip touching no exchange (the floor
+  //     under each of Execute's two gRPC hops).
   common::CurlHttpClient direct(common::CurlHttpOptions{.source_ip = "127.0.0.20"});
   common::HttpRequestSpec req;
   req.url = c.sim().base_url() + "/api/v3/ping";
-  std::vector<double> d, e;
-  for (int64_t i = 0; i < samples + 200; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    auto r = direct.Send(req);
-    if (i >= 200 && r.ok()) d.push_back(Micros(std::chrono::steady_clock::now() - t0));
-  }
   v1::ExecuteRequest er = testing::MakeRequest("binance_spot", "/api/v3/ping");
-  for (int64_t i = 0; i < samples + 200; ++i) {
-    v1::ExecuteResponse resp;
+  v1::DispatchRequest dr;
+  dr.set_exchange("binance_spot");
+  dr.set_method("GET");
+  dr.set_path("/api/v3/ping");
+  dr.set_term(1);
+  std::vector<double> d, e, n, g;
+  int64_t failures = 0;
+  auto time = [](auto&& call, std::vector<double>* into, bool keep, int64_t* failures) {
     auto t0 = std::chrono::steady_clock::now();
-    grpc::Status s = c.Execute(er, &resp);
-    if (i >= 200 && s.ok()) e.push_back(Micros(std::chrono::steady_clock::now() - t0));
+    bool ok = call();
+    double us = Micros(std::chrono::steady_clock::now() - t0);
+    if (!ok) ++*failures;
+    if (ok && keep) into->push_back(us);
+  };
+  constexpr int64_t kWarmup = 200;
+  for (int64_t i = 0; i < samples + kWarmup; ++i) {
+    bool keep = i >= kWarmup;
+    time([&] { return direct.Send(req).ok(); }, &d, keep, &failures);
+    time([&] {
+      v1::ExecuteResponse resp;
+      return c.Execute(er, &resp).ok();
+    }, &e, keep, &failures);
+    time([&] {
+      grpc::ClientContext ctx;
+      v1::DispatchResponse resp;
+      return node->Dispatch(&ctx, dr, &resp).ok() && resp.outcome() == v1::DispatchResponse::REPLIED;
+    }, &n, keep, &failures);
+    time([&] {
+      grpc::ClientContext ctx;
+      v1::GetStatusResponse resp;
+      return c.stub().GetStatus(&ctx, v1::GetStatusRequest(), &resp).ok();
+    }, &g, keep, &failures);
   }
   double d50 = Percentile(d, 50), d99 = Percentile(d, 99), e50 = Percentile(e, 50), e99 = Percentile(e, 99);
   nlohmann::ordered_json j = {{"bench", "execute_latency"}, {"samples", samples},
                               {"direct_p50_us", std::round(d50)}, {"direct_p99_us", std::round(d99)},
                               {"execute_p50_us", std::round(e50)}, {"execute_p99_us", std::round(e99)},
-                              {"overhead_p50_us", std::round(e50 - d50)}, {"overhead_p99_us", std::round(e99 - d99)}};
+                              {"overhead_p50_us", std::round(e50 - d50)}, {"overhead_p99_us", std::round(e99 - d99)},
+                              {"grpc_status_p50_us", std::round(Percentile(g, 50))},
+                              {"grpc_status_p99_us", std::round(Percentile(g, 99))},
+                              {"node_dispatch_p50_us", std::round(Percentile(n, 50))},
+                              {"node_dispatch_p99_us", std::round(Percentile(n, 99))},
+                              {"failures", failures}};
   std::printf("%s\n", j.dump().c_str());
   return 0;
 }
