@@ -1,0 +1,61 @@
+// File: common/gossip/broadcast_queue.h
+//
+// The queue of gossip messages waiting to be piggybacked on outgoing packets,
+// each sent a limited number of times (memberlist's TransmitLimitedQueue).
+// A newer message about the same thing replaces the queued older one, so a
+// member whose usage summary changes every second never has more than one of
+// its summaries in flight. Least-sent messages go first.
+//
+// Not thread-safe; owned by the gossip Core.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "marketprism/v1/gossip.pb.h"
+
+namespace marketprism::common::gossip {
+
+class BroadcastQueue {
+ public:
+  // What a message is about, for replacement. Membership messages about a
+  // subject replace each other (suspicions only those of the same accuser);
+  // records replace the same (owner, key).
+  struct Key {
+    uint64_t subject = 0;
+    std::string record_key;  // empty: a membership message
+    uint64_t accuser = 0;    // suspicions: who accuses
+    bool suspicion = false;
+  };
+
+  // Queues `message`, to be sent at most `limit` times.
+  void Push(Key key, v1::GossipMessage message, int limit);
+
+  // Takes messages that together fit in `budget` serialized bytes (each
+  // message costs its size plus two bytes of framing), least-sent first, and
+  // counts a transmission for each; drops those at their limit.
+  std::vector<v1::GossipMessage> Take(size_t budget);
+
+  // Drops every queued message about `subject` (it was reaped).
+  void Forget(uint64_t subject);
+
+  size_t size() const { return items_.size(); }
+  bool empty() const { return items_.empty(); }
+
+ private:
+  struct Item {
+    Key key;
+    v1::GossipMessage message;
+    size_t bytes = 0;
+    int transmits = 0;
+    int limit = 0;
+    uint64_t order = 0;  // newer first among equally sent
+  };
+  static bool Replaces(const Key& newer, const Key& older);
+
+  std::vector<Item> items_;
+  uint64_t next_order_ = 0;
+};
+
+}  // namespace marketprism::common::gossip

@@ -1,0 +1,1202 @@
+#include "common/gossip/core.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+
+namespace marketprism::common::gossip {
+
+namespace {
+
+int64_t FloorDiv(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+MemberState FromProto(v1::MemberState s) {
+  switch (s) {
+    case v1::SUSPECT:
+      return MemberState::kSuspect;
+    case v1::DEAD:
+      return MemberState::kDead;
+    case v1::LEFT:
+      return MemberState::kLeft;
+    default:
+      return MemberState::kAlive;
+  }
+}
+
+v1::MemberState ToProto(MemberState s) {
+  switch (s) {
+    case MemberState::kAlive:
+      return v1::ALIVE;
+    case MemberState::kSuspect:
+      return v1::SUSPECT;
+    case MemberState::kDead:
+      return v1::DEAD;
+    case MemberState::kLeft:
+      return v1::LEFT;
+  }
+  return v1::ALIVE;
+}
+
+// Within one incarnation a later state wins: alive < suspect < dead < left.
+int Rank(MemberState s) { return static_cast<int>(s); }
+
+bool Live(MemberState s) { return s == MemberState::kAlive || s == MemberState::kSuspect; }
+
+}  // namespace
+
+absl::string_view MemberStateName(MemberState s) {
+  switch (s) {
+    case MemberState::kAlive:
+      return "alive";
+    case MemberState::kSuspect:
+      return "suspect";
+    case MemberState::kDead:
+      return "dead";
+    case MemberState::kLeft:
+      return "left";
+  }
+  return "?";
+}
+
+absl::string_view MemberEventName(MemberEvent::Kind k) {
+  switch (k) {
+    case MemberEvent::Kind::kJoined:
+      return "joined";
+    case MemberEvent::Kind::kUpdated:
+      return "updated";
+    case MemberEvent::Kind::kSuspect:
+      return "suspect";
+    case MemberEvent::Kind::kAlive:
+      return "alive";
+    case MemberEvent::Kind::kDead:
+      return "dead";
+    case MemberEvent::Kind::kLeft:
+      return "left";
+    case MemberEvent::Kind::kReaped:
+      return "reaped";
+  }
+  return "?";
+}
+
+Core::Core(GossipOptions options, MemberId self, absl::Time now, uint64_t seed)
+    : options_(std::move(options)), self_(self), rng_(seed) {
+  Entry& me = members_[self_];
+  me.id = self_;
+  me.name = options_.name;
+  me.addr = options_.addr;
+  me.incarnation = 1;
+  me.state_since = now;
+  me.last_heard = now;
+  ring_.push_back(self_);
+  next_probe_at_ = NextSlotStart(now);
+  next_gossip_ = now + options_.gossip_interval;
+  std::uniform_real_distribution<double> spread(0.5, 1.5);
+  next_sync_ = now + options_.sync_interval * spread(rng_);
+  next_seed_ = absl::InfiniteFuture();
+  next_reconnect_ = now + options_.reconnect_interval;
+  next_reap_ = now + absl::Seconds(1);
+  expected_wake_ = NextWake();
+}
+
+// ---- membership -----------------------------------------------------------------
+
+Core::Entry& Core::SelfEntry() { return members_.at(self_); }
+const Core::Entry& Core::SelfEntry() const { return members_.at(self_); }
+
+Core::Entry* Core::Find(MemberId id) {
+  auto it = members_.find(id);
+  return it == members_.end() ? nullptr : &it->second;
+}
+
+Core::Entry* Core::FindByAddr(const std::string& addr) {
+  Entry* found = nullptr;
+  for (auto& [id, e] : members_) {
+    if (id == self_ || e.addr != addr) continue;
+    // Prefer the live one: a restarted process has a new id at the same
+    // address. Among equals, the lowest id (whatever the hash order).
+    if (found == nullptr || (Live(e.state) && !Live(found->state)) ||
+        (Live(e.state) == Live(found->state) && id < found->id)) {
+      found = &e;
+    }
+  }
+  return found;
+}
+
+uint32_t Core::incarnation() const { return SelfEntry().incarnation; }
+
+MemberView Core::View(const Entry& e) const {
+  MemberView v;
+  v.id = e.id;
+  v.name = e.name;
+  v.addr = e.addr;
+  v.incarnation = e.incarnation;
+  v.state = e.state;
+  v.state_since = e.state_since;
+  v.last_heard = e.last_heard;
+  v.records = e.records;
+  v.self = e.id == self_;
+  return v;
+}
+
+std::vector<MemberView> Core::Members() const {
+  std::vector<MemberView> out;
+  out.reserve(members_.size());
+  for (const auto& [id, e] : members_) out.push_back(View(e));
+  std::sort(out.begin(), out.end(), [](const MemberView& a, const MemberView& b) {
+    return a.name != b.name ? a.name < b.name : a.id < b.id;
+  });
+  return out;
+}
+
+std::optional<MemberView> Core::Member(MemberId id) const {
+  auto it = members_.find(id);
+  if (it == members_.end()) return std::nullopt;
+  return View(it->second);
+}
+
+std::optional<MemberState> Core::StateOf(MemberId id) const {
+  auto it = members_.find(id);
+  if (it == members_.end()) return std::nullopt;
+  return it->second.state;
+}
+
+std::optional<std::string> Core::RecordOf(MemberId id, const std::string& key) const {
+  auto it = members_.find(id);
+  if (it == members_.end()) return std::nullopt;
+  auto r = it->second.records.find(key);
+  if (r == it->second.records.end()) return std::nullopt;
+  return r->second.value;
+}
+
+void Core::Emit(MemberEvent::Kind kind, const Entry& e, std::string reason) {
+  out_.events.push_back(MemberEvent{kind, View(e), std::move(reason)});
+}
+
+void Core::SetState(absl::Time now, Entry& e, MemberState s) {
+  if (e.state == MemberState::kDead && Live(s)) e.revived_at = now;
+  e.state = s;
+  e.state_since = now;
+  if (s == MemberState::kSuspect) {
+    suspects_.insert(e.id);
+  } else {
+    e.suspicion.reset();
+    suspects_.erase(e.id);
+  }
+  SetInRing(e.id, e.id == self_ ? !left_ : Live(s));
+  if (e.id != self_ && !Live(s)) {
+    gone_.insert(e.id);
+  } else {
+    gone_.erase(e.id);
+  }
+}
+
+void Core::SetInRing(MemberId id, bool in) {
+  auto it = std::lower_bound(ring_.begin(), ring_.end(), id);
+  bool there = it != ring_.end() && *it == id;
+  if (in && !there) ring_.insert(it, id);
+  if (!in && there) ring_.erase(it);
+}
+
+void Core::MarkHeard(absl::Time now, MemberId id) {
+  if (Entry* e = Find(id)) e->last_heard = now;
+}
+
+void Core::Apply(absl::Time now, const v1::MemberUpdate& u, const std::string& informant_addr,
+                 bool from_sync, bool doubtful_source) {
+  MemberState state = FromProto(u.state());
+  if (u.id() == self_) {
+    if (left_) return;
+    Entry& me = SelfEntry();
+    if ((state != MemberState::kAlive && u.incarnation() >= me.incarnation) ||
+        (state == MemberState::kAlive && u.incarnation() > me.incarnation)) {
+      Refute(now, u.incarnation(), informant_addr);
+    } else if (state != MemberState::kAlive && !informant_addr.empty()) {
+      // The informant holds an older doubt about us, one we refuted while
+      // it could not hear (across a partition). Our refutation, and any
+      // records it carried, never reached it: send it our present self.
+      std::vector<v1::GossipMessage> self_now = {MemberMessage(me)};
+      for (const auto& [key, rec] : me.records) self_now.push_back(RecordMessage(me, key));
+      Send(informant_addr, self_now);
+      // The accuser holds the stale view too (the informant may only pass
+      // its word on).
+      const Entry* accuser = Find(u.accuser());
+      if (accuser != nullptr && accuser->id != self_ && accuser->addr != informant_addr &&
+          now - last_self_notice_[accuser->id] >= absl::Seconds(1)) {
+        last_self_notice_[accuser->id] = now;
+        Send(accuser->addr, self_now);
+      }
+    }
+    return;
+  }
+  Entry* e = Find(u.id());
+  if (e == nullptr) {
+    Entry fresh;
+    fresh.id = u.id();
+    fresh.name = u.name();
+    fresh.addr = u.addr();
+    fresh.incarnation = u.incarnation();
+    fresh.state = Live(state) ? MemberState::kAlive : state;
+    fresh.state_since = now;
+    if (fresh.addr.empty()) return;  // nothing to reach it by: wait for its alive
+    Entry& added = members_[fresh.id] = std::move(fresh);
+    if (!Live(added.state)) gone_.insert(added.id);
+    if (Live(added.state)) {
+      SetInRing(added.id, true);
+      Emit(MemberEvent::Kind::kJoined, added);
+      if (!from_sync) {
+        Broadcast(MemberMessage(added), Reach::kGossip);
+        CatchUp(now, added, u.record_version());
+      }
+    }
+    return;
+  }
+  switch (state) {
+    case MemberState::kAlive: {
+      if (!from_sync) CatchUp(now, *e, u.record_version());
+      if (u.incarnation() <= e->incarnation) return;
+      MemberState before = e->state;
+      e->incarnation = u.incarnation();
+      if (!u.addr().empty()) e->addr = u.addr();
+      if (!u.name().empty()) e->name = u.name();
+      if (before != MemberState::kAlive) {
+        SetState(now, *e, MemberState::kAlive);
+        Emit(before == MemberState::kSuspect ? MemberEvent::Kind::kAlive : MemberEvent::Kind::kJoined, *e);
+      }
+      Broadcast(MemberMessage(*e), Reach::kGossip);
+      return;
+    }
+    case MemberState::kSuspect:
+    case MemberState::kDead: {
+      if (u.incarnation() < e->incarnation || !Live(e->state)) return;
+      bool fresh_contact = e->last_heard != absl::InfinitePast() &&
+                           now - e->last_heard < options_.stall_budget;
+      // A death declared by one who had not heard from it for longer than we
+      // have: we heard from it after the accuser lost it (a partition).
+      bool heard_since = state == MemberState::kDead && u.silent_ms() > 0 && fresh_contact &&
+                         now - e->last_heard + absl::Milliseconds(250) < absl::Milliseconds(u.silent_ms());
+      // From a sender we held dead until just now (across a healed
+      // partition), a death of a member we hold alive is its stale view.
+      bool stale_view = doubtful_source && state == MemberState::kDead && e->state == MemberState::kAlive;
+      if ((from_sync && fresh_contact) || heard_since || stale_view) {
+        // Someone across a (healed) partition thinks it is gone, but it talks
+        // to us: tell it, so it refutes, rather than doubting it ourselves.
+        v1::GossipMessage m;
+        *m.mutable_member() = u;
+        Send(e->addr, {m});
+        return;
+      }
+      e->incarnation = u.incarnation();
+      if (state == MemberState::kSuspect || from_sync) {
+        absl::Time anchor = from_sync ? now : now - absl::Milliseconds(u.silent_ms());
+        Suspect(now, *e, u.accuser(), anchor, /*local=*/false);
+        return;
+      }
+      SetState(now, *e, MemberState::kDead);
+      const Entry* accuser = Find(u.accuser());
+      Emit(MemberEvent::Kind::kDead, *e,
+           absl::StrCat("declared dead by ", accuser != nullptr ? accuser->name : "another member"));
+      Broadcast(MemberMessage(*e, u.accuser(), u.silent_ms()), Reach::kGossip);
+      return;
+    }
+    case MemberState::kLeft: {
+      if (u.incarnation() < e->incarnation || e->state == MemberState::kLeft) return;
+      e->incarnation = u.incarnation();
+      SetState(now, *e, MemberState::kLeft);
+      Emit(MemberEvent::Kind::kLeft, *e);
+      Broadcast(MemberMessage(*e), Reach::kGossip);
+      return;
+    }
+  }
+}
+
+void Core::CatchUp(absl::Time now, Entry& e, uint64_t their_version) {
+  // Records travel best-effort; the alive message says how far the owner
+  // is. If we are behind (a lost packet), ask the owner for the rest. The
+  // records may still be on their way in this very packet: ask a little
+  // later, only if still behind.
+  if (their_version <= e.record_version || e.id == self_) return;
+  e.catch_up_version = std::max(e.catch_up_version, their_version);
+  if (catch_ups_.count(e.id)) return;
+  e.catch_up_at = now + options_.gossip_interval;
+  catch_ups_.insert(e.id);
+}
+
+void Core::CatchUpTick(absl::Time now) {
+  std::vector<MemberId> due;
+  for (MemberId id : catch_ups_) {
+    if (members_.at(id).catch_up_at <= now) due.push_back(id);
+  }
+  for (MemberId id : due) {
+    catch_ups_.erase(id);
+    Entry& e = members_.at(id);
+    e.catch_up_at = absl::InfiniteFuture();
+    if (e.record_version >= e.catch_up_version || !Live(e.state)) continue;
+    StartStream(e.addr, SyncRequest(/*only=*/&e), PendingStream{PendingStream::Kind::kCatchUp, e.id, 0, ""});
+  }
+}
+
+void Core::ApplyRecord(absl::Time now, const v1::RecordUpdate& r, bool from_sync) {
+  if (r.owner() == self_) return;
+  Entry* e = Find(r.owner());
+  if (e == nullptr) return;  // its entry (and records) will come by sync
+  Record& rec = e->records[r.key()];
+  if (r.version() <= rec.version) return;
+  rec.version = r.version();
+  rec.value = r.value();
+  e->record_version = std::max(e->record_version, r.version());
+  Emit(MemberEvent::Kind::kUpdated, *e);
+  if (!from_sync) Broadcast(RecordMessage(*e, r.key()), Reach::kGossip, /*soft=*/true);
+}
+
+void Core::Suspect(absl::Time now, Entry& e, MemberId accuser, absl::Time anchor, bool local) {
+  if (!Live(e.state)) return;
+  bool news = false;
+  if (e.state != MemberState::kSuspect) {
+    SetState(now, e, MemberState::kSuspect);
+    e.suspicion = Suspicion{anchor, {accuser}, absl::InfinitePast()};
+    news = true;
+    const Entry* by = Find(accuser);
+    Emit(MemberEvent::Kind::kSuspect, e,
+         local ? "did not answer this member's probes"
+               : absl::StrCat("suspected by ", by != nullptr ? by->name : "another member"));
+  } else {
+    // Accusers beyond those that shorten the wait change nothing: they are
+    // counted but not passed on.
+    news = e.suspicion->accusers.insert(accuser).second &&
+           static_cast<int>(e.suspicion->accusers.size()) <= Confirmations() + 1;
+    e.suspicion->anchor = std::min(e.suspicion->anchor, anchor);
+  }
+  if (local && now - e.suspicion->last_notice >= options_.probe_interval) {
+    // Tell the suspect at once, so that if it is merely slow it refutes.
+    Send(e.addr, {MemberMessage(e, self_, 0)});
+    e.suspicion->last_notice = now;
+  }
+  if (news) {
+    auto silent = static_cast<uint32_t>(std::max<int64_t>(0, absl::ToInt64Milliseconds(now - anchor)));
+    Broadcast(MemberMessage(e, accuser, silent), Reach::kGossip);
+  }
+}
+
+void Core::DeclareDead(absl::Time now, Entry& e, const std::string& reason) {
+  if (!Live(e.state)) return;
+  SetState(now, e, MemberState::kDead);
+  e.confirming = false;
+  Emit(MemberEvent::Kind::kDead, e, reason);
+  // How long we had not heard from it: a receiver that heard from it since
+  // knows our verdict is stale (we were cut off from it, it was not gone).
+  uint32_t silent = 0;
+  if (e.last_heard != absl::InfinitePast()) {
+    silent = static_cast<uint32_t>(std::clamp<int64_t>(absl::ToInt64Milliseconds(now - e.last_heard), 1, 1 << 30));
+  }
+  Broadcast(MemberMessage(e, self_, silent), Reach::kEveryone);
+}
+
+void Core::Refute(absl::Time now, uint32_t accused_incarnation, const std::string& informant_addr) {
+  Entry& me = SelfEntry();
+  me.incarnation = std::max(me.incarnation, accused_incarnation) + 1;
+  Broadcast(MemberMessage(me), Reach::kEveryone);
+  // Those who doubted us may have missed our records meanwhile (while they
+  // held us dead, or across a partition): resend them with the refutation.
+  for (const auto& [key, rec] : me.records) Broadcast(RecordMessage(me, key), Reach::kEveryone);
+  if (!informant_addr.empty()) urgent_extra_addrs_.push_back(informant_addr);
+  RaiseHealth(1);
+}
+
+void Core::Confirm(absl::Time now, Entry& e) {
+  if (e.confirming) return;
+  e.confirming = true;
+  uint32_t seq = next_seq_++;
+  v1::StreamRequest req;
+  req.mutable_ping()->set_seq(seq);
+  req.mutable_ping()->set_target(e.id);
+  StartStream(e.addr, std::move(req), PendingStream{PendingStream::Kind::kConfirm, e.id, seq, ""});
+}
+
+void Core::RaiseHealth(int by) { lhm_ = std::min(options_.max_local_health, lhm_ + by); }
+
+// ---- messages ---------------------------------------------------------------------
+
+v1::MemberUpdate Core::UpdateOf(const Entry& e) const {
+  v1::MemberUpdate u;
+  u.set_id(e.id);
+  u.set_incarnation(e.incarnation);
+  u.set_state(ToProto(e.state));
+  if (e.state == MemberState::kAlive || e.state == MemberState::kLeft) {
+    u.set_addr(e.addr);
+    u.set_name(e.name);
+  }
+  if (e.state == MemberState::kAlive) u.set_record_version(e.record_version);
+  return u;
+}
+
+v1::GossipMessage Core::MemberMessage(const Entry& e, MemberId accuser, uint32_t silent_ms) const {
+  v1::GossipMessage m;
+  v1::MemberUpdate* u = m.mutable_member();
+  *u = UpdateOf(e);
+  if (accuser != 0) u->set_accuser(accuser);
+  if (silent_ms != 0) u->set_silent_ms(silent_ms);
+  return m;
+}
+
+v1::GossipMessage Core::RecordMessage(const Entry& e, const std::string& key) const {
+  v1::GossipMessage m;
+  v1::RecordUpdate* r = m.mutable_record();
+  r->set_owner(e.id);
+  r->set_key(key);
+  const Record& rec = e.records.at(key);
+  r->set_version(rec.version);
+  r->set_value(rec.value);
+  return m;
+}
+
+int Core::Limit(bool soft) const {
+  int mult = soft ? options_.soft_retransmit_mult : options_.retransmit_mult;
+  int scale = static_cast<int>(std::ceil(std::log10(static_cast<double>(LiveCount()) + 1)));
+  return std::max(1, mult * std::max(1, scale));
+}
+
+void Core::Broadcast(v1::GossipMessage m, Reach reach, bool soft) {
+  BroadcastQueue::Key key;
+  if (m.has_record()) {
+    key.subject = m.record().owner();
+    key.record_key = m.record().key();
+  } else {
+    key.subject = m.member().id();
+    key.suspicion = m.member().state() == v1::SUSPECT;
+    key.accuser = m.member().accuser();
+  }
+  if (reach == Reach::kDirect) urgent_.push_back(m);
+  if (reach == Reach::kEveryone) critical_.push_back(m);
+  queue_.Push(std::move(key), std::move(m), Limit(soft));
+}
+
+void Core::Send(const std::string& addr, std::vector<v1::GossipMessage> messages) {
+  if (addr.empty()) return;
+  v1::GossipPacket p;
+  p.set_from(self_);
+  size_t overhead = p.ByteSizeLong();
+  size_t used = overhead;
+  for (v1::GossipMessage& m : messages) {
+    size_t bytes = m.ByteSizeLong() + 3;
+    if (used + bytes > options_.max_payload && p.messages_size() > 0) {
+      out_.packets.push_back({addr, std::move(p)});
+      p = v1::GossipPacket();
+      p.set_from(self_);
+      used = overhead;
+    }
+    used += bytes;
+    *p.add_messages() = std::move(m);
+  }
+  if (used < options_.max_payload) {
+    for (v1::GossipMessage& m : queue_.Take(options_.max_payload - used)) *p.add_messages() = std::move(m);
+  }
+  if (p.messages_size() > 0) out_.packets.push_back({addr, std::move(p)});
+}
+
+void Core::FlushUrgent() {
+  if (urgent_.empty() && critical_.empty()) {
+    urgent_extra_addrs_.clear();
+    return;
+  }
+  std::vector<std::string> targets;
+  for (MemberId id : ring_) {
+    if (id != self_) targets.push_back(members_.at(id).addr);
+  }
+  if (!critical_.empty()) {
+    // Critical news also goes to those we hold dead (not those that left):
+    // across a healed partition they hold us dead too, and must hear it.
+    for (MemberId id : gone_) {
+      if (members_.at(id).state == MemberState::kDead) targets.push_back(members_.at(id).addr);
+    }
+  }
+  std::shuffle(targets.begin(), targets.end(), rng_);
+  size_t reach = static_cast<size_t>(std::max(0, critical_.empty() ? options_.direct_limit
+                                                                  : options_.critical_direct_limit));
+  if (targets.size() > reach) targets.resize(reach);
+  size_t direct = std::min(targets.size(), static_cast<size_t>(std::max(0, options_.direct_limit)));
+  for (const std::string& a : urgent_extra_addrs_) {
+    auto it = std::find(targets.begin(), targets.end(), a);
+    if (it == targets.end()) {
+      targets.insert(targets.begin(), a);
+    } else {
+      std::iter_swap(targets.begin(), it);
+    }
+    direct = std::min(targets.size(), direct + 1);
+  }
+  for (size_t i = 0; i < targets.size(); ++i) {
+    v1::GossipPacket p;
+    p.set_from(self_);
+    size_t empty = p.ByteSizeLong();
+    size_t used = empty;
+    auto add = [&](const v1::GossipMessage& m) {
+      size_t bytes = m.ByteSizeLong() + 3;
+      if (used + bytes > options_.max_payload && p.messages_size() > 0) {
+        out_.packets.push_back({targets[i], p});
+        p.clear_messages();
+        used = empty;
+      }
+      used += bytes;
+      *p.add_messages() = m;
+    };
+    for (const v1::GossipMessage& m : critical_) add(m);
+    if (i < direct) {
+      for (const v1::GossipMessage& m : urgent_) add(m);
+    }
+    if (p.messages_size() > 0) out_.packets.push_back({targets[i], std::move(p)});
+  }
+  urgent_.clear();
+  critical_.clear();
+  urgent_extra_addrs_.clear();
+}
+
+void Core::StartStream(const std::string& addr, v1::StreamRequest request, PendingStream p) {
+  uint64_t id = next_stream_++;
+  request.set_from(self_);
+  p.addr = addr;
+  streams_[id] = std::move(p);
+  out_.streams.push_back({id, addr, std::move(request)});
+}
+
+std::vector<v1::DigestEntry> Core::Digest() const {
+  std::vector<v1::DigestEntry> out;
+  out.reserve(members_.size());
+  for (const auto& [id, e] : members_) {
+    v1::DigestEntry d;
+    d.set_id(id);
+    d.set_incarnation(e.incarnation);
+    d.set_state(ToProto(e.state));
+    d.set_record_version(e.record_version);
+    out.push_back(d);
+  }
+  // Sorted: the order shows in what is sent, and runs must be reproducible.
+  std::sort(out.begin(), out.end(),
+            [](const v1::DigestEntry& a, const v1::DigestEntry& b) { return a.id() < b.id(); });
+  return out;
+}
+
+v1::StreamRequest Core::SyncRequest(const Entry* only) const {
+  v1::StreamRequest req;
+  v1::SyncRequest* s = req.mutable_sync();
+  if (only != nullptr) {
+    s->set_partial(true);
+    v1::DigestEntry* d = s->add_digest();
+    d->set_id(only->id);
+    d->set_incarnation(only->incarnation);
+    d->set_state(ToProto(only->state));
+    d->set_record_version(only->record_version);
+  } else {
+    for (v1::DigestEntry& d : Digest()) *s->add_digest() = std::move(d);
+  }
+  const Entry& me = SelfEntry();
+  *s->mutable_self()->mutable_member() = UpdateOf(me);
+  for (const auto& [key, rec] : me.records) *s->mutable_self()->add_records() = RecordMessage(me, key).record();
+  return req;
+}
+
+std::vector<v1::MemberEntry> Core::NewerThan(
+    const google::protobuf::RepeatedPtrField<v1::DigestEntry>& digest, bool partial) const {
+  absl::flat_hash_map<MemberId, const v1::DigestEntry*> theirs;
+  for (const v1::DigestEntry& d : digest) theirs[d.id()] = &d;
+  std::vector<MemberId> ids;
+  ids.reserve(members_.size());
+  for (const auto& [id, e] : members_) {
+    if (!partial || theirs.count(id)) ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());
+  std::vector<v1::MemberEntry> out;
+  for (MemberId id : ids) {
+    const Entry& e = members_.at(id);
+    auto it = theirs.find(id);
+    const v1::DigestEntry* d = it == theirs.end() ? nullptr : it->second;
+    bool state_newer = d == nullptr || e.incarnation > d->incarnation() ||
+                       (e.incarnation == d->incarnation() && Rank(e.state) > Rank(FromProto(d->state())));
+    bool records_newer = e.record_version > (d == nullptr ? 0 : d->record_version());
+    if (!state_newer && !records_newer) continue;
+    v1::MemberEntry entry;
+    *entry.mutable_member() = UpdateOf(e);
+    // A suspect or dead entry still needs its address to be useful to a
+    // member that never saw it alive.
+    entry.mutable_member()->set_addr(e.addr);
+    entry.mutable_member()->set_name(e.name);
+    if (e.state == MemberState::kSuspect && e.suspicion) {
+      entry.mutable_member()->set_accuser(*e.suspicion->accusers.begin());
+    }
+    uint64_t since = d == nullptr ? 0 : d->record_version();
+    for (const auto& [key, rec] : e.records) {
+      if (rec.version > since) *entry.add_records() = RecordMessage(e, key).record();
+    }
+    out.push_back(std::move(entry));
+  }
+  return out;
+}
+
+int Core::TellDoubted(absl::Time now, const google::protobuf::RepeatedPtrField<v1::DigestEntry>& digest) {
+  // Members the other side holds alive at the incarnation we hold them dead
+  // at (we declared them dead across a partition, say): only they can
+  // settle it, by refuting. Tell them directly rather than wait for a
+  // probe of theirs to reach us.
+  int told = 0;
+  for (const v1::DigestEntry& d : digest) {
+    if (FromProto(d.state()) != MemberState::kAlive) continue;
+    Entry* e = Find(d.id());
+    if (e == nullptr || e->state != MemberState::kDead || e->incarnation < d.incarnation()) continue;
+    if (now - e->last_dead_notice < absl::Seconds(1)) continue;
+    e->last_dead_notice = now;
+    Send(e->addr, {MemberMessage(*e)});
+    ++told;
+  }
+  if (told > 0) {
+    // Merging after a partition: sync again soon (with another member)
+    // rather than in a sync interval, until views agree.
+    next_sync_ = std::min(next_sync_, now + options_.reconnect_interval);
+  }
+  return told;
+}
+
+void Core::MergeEntries(absl::Time now, const google::protobuf::RepeatedPtrField<v1::MemberEntry>& entries,
+                        const std::string& from_addr) {
+  for (const v1::MemberEntry& entry : entries) {
+    Apply(now, entry.member(), from_addr, /*from_sync=*/true);
+    for (const v1::RecordUpdate& r : entry.records()) ApplyRecord(now, r, /*from_sync=*/true);
+  }
+}
+
+// ---- inputs -------------------------------------------------------------------------
+
+void Core::Join(absl::Time now, std::vector<std::string> seeds) {
+  seeds_ = std::move(seeds);
+  for (const std::string& s : seeds_) {
+    if (s != options_.addr) StartStream(s, SyncRequest(), PendingStream{PendingStream::Kind::kSync, 0, 0, ""});
+  }
+  next_seed_ = now + options_.seed_interval;
+  Finish();
+}
+
+void Core::SetRecord(absl::Time now, const std::string& key, std::string value, bool urgent) {
+  if (left_) return;
+  Entry& me = SelfEntry();
+  Record& rec = me.records[key];
+  if (rec.version != 0 && rec.value == value) return;
+  rec.version = ++me.record_version;
+  rec.value = std::move(value);
+  Broadcast(RecordMessage(me, key), urgent ? Reach::kDirect : Reach::kGossip, /*soft=*/!urgent);
+  Finish();
+}
+
+void Core::Leave(absl::Time now) {
+  if (left_) return;
+  Entry& me = SelfEntry();
+  me.incarnation += 1;
+  me.state = MemberState::kLeft;
+  me.state_since = now;
+  left_ = true;
+  probe_.reset();
+  SetInRing(self_, false);
+  Broadcast(MemberMessage(me), Reach::kEveryone);
+  Finish();
+}
+
+void Core::HandlePacket(absl::Time now, const std::string& from_addr, const v1::GossipPacket& packet) {
+  MemberId from = packet.from();
+  if (from == self_) return;
+  Entry* sender = Find(from);
+  if (sender != nullptr) {
+    sender->last_heard = now;
+    if (sender->state == MemberState::kDead && now - sender->last_dead_notice >= absl::Seconds(1)) {
+      // It talks to us though we hold it dead (a healed partition, or a
+      // freeze it has come out of): tell it, so it refutes.
+      sender->last_dead_notice = now;
+      Send(from_addr, {MemberMessage(*sender)});
+    }
+  }
+  // A sender we hold dead, or revived only just now, was cut off from us:
+  // its word on who is dead is out of date.
+  bool doubtful = sender == nullptr || !Live(sender->state) ||
+                  now - sender->revived_at < 2 * options_.stall_budget;
+  for (const v1::GossipMessage& m : packet.messages()) {
+    switch (m.kind_case()) {
+      case v1::GossipMessage::kPing: {
+        v1::GossipMessage ack;
+        ack.mutable_ack()->set_seq(m.ping().seq());
+        if (m.ping().target() != self_) ack.mutable_ack()->set_wrong_target(true);
+        Send(from_addr, {ack});
+        break;
+      }
+      case v1::GossipMessage::kPingReq: {
+        uint32_t seq = next_seq_++;
+        PendingAck p{PendingAck::Kind::kRelay, m.ping_req().target(), from_addr, m.ping_req().seq(),
+                     now + options_.probe_timeout * 0.8};
+        pending_[seq] = p;
+        v1::GossipMessage ping;
+        ping.mutable_ping()->set_seq(seq);
+        ping.mutable_ping()->set_target(m.ping_req().target());
+        Send(m.ping_req().addr(), {ping});
+        break;
+      }
+      case v1::GossipMessage::kAck: {
+        auto it = pending_.find(m.ack().seq());
+        if (it == pending_.end()) break;
+        PendingAck p = it->second;
+        bool wrong = m.ack().wrong_target();
+        switch (p.kind) {
+          case PendingAck::Kind::kProbe:
+            if (probe_ && probe_->seq == m.ack().seq()) {
+              probe_->acked = !wrong;
+              if (wrong) probe_.reset();
+            }
+            if (Entry* e = Find(p.member)) {
+              if (wrong) {
+                DeclareDead(now, *e, "its address answers as another member (it restarted)");
+              } else {
+                e->last_heard = now;
+              }
+            }
+            pending_.erase(it);
+            break;
+          case PendingAck::Kind::kRelay:
+            if (!wrong) {
+              v1::GossipMessage ack;
+              ack.mutable_ack()->set_seq(p.origin_seq);
+              Send(p.origin_addr, {ack});
+            }
+            pending_.erase(it);
+            break;
+          case PendingAck::Kind::kReconnect:
+            pending_.erase(it);
+            if (Entry* e = Find(p.member); e != nullptr && !wrong) {
+              // A member we hold dead answers: merge what we each know.
+              StartStream(e->addr, SyncRequest(), PendingStream{PendingStream::Kind::kSync, e->id, 0, ""});
+            }
+            break;
+        }
+        break;
+      }
+      case v1::GossipMessage::kNack:
+        if (probe_ && probe_->seq == m.nack().seq()) ++probe_->nacks;
+        break;
+      case v1::GossipMessage::kMember:
+        Apply(now, m.member(), from_addr, /*from_sync=*/false, doubtful);
+        break;
+      case v1::GossipMessage::kRecord:
+        ApplyRecord(now, m.record(), /*from_sync=*/false);
+        break;
+      case v1::GossipMessage::KIND_NOT_SET:
+        break;
+    }
+  }
+  if (Find(from) == nullptr) {
+    // A member that knows us, though we do not know it (nor did the packet
+    // say who it is): exchange what we know.
+    absl::Time& last = unknown_synced_[from_addr];
+    if (now - last >= absl::Seconds(1)) {
+      last = now;
+      StartStream(from_addr, SyncRequest(), PendingStream{PendingStream::Kind::kSync, 0, 0, ""});
+    }
+    if (unknown_synced_.size() > 4096) unknown_synced_.clear();
+  }
+  Finish();
+}
+
+v1::StreamResponse Core::HandleStream(absl::Time now, const std::string& from_addr,
+                                      const v1::StreamRequest& request) {
+  v1::StreamResponse resp;
+  resp.set_from(self_);
+  MarkHeard(now, request.from());
+  switch (request.kind_case()) {
+    case v1::StreamRequest::kSync: {
+      const v1::MemberEntry& them = request.sync().self();
+      bool known = Find(them.member().id()) != nullptr;
+      Apply(now, them.member(), from_addr, /*from_sync=*/false);
+      for (const v1::RecordUpdate& r : them.records()) ApplyRecord(now, r, /*from_sync=*/true);
+      Entry* joiner = Find(them.member().id());
+      if (!known && joiner != nullptr && Live(joiner->state)) {
+        // A join: tell everyone now, with its records.
+        joiner->last_heard = now;
+        Broadcast(MemberMessage(*joiner), Reach::kDirect);
+        for (const auto& [key, rec] : joiner->records) Broadcast(RecordMessage(*joiner, key), Reach::kDirect);
+      }
+      v1::SyncResponse* s = resp.mutable_sync();
+      for (v1::MemberEntry& e : NewerThan(request.sync().digest(), request.sync().partial())) {
+        if (e.member().id() != them.member().id()) *s->add_entries() = std::move(e);
+      }
+      for (v1::DigestEntry& d : Digest()) *s->add_digest() = std::move(d);
+      if (!request.sync().partial()) TellDoubted(now, request.sync().digest());
+      break;
+    }
+    case v1::StreamRequest::kPush:
+      MergeEntries(now, request.push().entries(), from_addr);
+      resp.mutable_empty();
+      break;
+    case v1::StreamRequest::kPing:
+      resp.mutable_ack()->set_seq(request.ping().seq());
+      if (request.ping().target() != self_) resp.mutable_ack()->set_wrong_target(true);
+      break;
+    default:
+      resp.mutable_empty();
+      break;
+  }
+  Finish();
+  return resp;
+}
+
+void Core::HandleStreamResult(absl::Time now, uint64_t id, StreamResult result) {
+  auto it = streams_.find(id);
+  if (it == streams_.end()) return;
+  PendingStream p = it->second;
+  streams_.erase(it);
+  Entry* e = p.member != 0 ? Find(p.member) : nullptr;
+  const v1::StreamResponse* r = result.response ? &*result.response : nullptr;
+  if (r != nullptr) MarkHeard(now, r->from());
+  switch (p.kind) {
+    case PendingStream::Kind::kSync: {
+      if (r == nullptr || !r->has_sync()) break;
+      bool first = !announced_;
+      MergeEntries(now, r->sync().entries(), p.addr);
+      TellDoubted(now, r->sync().digest());
+      std::vector<v1::MemberEntry> push = NewerThan(r->sync().digest(), /*partial=*/false);
+      Entry* peer = Find(r->from());
+      if (!push.empty() && peer != nullptr) {
+        v1::StreamRequest req;
+        for (v1::MemberEntry& m : push) *req.mutable_push()->add_entries() = std::move(m);
+        StartStream(peer->addr, std::move(req), PendingStream{PendingStream::Kind::kPush, peer->id, 0, ""});
+      }
+      if (first) {
+        // Joined: say so to everyone directly, with our records.
+        announced_ = true;
+        Entry& me = SelfEntry();
+        Broadcast(MemberMessage(me), Reach::kDirect);
+        for (const auto& [key, rec] : me.records) Broadcast(RecordMessage(me, key), Reach::kDirect);
+      }
+      break;
+    }
+    case PendingStream::Kind::kCatchUp:
+      if (r != nullptr && r->has_sync()) MergeEntries(now, r->sync().entries(), p.addr);
+      break;
+    case PendingStream::Kind::kPush:
+      break;
+    case PendingStream::Kind::kFallbackPing:
+      if (e == nullptr) break;
+      if (result.refused || (r != nullptr && r->has_ack() && r->ack().wrong_target())) {
+        DeclareDead(now, *e, result.refused ? "connection refused: its process is gone"
+                                            : "its address answers as another member (it restarted)");
+      } else if (r != nullptr && r->has_ack() && probe_ && probe_->seq == p.seq) {
+        probe_->acked = true;
+        e->last_heard = now;
+      }
+      break;
+    case PendingStream::Kind::kConfirm:
+      if (e == nullptr) break;
+      e->confirming = false;
+      if (result.refused) {
+        DeclareDead(now, *e, "port unreachable and connection refused: its process is gone");
+      } else if (r != nullptr && r->has_ack() && r->ack().wrong_target()) {
+        DeclareDead(now, *e, "its address answers as another member (it restarted)");
+      } else if (r != nullptr) {
+        e->last_heard = now;
+      }
+      break;
+  }
+  Finish();
+}
+
+void Core::HandleUnreachable(absl::Time now, const std::string& addr) {
+  Entry* e = FindByAddr(addr);
+  if (e != nullptr && Live(e->state)) Confirm(now, *e);
+  Finish();
+}
+
+// ---- timers ------------------------------------------------------------------------
+
+absl::Time Core::NextSlotStart(absl::Time now) const {
+  int64_t slot = std::max<int64_t>(1, absl::ToInt64Microseconds(options_.probe_interval));
+  return absl::FromUnixMicros((FloorDiv(absl::ToUnixMicros(now), slot) + 1) * slot);
+}
+
+void Core::StartProbe(absl::Time now, MemberId target) {
+  Entry& e = members_.at(target);
+  Probe p;
+  p.target = target;
+  p.seq = next_seq_++;
+  p.sent = now;
+  p.direct_deadline = now + Scaled(options_.probe_timeout);
+  p.end = now + Scaled(options_.probe_interval) * 0.8;
+  probe_ = p;
+  pending_[p.seq] = PendingAck{PendingAck::Kind::kProbe, target, "", 0,
+                               p.end + options_.stall_budget + options_.dead_grace};
+  v1::GossipMessage ping;
+  ping.mutable_ping()->set_seq(p.seq);
+  ping.mutable_ping()->set_target(target);
+  Send(e.addr, {ping});
+}
+
+void Core::FinishProbe(absl::Time now) {
+  Probe p = *probe_;
+  probe_.reset();
+  if (p.acked) {
+    lhm_ = std::max(0, lhm_ - 1);
+    return;
+  }
+  Entry* e = Find(p.target);
+  if (e == nullptr || !Live(e->state)) return;
+  if (now < quiet_until_) return;  // we were the slow one
+  if (p.expected_nacks > 0 && p.nacks < p.expected_nacks) RaiseHealth(1);
+  Suspect(now, *e, self_, p.sent, /*local=*/true);
+}
+
+void Core::ProbeTick(absl::Time now) {
+  if (probe_) {
+    if (!probe_->acked && !probe_->indirect_sent && now >= probe_->direct_deadline) {
+      probe_->indirect_sent = true;
+      Entry& target = members_.at(probe_->target);
+      std::vector<MemberId> relays = SampleAlive(options_.indirect_probes, probe_->target);
+      for (MemberId r : relays) {
+        v1::GossipMessage req;
+        req.mutable_ping_req()->set_seq(probe_->seq);
+        req.mutable_ping_req()->set_target(target.id);
+        req.mutable_ping_req()->set_addr(target.addr);
+        Send(members_.at(r).addr, {req});
+      }
+      probe_->expected_nacks = static_cast<int>(relays.size());
+      v1::StreamRequest ping;
+      ping.mutable_ping()->set_seq(probe_->seq);
+      ping.mutable_ping()->set_target(target.id);
+      StartStream(target.addr, std::move(ping),
+                  PendingStream{PendingStream::Kind::kFallbackPing, target.id, probe_->seq, ""});
+    }
+    if (probe_ && now >= probe_->end) FinishProbe(now);
+  }
+  if (left_) {
+    next_probe_at_ = absl::InfiniteFuture();
+    return;
+  }
+  if (now < next_probe_at_) return;
+  int64_t slot_us = std::max<int64_t>(1, absl::ToInt64Microseconds(options_.probe_interval));
+  int64_t slot = FloorDiv(absl::ToUnixMicros(now), slot_us);
+  std::uniform_int_distribution<int64_t> jitter(0, slot_us / 5);
+  next_probe_at_ = absl::FromUnixMicros((slot + 1) * slot_us + jitter(rng_));
+  if (slot % (lhm_ + 1) != 0) return;  // an unhealthy member probes less often
+  if (probe_) {
+    // Still out (our multiplier dropped meanwhile): judge it only if its
+    // time is up, else let it go unjudged.
+    if (now >= probe_->end) {
+      FinishProbe(now);
+    } else if (probe_->acked) {
+      lhm_ = std::max(0, lhm_ - 1);
+    }
+    probe_.reset();
+  }
+  const std::vector<MemberId>& ring = ring_;
+  int64_t n = static_cast<int64_t>(ring.size());
+  if (n < 2) return;
+  int64_t pos = std::lower_bound(ring.begin(), ring.end(), self_) - ring.begin();
+  int64_t offset = 1 + (slot % (n - 1) + (n - 1)) % (n - 1);
+  StartProbe(now, ring[static_cast<size_t>((pos + offset) % n)]);
+}
+
+int Core::Confirmations() const {
+  return std::max(1, std::min(options_.suspicion_confirmations, LiveCount() - 2));
+}
+
+absl::Duration Core::SpreadTime() const {
+  // Rounds for news to reach everyone by gossip, one round per interval:
+  // ceil(log_(fanout + 1)(n)).
+  double n = std::max(2, LiveCount());
+  double rounds = std::ceil(std::log(n) / std::log(std::max(2, options_.gossip_fanout + 1)));
+  return options_.gossip_interval * rounds;
+}
+
+absl::Time Core::DeadAt(const Entry& e) const {
+  const Suspicion& s = *e.suspicion;
+  int k = Confirmations();
+  int c = static_cast<int>(s.accusers.size()) - 1;
+  double frac = c >= k ? 1.0 : std::log(c + 1.0) / std::log(k + 1.0);
+  absl::Duration lo = options_.stall_budget;
+  absl::Duration hi = options_.stall_budget * std::max(1.0, options_.suspicion_max_factor);
+  // The grace, plus time for a refutation to reach everyone.
+  return s.anchor + hi - (hi - lo) * frac + options_.dead_grace + SpreadTime();
+}
+
+void Core::SuspicionTick(absl::Time now) {
+  std::vector<MemberId> due;
+  for (MemberId id : suspects_) {
+    Entry& e = members_.at(id);
+    if (!e.suspicion) continue;
+    if (now >= DeadAt(e)) due.push_back(id);
+    if (e.suspicion->accusers.count(self_) && now - e.suspicion->last_notice >= absl::Milliseconds(500)) {
+      // Tell the suspect again (the last notice may have been lost).
+      e.suspicion->last_notice = now;
+      Send(e.addr, {MemberMessage(e, self_, 0)});
+    }
+  }
+  if (now < quiet_until_) return;
+  for (MemberId id : due) {
+    Entry& e = members_.at(id);
+    DeclareDead(now, e,
+                absl::StrCat("no answer for ", absl::FormatDuration(now - e.suspicion->anchor), " (",
+                             e.suspicion->accusers.size(), " accusers)"));
+  }
+}
+
+void Core::GossipTick(absl::Time now) {
+  if (now < next_gossip_) return;
+  next_gossip_ = now + options_.gossip_interval;
+  if (queue_.empty()) return;
+  std::vector<MemberId> targets;
+  for (MemberId id : ring_) {
+    if (id != self_) targets.push_back(id);
+  }
+  std::shuffle(targets.begin(), targets.end(), rng_);
+  if (static_cast<int>(targets.size()) > options_.gossip_fanout) targets.resize(options_.gossip_fanout);
+  for (MemberId id : targets) {
+    if (queue_.empty()) break;
+    Send(members_.at(id).addr, {});
+  }
+}
+
+std::vector<MemberId> Core::SampleAlive(int k, MemberId except) {
+  // Random picks from the ring (cheap in large clusters); a full scan only
+  // when picks keep missing (few alive members).
+  std::vector<MemberId> out;
+  size_t n = ring_.size();
+  if (n == 0 || k <= 0) return out;
+  std::uniform_int_distribution<size_t> pick(0, n - 1);
+  for (int tries = 0; tries < 4 * k && static_cast<int>(out.size()) < k; ++tries) {
+    MemberId id = ring_[pick(rng_)];
+    if (id == self_ || id == except || members_.at(id).state != MemberState::kAlive) continue;
+    if (std::find(out.begin(), out.end(), id) == out.end()) out.push_back(id);
+  }
+  if (static_cast<int>(out.size()) == k) return out;
+  std::vector<MemberId> all;
+  for (MemberId id : ring_) {
+    if (id != self_ && id != except && members_.at(id).state == MemberState::kAlive) all.push_back(id);
+  }
+  std::shuffle(all.begin(), all.end(), rng_);
+  if (static_cast<int>(all.size()) > k) all.resize(static_cast<size_t>(k));
+  return all;
+}
+
+void Core::MaintenanceTick(absl::Time now) {
+  if (now >= next_sync_) {
+    std::uniform_real_distribution<double> spread(0.5, 1.5);
+    next_sync_ = now + options_.sync_interval * spread(rng_);
+    std::vector<MemberId> peers = SampleAlive(1, 0);
+    if (!peers.empty()) {
+      Entry& peer = members_.at(peers[0]);
+      StartStream(peer.addr, SyncRequest(), PendingStream{PendingStream::Kind::kSync, peer.id, 0, ""});
+    }
+  }
+  if (now >= next_seed_) {
+    next_seed_ = now + options_.seed_interval;
+    for (const std::string& s : seeds_) {
+      if (s == options_.addr) continue;
+      bool alive = false;
+      for (const auto& [id, e] : members_) alive |= id != self_ && e.addr == s && Live(e.state);
+      if (!alive) StartStream(s, SyncRequest(), PendingStream{PendingStream::Kind::kSync, 0, 0, ""});
+    }
+  }
+  if (now >= next_reconnect_) {
+    next_reconnect_ = now + options_.reconnect_interval;
+    std::vector<MemberId> dead;
+    for (MemberId id : gone_) {
+      if (members_.at(id).state == MemberState::kDead) dead.push_back(id);
+    }
+    if (!dead.empty()) {
+      Entry& e = members_.at(dead[std::uniform_int_distribution<size_t>(0, dead.size() - 1)(rng_)]);
+      uint32_t seq = next_seq_++;
+      pending_[seq] = PendingAck{PendingAck::Kind::kReconnect, e.id, "", 0, now + absl::Seconds(1)};
+      v1::GossipMessage ping;
+      ping.mutable_ping()->set_seq(seq);
+      ping.mutable_ping()->set_target(e.id);
+      Send(e.addr, {ping});
+    }
+  }
+  // Relays that heard nothing say so; stale entries go.
+  std::vector<uint32_t> expired;
+  for (const auto& [seq, p] : pending_) {
+    if (now >= p.deadline) expired.push_back(seq);
+  }
+  std::sort(expired.begin(), expired.end());
+  for (uint32_t seq : expired) {
+    PendingAck p = pending_.at(seq);
+    pending_.erase(seq);
+    if (p.kind == PendingAck::Kind::kRelay) {
+      v1::GossipMessage nack;
+      nack.mutable_nack()->set_seq(p.origin_seq);
+      Send(p.origin_addr, {nack});
+    }
+  }
+  // Reap the long dead.
+  if (now < next_reap_) return;
+  next_reap_ = now + absl::Seconds(1);
+  std::vector<MemberId> reap;
+  for (MemberId id : gone_) {
+    if (now - members_.at(id).state_since > options_.dead_retention) reap.push_back(id);
+  }
+  for (MemberId id : reap) {
+    Emit(MemberEvent::Kind::kReaped, members_.at(id));
+    members_.erase(id);
+    suspects_.erase(id);
+    gone_.erase(id);
+    catch_ups_.erase(id);
+    queue_.Forget(id);
+    last_self_notice_.erase(id);
+    SetInRing(id, false);
+  }
+}
+
+void Core::Tick(absl::Time now) {
+  if (expected_wake_ != absl::InfiniteFuture() && now - expected_wake_ > options_.lag_threshold) {
+    // This process was frozen or starved: what it saw (and did not see)
+    // meanwhile says nothing about the others. Accuse no one for a while,
+    // and if others may have started to doubt us, refute first.
+    absl::Duration lag = now - expected_wake_;
+    RaiseHealth(2);
+    quiet_until_ = now + Scaled(options_.probe_interval);
+    probe_.reset();
+    if (lag >= options_.stall_budget / 4 && !left_) {
+      Refute(now, SelfEntry().incarnation, "");
+    }
+  }
+  ProbeTick(now);
+  CatchUpTick(now);
+  SuspicionTick(now);
+  GossipTick(now);
+  MaintenanceTick(now);
+  Finish();
+}
+
+void Core::Finish() {
+  FlushUrgent();
+  expected_wake_ = NextWake();
+}
+
+absl::Time Core::NextWake() const {
+  absl::Time t = std::min({next_probe_at_, next_gossip_, next_sync_, next_seed_, next_reconnect_});
+  if (probe_) {
+    if (!probe_->acked && !probe_->indirect_sent) t = std::min(t, probe_->direct_deadline);
+    t = std::min(t, probe_->end);
+  }
+  for (MemberId id : suspects_) {
+    const Entry& e = members_.at(id);
+    if (!e.suspicion) continue;
+    t = std::min(t, std::max(DeadAt(e), quiet_until_));
+    if (e.suspicion->accusers.count(self_)) t = std::min(t, e.suspicion->last_notice + absl::Milliseconds(500));
+  }
+  for (const auto& [seq, p] : pending_) {
+    if (p.kind == PendingAck::Kind::kRelay) t = std::min(t, p.deadline);
+  }
+  for (MemberId id : catch_ups_) t = std::min(t, members_.at(id).catch_up_at);
+  return t;
+}
+
+Outbox Core::TakeOutbox() {
+  Outbox o = std::move(out_);
+  out_ = Outbox();
+  return o;
+}
+
+}  // namespace marketprism::common::gossip

@@ -1,0 +1,274 @@
+// The gossip core on a virtual clock and network (tests/testing/gossip_sim.h):
+// joins, crash and silence detection, stalls, loss, refutation, records,
+// leave, partitions, restarts and reproducibility. No sockets, no sleeps.
+#include "common/gossip/core.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "tests/testing/gossip_sim.h"
+
+namespace marketprism::common::gossip {
+namespace {
+
+using Kind = MemberEvent::Kind;
+using ::marketprism::testing::GossipSim;
+
+// When every running member other than `subject` had seen `kind` about it
+// (after `since`): the latest of their first sightings, or nullopt if some
+// running member never saw it.
+std::optional<absl::Duration> SeenByAll(const GossipSim& sim, int subject, Kind kind, absl::Time since) {
+  std::vector<std::optional<absl::Time>> first(static_cast<size_t>(sim.size()));
+  for (const auto& o : sim.observations()) {
+    if (o.subject == subject && o.kind == kind && o.at >= since && !first[static_cast<size_t>(o.observer)]) {
+      first[static_cast<size_t>(o.observer)] = o.at;
+    }
+  }
+  absl::Duration worst = absl::ZeroDuration();
+  for (int i = 0; i < sim.size(); ++i) {
+    if (i == subject || !sim.running(i)) continue;
+    if (!first[static_cast<size_t>(i)]) return std::nullopt;
+    worst = std::max(worst, *first[static_cast<size_t>(i)] - since);
+  }
+  return worst;
+}
+
+int Count(const GossipSim& sim, int subject, Kind kind, absl::Time since) {
+  int n = 0;
+  for (const auto& o : sim.observations()) n += o.subject == subject && o.kind == kind && o.at >= since;
+  return n;
+}
+
+int CountAny(const GossipSim& sim, Kind kind, absl::Time since) {
+  int n = 0;
+  for (const auto& o : sim.observations()) n += o.kind == kind && o.at >= since;
+  return n;
+}
+
+// Every running member holds every other running member alive.
+bool Converged(const GossipSim& sim) {
+  for (int a = 0; a < sim.size(); ++a) {
+    if (!sim.running(a)) continue;
+    for (int b = 0; b < sim.size(); ++b) {
+      if (a == b || !sim.running(b)) continue;
+      if (sim.StateAt(a, b) != MemberState::kAlive) return false;
+    }
+  }
+  return true;
+}
+
+GossipSim::Options Small(uint64_t seed = 1) {
+  GossipSim::Options o;
+  o.seed = seed;
+  return o;
+}
+
+TEST(GossipCoreTest, AJoinIsKnownByAllAtOnce) {
+  GossipSim sim(Small());
+  sim.AddMany(9, absl::Milliseconds(50));
+  sim.RunFor(absl::Seconds(2));
+  ASSERT_TRUE(Converged(sim));
+  absl::Time t = sim.now();
+  int late = sim.Add({0}, t);
+  sim.RunFor(absl::Seconds(1));
+  auto seen = SeenByAll(sim, late, Kind::kJoined, t);
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_LT(*seen, absl::Milliseconds(20)) << "the seed and the joiner tell everyone directly";
+  EXPECT_TRUE(Converged(sim));
+}
+
+TEST(GossipCoreTest, ACrashedProcessIsDeadEverywhereWithinHalfASecond) {
+  GossipSim sim(Small());
+  sim.AddMany(10, absl::Milliseconds(20));
+  sim.RunFor(absl::Seconds(3));
+  ASSERT_TRUE(Converged(sim));
+  for (int victim : {9, 4}) {
+    absl::Time t = sim.now();
+    sim.Crash(victim);
+    sim.RunFor(absl::Seconds(2));
+    auto seen = SeenByAll(sim, victim, Kind::kDead, t);
+    ASSERT_TRUE(seen.has_value()) << victim;
+    EXPECT_LT(*seen, absl::Milliseconds(500)) << "ICMP + refused connection confirm it at once";
+    EXPECT_EQ(Count(sim, victim, Kind::kSuspect, t), 0) << "no suspicion needed";
+    sim.RunFor(absl::Seconds(1));
+  }
+}
+
+TEST(GossipCoreTest, ASilentHostIsDeadEverywhereWithinTheStallBudgetPlusOneSecond) {
+  GossipSim sim(Small());
+  sim.AddMany(10, absl::Milliseconds(20));
+  sim.RunFor(absl::Seconds(3));
+  absl::Time t = sim.now();
+  sim.HostDown(3);
+  sim.RunFor(absl::Seconds(5));
+  auto seen = SeenByAll(sim, 3, Kind::kDead, t);
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_LE(*seen, absl::Seconds(3));
+  // Never before it has been silent for the budget.
+  for (const auto& o : sim.observations()) {
+    if (o.subject == 3 && o.kind == Kind::kDead) EXPECT_GE(o.at - t, absl::Seconds(2));
+  }
+}
+
+TEST(GossipCoreTest, AMemberFrozenForLessThanTheBudgetIsNeverDeclaredDead) {
+  GossipSim sim(Small());
+  sim.AddMany(10, absl::Milliseconds(20));
+  sim.RunFor(absl::Seconds(3));
+  absl::Time t = sim.now();
+  for (int round = 0; round < 20; ++round) {
+    sim.Stall(5, absl::Seconds(2));  // the baseline's GC-pause pattern: 2 s frozen, 4 s running
+    sim.RunFor(absl::Seconds(6));
+  }
+  EXPECT_EQ(Count(sim, 5, Kind::kDead, t), 0);
+  EXPECT_GT(Count(sim, 5, Kind::kSuspect, t), 0) << "it was doubted, and refuted";
+  // The frozen member accuses no one for its own freeze.
+  for (const auto& o : sim.observations()) {
+    if (o.at >= t && o.observer == 5) EXPECT_NE(o.kind, Kind::kDead) << "about m" << o.subject;
+  }
+  EXPECT_TRUE(Converged(sim));
+}
+
+TEST(GossipCoreTest, AMemberFrozenPastTheBudgetIsDeadThenRejoins) {
+  GossipSim sim(Small());
+  sim.AddMany(8, absl::Milliseconds(20));
+  sim.RunFor(absl::Seconds(3));
+  absl::Time t = sim.now();
+  sim.Stall(2, absl::Seconds(5));
+  sim.RunFor(absl::Seconds(4));
+  auto seen = SeenByAll(sim, 2, Kind::kDead, t);
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_LE(*seen, absl::Seconds(3));
+  sim.RunFor(absl::Seconds(4));  // thawed at 5 s: it refutes and is back
+  EXPECT_TRUE(Converged(sim));
+}
+
+TEST(GossipCoreTest, NoFalseDeathsAtTenPercentLoss) {
+  GossipSim::Options o = Small(7);
+  o.loss = 0.10;
+  GossipSim sim(o);
+  sim.AddMany(10, absl::Milliseconds(20));
+  sim.RunFor(absl::Seconds(5));
+  absl::Time t = sim.now();
+  sim.RunFor(absl::Minutes(10));
+  EXPECT_EQ(CountAny(sim, Kind::kDead, t), 0);
+  EXPECT_TRUE(Converged(sim));
+}
+
+TEST(GossipCoreTest, UrgentRecordsReachAllAtOnceAndSoftOnesConverge) {
+  GossipSim sim(Small());
+  sim.AddMany(10, absl::Milliseconds(20));
+  sim.RunFor(absl::Seconds(2));
+  absl::Time t = sim.now();
+  sim.SetRecord(1, "role", "coordinator");
+  sim.RunFor(absl::Milliseconds(50));
+  for (int i = 0; i < sim.size(); ++i) {
+    if (i == 1) continue;
+    auto v = sim.core(i).Member(sim.core(1).self_id());
+    ASSERT_TRUE(v.has_value());
+    ASSERT_TRUE(v->records.count("role")) << "m" << i;
+    EXPECT_EQ(v->records.at("role").value, "coordinator");
+  }
+  EXPECT_GE(Count(sim, 1, Kind::kUpdated, t), 9);
+  for (int k = 0; k < 30; ++k) {
+    for (int i = 0; i < sim.size(); ++i) sim.SetRecord(i, "usage", std::to_string(k * 100 + i), false);
+    sim.RunFor(absl::Seconds(1));
+  }
+  sim.RunFor(absl::Seconds(40));  // one sync interval, to fill any gap
+  for (int a = 0; a < sim.size(); ++a) {
+    for (int b = 0; b < sim.size(); ++b) {
+      if (a == b) continue;
+      auto v = sim.core(a).Member(sim.core(b).self_id());
+      ASSERT_TRUE(v && v->records.count("usage"));
+      EXPECT_EQ(v->records.at("usage").value, std::to_string(29 * 100 + b));
+    }
+  }
+}
+
+TEST(GossipCoreTest, AGracefulLeaveIsALeaveNotADeath) {
+  GossipSim sim(Small());
+  sim.AddMany(6, absl::Milliseconds(20));
+  sim.RunFor(absl::Seconds(2));
+  absl::Time t = sim.now();
+  sim.Leave(4);
+  sim.RunFor(absl::Seconds(5));
+  auto seen = SeenByAll(sim, 4, Kind::kLeft, t);
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_LT(*seen, absl::Milliseconds(20));
+  EXPECT_EQ(Count(sim, 4, Kind::kDead, t), 0);
+}
+
+TEST(GossipCoreTest, AHealedPartitionMergesByItself) {
+  GossipSim sim(Small(3));
+  sim.AddMany(10, absl::Milliseconds(20));
+  sim.RunFor(absl::Seconds(3));
+  sim.Partition({5, 6, 7, 8, 9});
+  sim.RunFor(absl::Seconds(60));
+  EXPECT_EQ(sim.StateAt(0, 9), MemberState::kDead);
+  EXPECT_EQ(sim.StateAt(9, 0), MemberState::kDead);
+  sim.Heal();
+  absl::Time healed = sim.now();
+  while (!Converged(sim) && sim.now() - healed < absl::Seconds(30)) sim.RunFor(absl::Milliseconds(100));
+  EXPECT_TRUE(Converged(sim));
+  EXPECT_LE(sim.now() - healed, absl::Seconds(5));
+}
+
+TEST(GossipCoreTest, AMemberCutOffFromEveryoneDoesNotTakeTheClusterDown) {
+  GossipSim sim(Small(4));
+  sim.AddMany(8, absl::Milliseconds(20));
+  sim.RunFor(absl::Seconds(3));
+  absl::Time t = sim.now();
+  sim.Partition({2});
+  sim.RunFor(absl::Seconds(10));
+  // The majority agrees it is dead; no one else is.
+  for (int i = 0; i < sim.size(); ++i) {
+    if (i == 2) continue;
+    EXPECT_EQ(sim.StateAt(i, 2), MemberState::kDead) << "m" << i;
+    for (int j = 0; j < sim.size(); ++j) {
+      if (j != 2 && j != i) EXPECT_EQ(sim.StateAt(i, j), MemberState::kAlive) << "m" << i << " on m" << j;
+    }
+  }
+  // (It, alone, holds the others dead: from where it stands they are silent.)
+  for (const auto& o : sim.observations()) {
+    if (o.at >= t && o.observer != 2 && o.kind == Kind::kDead) EXPECT_EQ(o.subject, 2) << "seen by m" << o.observer;
+  }
+  sim.Heal();
+  sim.RunFor(absl::Seconds(5));
+  EXPECT_TRUE(Converged(sim));
+}
+
+TEST(GossipCoreTest, AProcessRestartedAtTheSameAddressReplacesTheOldOne) {
+  GossipSim sim(Small());
+  sim.AddMany(5, absl::Milliseconds(20));
+  sim.RunFor(absl::Seconds(2));
+  absl::Time t = sim.now();
+  sim.Crash(3);
+  sim.RunFor(absl::Milliseconds(5));
+  int fresh = sim.Restart(3, {0});
+  sim.RunFor(absl::Seconds(2));
+  auto dead = SeenByAll(sim, 3, Kind::kDead, t);
+  ASSERT_TRUE(dead.has_value());
+  EXPECT_LT(*dead, absl::Seconds(1));
+  for (int i = 0; i < sim.size(); ++i) {
+    if (i == 3 || i == fresh) continue;
+    EXPECT_EQ(sim.StateAt(i, fresh), MemberState::kAlive);
+  }
+}
+
+TEST(GossipCoreTest, TheSameSeedGivesTheSameTrace) {
+  auto run = [](uint64_t seed) {
+    GossipSim::Options o = Small(seed);
+    o.loss = 0.05;
+    GossipSim sim(o);
+    sim.AddMany(12, absl::Milliseconds(30));
+    sim.RunFor(absl::Seconds(3));
+    sim.Crash(4);
+    sim.Stall(7, absl::Seconds(1));
+    sim.RunFor(absl::Seconds(10));
+    return sim.trace_hash();
+  };
+  EXPECT_EQ(run(11), run(11));
+  EXPECT_NE(run(11), run(12));
+}
+
+}  // namespace
+}  // namespace marketprism::common::gossip
