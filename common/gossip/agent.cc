@@ -49,7 +49,7 @@ bool ParseHostPort(const std::string& s, sockaddr_in* out) {
   size_t colon = s.rfind(':');
   if (colon == std::string::npos) return false;
   uint32_t port = 0;
-  if (!absl::SimpleAtoi(s.substr(colon + 1), &port) || port == 0 || port > 65535) return false;
+  if (!absl::SimpleAtoi(s.substr(colon + 1), &port) || port > 65535) return false;
   std::memset(out, 0, sizeof(*out));
   out->sin_family = AF_INET;
   out->sin_port = htons(static_cast<uint16_t>(port));
@@ -76,7 +76,7 @@ absl::StatusOr<std::unique_ptr<GossipAgent>> GossipAgent::Start(AgentOptions opt
         absl::StrCat("--gossip must be IPv4 ADDR:PORT, got \"", options.gossip.addr, "\""));
   }
   for (const std::string& j : options.join) {
-    if (!ParseHostPort(j, &probe)) {
+    if (!ParseHostPort(j, &probe) || probe.sin_port == 0) {
       return absl::InvalidArgumentError(absl::StrCat("--join entry must be IPv4 ADDR:PORT, got \"", j, "\""));
     }
   }
@@ -96,8 +96,41 @@ absl::StatusOr<std::unique_ptr<GossipAgent>> GossipAgent::Start(AgentOptions opt
         "Give --gossip-key-file for production. ***");
   }
   options.gossip.max_payload = kMaxDatagramPayload;
+  // Bind UDP and TCP to the same port (with port 0: a free one, picked by
+  // UDP, retried if TCP has it taken).
+  sockaddr_in addr{};
+  ParseHostPort(options.gossip.addr, &addr);
+  bool any_port = addr.sin_port == 0;
+  int udp = -1, tcp = -1;
+  for (int attempt = 0; attempt < 50 && tcp < 0; ++attempt) {
+    auto fail = [&](const char* what) {
+      absl::Status s = absl::UnavailableError(
+          absl::StrCat("gossip ", what, " on ", options.gossip.addr, ": ", std::strerror(errno)));
+      if (udp >= 0) close(udp);
+      if (tcp >= 0) close(tcp);
+      udp = tcp = -1;
+      return s;
+    };
+    udp = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (bind(udp, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return fail("cannot bind UDP");
+    sockaddr_in bound{};
+    socklen_t len = sizeof(bound);
+    getsockname(udp, reinterpret_cast<sockaddr*>(&bound), &len);
+    tcp = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(tcp, reinterpret_cast<sockaddr*>(&bound), sizeof(bound)) != 0 || listen(tcp, 128) != 0) {
+      absl::Status s = fail("cannot bind TCP");
+      if (!any_port) return s;
+      continue;
+    }
+    options.gossip.addr = AddrString(bound);
+  }
+  if (tcp < 0) return absl::UnavailableError("gossip: no free port for both UDP and TCP");
   MemberId self = RandomU64() | 1;
   std::unique_ptr<GossipAgent> agent(new GossipAgent(std::move(options), self, std::move(ring)));
+  agent->udp_ = udp;
+  agent->tcp_ = tcp;
   if (absl::Status s = agent->Open(); !s.ok()) return s;
   agent->thread_ = std::thread([a = agent.get()] { a->Loop(); });
   return agent;
@@ -116,22 +149,10 @@ GossipAgent::GossipAgent(AgentOptions options, MemberId self, Keyring ring)
 GossipAgent::~GossipAgent() { Stop(); }
 
 absl::Status GossipAgent::Open() {
-  sockaddr_in addr{};
-  ParseHostPort(options_.gossip.addr, &addr);
-  auto fail = [&](const char* what) {
-    return absl::UnavailableError(
-        absl::StrCat("gossip ", what, " on ", options_.gossip.addr, ": ", std::strerror(errno)));
-  };
-  udp_ = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int one = 1;
   setsockopt(udp_, SOL_IP, IP_RECVERR, &one, sizeof(one));
   int buf = 4 << 20;
   setsockopt(udp_, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
-  if (bind(udp_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return fail("cannot bind UDP");
-  tcp_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  setsockopt(tcp_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (bind(tcp_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return fail("cannot bind TCP");
-  if (listen(tcp_, 128) != 0) return fail("cannot listen");
   epfd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   for (int fd : {udp_, tcp_, wake_}) {

@@ -56,6 +56,8 @@ class GossipAgent {
   ~GossipAgent();
 
   MemberId self_id() const { return self_; }
+  // The address bound (the port picked, if 0 was asked).
+  const std::string& addr() const { return options_.gossip.addr; }
   void SetRecord(const std::string& key, std::string value, bool urgent = true);
   // Announces the leave and gives it `grace` to go out; the loop keeps running.
   void Leave(absl::Duration grace = absl::Milliseconds(300));

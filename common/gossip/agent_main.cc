@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
   absl::Duration stall_budget = absl::Seconds(2), probe_interval = absl::Milliseconds(200);
   absl::Duration publish_every = absl::ZeroDuration(), stats_every = absl::ZeroDuration();
   flags.String("name", &name, "member name (default: the gossip address)");
-  flags.String("gossip", &gossip, "ADDR:PORT to bind and be reached at (UDP and TCP)");
+  flags.String("gossip", &gossip, "ADDR:PORT to bind and be reached at (UDP and TCP; port 0: any free)");
   flags.String("join", &join, "seeds, ADDR:PORT[,ADDR:PORT...]");
   flags.String("cluster", &cluster, "cluster name (authenticated in every frame)");
   flags.String("gossip-key-file", &key_file, "keyring file: one 32-byte key per line (hex or base64), primary first");
@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
     (*agent)->SetRecord(kv.first, kv.second);
   }
   PrintLine(absl::StrFormat("{\"event\":\"started\",\"t_ms\":%d,\"id\":\"%016x\",\"addr\":\"%s\"}",
-                            absl::ToUnixMillis(absl::Now()), (*agent)->self_id(), gossip));
+                            absl::ToUnixMillis(absl::Now()), (*agent)->self_id(), (*agent)->addr()));
   absl::Time next_publish = publish_every > absl::ZeroDuration() ? absl::Now() + publish_every : absl::InfiniteFuture();
   absl::Time next_stats = stats_every > absl::ZeroDuration() ? absl::Now() + stats_every : absl::InfiniteFuture();
   uint64_t usage = 0;
