@@ -158,7 +158,6 @@ absl::Status GossipAgent::Open() {
   for (int fd : {udp_, tcp_, wake_}) {
     epoll_event ev{};
     ev.events = EPOLLIN | (fd == udp_ ? EPOLLERR : 0);
-    ev.data.ptr = nullptr;
     ev.data.fd = fd;
     epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev);
   }

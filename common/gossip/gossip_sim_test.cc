@@ -164,8 +164,9 @@ Report RunScenario(int n, uint64_t seed, int publish_every, absl::Duration parti
     return count;
   };
   while (sim.now() - healed < absl::Seconds(50)) {
-    r.stale_at_merge = r.stale_at_merge < 0 ? stale() : r.stale_at_merge;
-    if (stale() == 0) {
+    int now_stale = stale();  // O(n^2): once per step
+    if (r.stale_at_merge < 0) r.stale_at_merge = now_stale;
+    if (now_stale == 0) {
       r.records_converged = sim.now() - healed;
       break;
     }
