@@ -2,6 +2,8 @@
 //
 //   mpctl [--coordinator ADDR:PORT] [--json] status
 //   mpctl health | nodes | drain NODE [--undrain]
+//     (nodes: with gossip, every member with its gossip state, incarnation
+//     and when it was last heard; any coordinator answers)
 //   mpctl exec EXCHANGE METHOD PATH [key=value ...] [--priority N] [--body JSON]
 //
 // Tables by default; --json prints the reply as JSON for scripts.
@@ -157,10 +159,28 @@ int main(int argc, char** argv) {
     grpc::Status s = stub->ListNodes(&ctx, {}, &r);
     if (!s.ok()) return Fail(s);
     if (json) return std::printf("%s", Json(r).c_str()) < 0;
-    Table t({"NODE", "EGRESS", "ADDRESS", "STATE", "VERSION", "IN-FLIGHT", "REQUESTS", "LAST SEEN"});
+    bool gossip = false;
+    for (const v1::NodeInfo& n : r.nodes()) gossip = gossip || !n.gossip_state().empty();
+    if (!r.leader().empty()) {
+      std::printf("leader %s (term %ld), answered by %s\n\n", r.leader().c_str(), static_cast<long>(r.term()),
+                  r.answered_by().c_str());
+    }
+    if (!gossip) {
+      Table t({"NODE", "EGRESS", "ADDRESS", "STATE", "VERSION", "IN-FLIGHT", "REQUESTS", "LAST SEEN"});
+      for (const v1::NodeInfo& n : r.nodes()) {
+        t.Add({n.node_id(), n.egress_ip(), n.grpc_address(), n.state(), n.version(),
+               absl::StrCat(n.in_flight()), absl::StrCat(n.requests_total()), Ago(n.last_seen_ms())});
+      }
+      std::printf("%s", t.Render().c_str());
+      return 0;
+    }
+    Table t({"MEMBER", "ROLE", "EGRESS", "ADDRESS", "STATE", "GOSSIP", "INC", "HEARD", "IN-FLIGHT", "REQUESTS",
+             "USAGE"});
     for (const v1::NodeInfo& n : r.nodes()) {
-      t.Add({n.node_id(), n.egress_ip(), n.grpc_address(), n.state(), n.version(),
-             absl::StrCat(n.in_flight()), absl::StrCat(n.requests_total()), Ago(n.last_seen_ms())});
+      t.Add({n.node_id(), n.role().empty() ? "-" : n.role(), n.egress_ip().empty() ? "-" : n.egress_ip(),
+             n.grpc_address(), n.state(), n.gossip_state().empty() ? "-" : n.gossip_state(),
+             absl::StrCat(n.incarnation()), Ago(n.gossip_last_seen_ms()), absl::StrCat(n.in_flight()),
+             absl::StrCat(n.requests_total()), n.usage().empty() ? "-" : n.usage()});
     }
     std::printf("%s", t.Render().c_str());
     return 0;

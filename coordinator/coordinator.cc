@@ -7,9 +7,11 @@
 #include <chrono>
 #include <set>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/config.h"
+#include "common/gossip/membership.h"
 #include "common/log.h"
 #include "coordinator/health.h"
 #include "marketprism/v1/coordinator.grpc.pb.h"
@@ -28,6 +30,31 @@ absl::Status ToAbsl(const grpc::Status& s) {
 }
 
 std::string StateOf(const NodeSnapshot& n) { return n.state; }
+
+bool IdempotentRequest(const v1::ExecuteRequest& r) {
+  ExecuteSpec spec;
+  spec.method = r.method().empty() ? "GET" : r.method();
+  spec.path = r.path();
+  spec.body = r.body();
+  return Idempotent(spec);
+}
+
+void FillGossip(const common::gossip::MemberView& m, v1::NodeInfo* info) {
+  namespace g = common::gossip;
+  info->set_role(g::RecordValue(m, g::kRoleRecord));
+  info->set_gossip_state(std::string(g::MemberStateName(m.state)));
+  info->set_incarnation(m.incarnation);
+  info->set_gossip_last_seen_ms(m.self ? absl::ToUnixMillis(absl::Now())
+                                : m.last_heard == absl::InfinitePast() ? 0
+                                                                       : absl::ToUnixMillis(m.last_heard));
+  info->set_gossip_address(m.addr);
+  int64_t term = 0;
+  if (absl::SimpleAtoi(g::RecordValue(m, g::kTermRecord), &term)) info->set_term(term);
+  info->set_usage(g::RecordValue(m, g::kUsageRecord));
+  if (info->egress_ip().empty()) info->set_egress_ip(g::RecordValue(m, g::kEgressRecord));
+  if (info->grpc_address().empty()) info->set_grpc_address(g::RecordValue(m, g::kGrpcRecord));
+  if (info->version().empty()) info->set_version(g::RecordValue(m, g::kVersionRecord));
+}
 
 void FillNodeInfo(const NodeSnapshot& n, v1::NodeInfo* info) {
   info->set_node_id(n.node_id);
@@ -76,6 +103,19 @@ class Coordinator::GrpcNodeClient final : public NodeClient {
         v1::Node::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials())));
   }
 
+  // Gossip says the node is dead: its calls in flight are cancelled (the
+  // router then retries idempotent ones elsewhere) and it gets no more.
+  void ForgetNode(const std::string& id) {
+    std::vector<std::shared_ptr<grpc::ClientContext>> calls;
+    {
+      absl::MutexLock lock(&mu_);
+      nodes_.erase(id);
+      auto it = calls_.find(id);
+      if (it != calls_.end()) calls.assign(it->second.begin(), it->second.end());
+    }
+    for (auto& c : calls) c->TryCancel();
+  }
+
   void Dispatch(const std::string& node_id, v1::DispatchRequest request, absl::Time deadline,
                 DispatchDone done) override {
     std::shared_ptr<v1::Node::Stub> stub;
@@ -92,7 +132,7 @@ class Coordinator::GrpcNodeClient final : public NodeClient {
       return;
     }
     struct State {
-      grpc::ClientContext ctx;
+      std::shared_ptr<grpc::ClientContext> ctx = std::make_shared<grpc::ClientContext>();
       v1::DispatchRequest req;
       v1::DispatchResponse resp;
       DispatchDone done;
@@ -104,8 +144,20 @@ class Coordinator::GrpcNodeClient final : public NodeClient {
     st->stub = stub;
     // gRPC deadlines are real wall-clock times (STYLE rule 20).
     absl::Duration left = std::max(deadline - clock_.Now(), absl::Milliseconds(1));
-    st->ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMicroseconds(left));
-    stub->async()->Dispatch(&st->ctx, &st->req, &st->resp, [st](grpc::Status s) {
+    st->ctx->set_deadline(std::chrono::system_clock::now() + absl::ToChronoMicroseconds(left));
+    {
+      absl::MutexLock lock(&mu_);
+      calls_[node_id].insert(st->ctx);
+    }
+    stub->async()->Dispatch(st->ctx.get(), &st->req, &st->resp, [this, st, node_id](grpc::Status s) {
+      {
+        absl::MutexLock lock(&mu_);
+        auto it = calls_.find(node_id);
+        if (it != calls_.end()) {
+          it->second.erase(st->ctx);
+          if (it->second.empty()) calls_.erase(it);
+        }
+      }
       st->done(ToAbsl(s), std::move(st->resp));
       delete st;
     });
@@ -119,6 +171,7 @@ class Coordinator::GrpcNodeClient final : public NodeClient {
   common::Clock& clock_;
   absl::Mutex mu_;
   std::map<std::string, Entry> nodes_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::set<std::shared_ptr<grpc::ClientContext>>> calls_ ABSL_GUARDED_BY(mu_);
 };
 
 // ---- the client-facing service ----------------------------------------------------
@@ -134,9 +187,12 @@ class Coordinator::ClientService final : public v1::Coordinator::CallbackService
     absl::Duration left = remaining > std::chrono::hours(24 * 365)
                               ? c_.options_.default_deadline
                               : absl::FromChrono(std::chrono::duration_cast<std::chrono::microseconds>(remaining));
-    c_.router_->Execute(
+    std::string name = c_.options_.name;
+    c_.Route(
         *req, c_.clock_.Now() + left,
-        [ctx, reactor, resp](absl::StatusOr<v1::ExecuteResponse> r) {
+        [ctx, reactor, resp, name](absl::StatusOr<v1::ExecuteResponse> r) {
+          // Marks an answer from a coordinator, as against a broken connection.
+          ctx->AddTrailingMetadata("mp-answered-by", name);
           if (r.ok()) {
             *resp = std::move(*r);
             reactor->Finish(grpc::Status::OK);
@@ -151,8 +207,37 @@ class Coordinator::ClientService final : public v1::Coordinator::CallbackService
     return reactor;
   }
 
-  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx, const v1::GetStatusRequest*,
+  // A follower passes the call to the leader. False when this coordinator
+  // leads (the caller answers it).
+  template <typename Req, typename Resp, typename Call>
+  bool ForwardToLeader(grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor,
+                       const Req* req, Resp* resp, Call call) {
+    Leadership l = c_.leadership();
+    if (l.leading) return false;
+    if (l.leader_grpc.empty()) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                   "no leader coordinator yet (an election is under way); retry shortly"));
+      return true;
+    }
+    auto cctx = std::make_shared<grpc::ClientContext>();
+    auto deadline = ctx->deadline();
+    if (deadline - std::chrono::system_clock::now() > std::chrono::hours(1)) {
+      deadline = std::chrono::system_clock::now() + std::chrono::seconds(30);
+    }
+    cctx->set_deadline(deadline);
+    call(c_.StubFor(l.leader_grpc)->async(), cctx.get(), req, resp,
+         [cctx, reactor](grpc::Status s) { reactor->Finish(s); });
+    return true;
+  }
+
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx, const v1::GetStatusRequest* req,
                                       v1::GetStatusResponse* resp) override {
+    grpc::ServerUnaryReactor* forwarded = ctx->DefaultReactor();
+    if (ForwardToLeader(ctx, forwarded, req, resp, [](auto* a, auto* c, auto* q, auto* r, auto cb) {
+          a->GetStatus(c, q, r, std::move(cb));
+        })) {
+      return forwarded;
+    }
     SchedulerSnapshot s = c_.scheduler_->Snapshot();
     absl::Time now = c_.clock_.Now();
     auto [available, total] = IpAvailability(s, now);
@@ -192,13 +277,18 @@ class Coordinator::ClientService final : public v1::Coordinator::CallbackService
         b->set_until_ms(absl::ToUnixMillis(l.parked_until));
       }
     }
-    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
+    forwarded->Finish(grpc::Status::OK);
+    return forwarded;
   }
 
-  grpc::ServerUnaryReactor* GetHealth(grpc::CallbackServerContext* ctx, const v1::GetHealthRequest*,
+  grpc::ServerUnaryReactor* GetHealth(grpc::CallbackServerContext* ctx, const v1::GetHealthRequest* req,
                                       v1::GetHealthResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    if (ForwardToLeader(ctx, reactor, req, resp, [](auto* a, auto* c, auto* q, auto* r, auto cb) {
+          a->GetHealth(c, q, r, std::move(cb));
+        })) {
+      return reactor;
+    }
     HealthReport h = EvaluateHealth(c_.scheduler_->Snapshot(), c_.options_.health, c_.clock_.Now());
     resp->set_overall_health(h.overall == "healthy"    ? v1::GetHealthResponse::HEALTHY
                              : h.overall == "degraded" ? v1::GetHealthResponse::DEGRADED
@@ -212,15 +302,55 @@ class Coordinator::ClientService final : public v1::Coordinator::CallbackService
       hc->set_message(c.message);
     }
     for (const std::string& r : h.recommendations) resp->add_recommendations(r);
-    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
 
-  grpc::ServerUnaryReactor* ListNodes(grpc::CallbackServerContext* ctx, const v1::ListNodesRequest*,
+  grpc::ServerUnaryReactor* ListNodes(grpc::CallbackServerContext* ctx, const v1::ListNodesRequest* req,
                                       v1::ListNodesResponse* resp) override {
-    for (const NodeSnapshot& n : c_.scheduler_->Snapshot().nodes) FillNodeInfo(n, resp->add_nodes());
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    // A follower that knows the leader shows the leader's view; with none,
+    // its own (gossip's members only).
+    if (!c_.leadership().leader_grpc.empty() &&
+        ForwardToLeader(ctx, reactor, req, resp, [](auto* a, auto* c, auto* q, auto* r, auto cb) {
+          a->ListNodes(c, q, r, std::move(cb));
+        })) {
+      return reactor;
+    }
+    Leadership l = c_.leadership();
+    resp->set_leader(l.leader);
+    resp->set_term(l.term);
+    resp->set_answered_by(c_.options_.name);
+    std::map<std::string, v1::NodeInfo*> by_name;
+    if (l.leading) {
+      for (const NodeSnapshot& n : c_.scheduler_->Snapshot().nodes) {
+        v1::NodeInfo* info = resp->add_nodes();
+        FillNodeInfo(n, info);
+        by_name[n.node_id] = info;
+      }
+    }
+    if (c_.gossip_) {
+      std::vector<common::gossip::MemberView> members = c_.gossip_->Members();
+      // A restarted member is a new member under an old name: show the newest.
+      std::sort(members.begin(), members.end(), [](const auto& a, const auto& b) {
+        return a.name != b.name ? a.name < b.name : a.state_since < b.state_since;
+      });
+      for (const common::gossip::MemberView& m : members) {
+        v1::NodeInfo*& info = by_name[m.name];
+        if (info == nullptr) {
+          info = resp->add_nodes();
+          info->set_node_id(m.name);
+        }
+        FillGossip(m, info);
+        bool gone = m.state == common::gossip::MemberState::kDead || m.state == common::gossip::MemberState::kLeft;
+        if (info->state().empty()) {
+          info->set_state(info->role() != "coordinator" ? "unregistered"
+                          : gone                        ? "gone"
+                          : m.name == l.leader          ? "leader"
+                                                        : "follower");
+        }
+      }
+    }
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
@@ -228,6 +358,11 @@ class Coordinator::ClientService final : public v1::Coordinator::CallbackService
   grpc::ServerUnaryReactor* DrainNode(grpc::CallbackServerContext* ctx, const v1::DrainNodeRequest* req,
                                       v1::DrainNodeResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    if (ForwardToLeader(ctx, reactor, req, resp, [](auto* a, auto* c, auto* q, auto* r, auto cb) {
+          a->DrainNode(c, q, r, std::move(cb));
+        })) {
+      return reactor;
+    }
     if (req->node_id().empty()) {
       reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id: required"));
       return reactor;
@@ -280,6 +415,29 @@ class Coordinator::ControlService final : public v1::NodeControl::Service {
       stream->Write(no);
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, problem);
     }
+    Leadership l = c_.leadership();
+    if (l.leading && r.highest_term() > l.term) {
+      // The node has worked for a newer leader: this one is deposed.
+      {
+        absl::MutexLock lock(&c_.mu_);
+        if (c_.election_) c_.election_->ObserveTerm(r.highest_term());
+      }
+      l = Leadership{};
+    }
+    if (!l.leading) {
+      v1::CoordinatorMessage no;
+      no.mutable_registered()->set_accepted(false);
+      no.mutable_registered()->set_term(l.term);
+      no.mutable_registered()->set_coordinator_id(l.leader);
+      no.mutable_registered()->set_leader_address(l.leader_grpc);
+      std::string why = l.leader.empty()
+                            ? absl::StrCat(c_.options_.name, " does not lead and knows no leader yet")
+                            : absl::StrCat(c_.options_.name, " does not lead; the leader is ", l.leader,
+                                           " at ", l.leader_grpc, " (term ", l.term, ")");
+      no.mutable_registered()->set_reason(why);
+      stream->Write(no);
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, why);
+    }
     auto conn = std::make_shared<NodeConn>();
     conn->node_id = r.node_id();
     conn->ctx = ctx;
@@ -323,8 +481,15 @@ Coordinator::Coordinator(CoordinatorOptions options, common::Clock& clock, commo
   node_client_ = std::make_unique<GrpcNodeClient>(clock_);
   RouterOptions ro;
   ro.dispatch_margin = options_.dispatch_margin;
-  ro.term = term_;
+  // Without gossip there is one coordinator: it leads term 1, with no id
+  // (nodes accept any coordinator at that term).
+  ro.term = options_.membership.enabled() ? 0 : 1;
+  ro.coordinator_id = options_.membership.enabled() ? options_.name : "";
   ro.on_rejection = [this](const std::string& exchange) { RequestRefresh(exchange); };
+  ro.on_stale_term = [this](int64_t highest) {
+    absl::MutexLock lock(&mu_);
+    if (election_) election_->ObserveTerm(highest);
+  };
   router_ = std::make_unique<Router>(*scheduler_, *node_client_, ro);
   client_service_ = std::make_unique<ClientService>(*this);
   control_service_ = std::make_unique<ControlService>(*this);
@@ -342,9 +507,304 @@ absl::Status Coordinator::Start() {
   builder.RegisterService(control_service_.get());
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) return absl::UnavailableError(absl::StrCat("cannot listen on ", listen));
+  const common::gossip::MembershipConfig& m = options_.membership;
+  if (!options_.advertise.empty()) {
+    advertise_ = options_.advertise;
+  } else {
+    std::string host = options_.listen.host;
+    if (host.empty() || host == "0.0.0.0") {
+      host = m.enabled() ? m.gossip.substr(0, m.gossip.find(':')) : "127.0.0.1";
+    }
+    advertise_ = absl::StrCat(host, ":", port_);
+  }
+  if (m.enabled()) {
+    {
+      absl::MutexLock lock(&mu_);
+      election_ = std::make_unique<Election>(options_.name, advertise_, options_.leader_hold_down);
+    }
+    common::gossip::AgentOptions ao = common::gossip::ToAgentOptions(m, options_.name);
+    ao.on_event = [this](const common::gossip::MemberEvent& e) {
+      absl::MutexLock lock(&mu_);
+      events_.push_back(e);
+    };
+    absl::StatusOr<std::unique_ptr<common::gossip::GossipAgent>> agent =
+        common::gossip::GossipAgent::Start(std::move(ao));
+    if (!agent.ok()) {
+      server_->Shutdown();
+      server_.reset();
+      return agent.status();
+    }
+    gossip_ = std::move(*agent);
+    gossip_->SetRecord(common::gossip::kRoleRecord, "coordinator");
+    gossip_->SetRecord(common::gossip::kGrpcRecord, advertise_);
+    gossip_->SetRecord(common::gossip::kVersionRecord, MP_VERSION);
+    gossip_->SetRecord(common::gossip::kTermRecord, "0");
+    common::Log(common::LogLevel::kInfo, "coordinator",
+                absl::StrCat(options_.name, ": gossip at ", gossip_->addr(), ", serving at ", advertise_));
+    gossip_thread_ = std::thread([this] { GossipLoop(); });
+  } else {
+    absl::MutexLock lock(&mu_);
+    lead_.leading = true;
+    lead_.term = 1;
+    lead_.leader = options_.name;
+    lead_.leader_grpc = advertise_;
+    led_since_ = absl::InfinitePast();
+  }
   timer_thread_ = std::thread([this] { TimerLoop(); });
   refresh_thread_ = std::thread([this] { RefreshLoop(); });
   return absl::OkStatus();
+}
+
+std::string Coordinator::gossip_address() const { return gossip_ ? gossip_->addr() : ""; }
+
+Leadership Coordinator::leadership() {
+  absl::MutexLock lock(&mu_);
+  return lead_;
+}
+
+// ---- gossip and leadership --------------------------------------------------------
+
+void Coordinator::GossipLoop() {
+  while (true) {
+    std::deque<common::gossip::MemberEvent> events;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(+[](Coordinator* c) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                                             return c->stopping_ || !c->events_.empty();
+                                           }, this),
+                           absl::Milliseconds(50));
+      if (stopping_) return;
+      events.swap(events_);
+    }
+    for (const common::gossip::MemberEvent& e : events) OnMemberEvent(e);
+    Reelect();
+    ExpireHeld();
+  }
+}
+
+void Coordinator::OnMemberEvent(const common::gossip::MemberEvent& e) {
+  namespace g = common::gossip;
+  using Kind = g::MemberEvent::Kind;
+  if (g::RecordValue(e.member, g::kRoleRecord) != "node") return;
+  const std::string& name = e.member.name;
+  switch (e.kind) {
+    case Kind::kSuspect:
+      scheduler_->SetSuspect(name, true);
+      common::Log(common::LogLevel::kWarning, "coordinator",
+                  absl::StrCat("node ", name, " is suspect (", e.reason, "): no new work until it answers"));
+      break;
+    case Kind::kAlive:
+    case Kind::kJoined:
+      scheduler_->SetSuspect(name, false);
+      break;
+    case Kind::kDead:
+    case Kind::kLeft: {
+      // A node that restarted is a new member under the old name: the old
+      // member's death is not the new one's.
+      for (const g::MemberView& m : gossip_->Members()) {
+        if (m.name == name && m.id != e.member.id &&
+            (m.state == g::MemberState::kAlive || m.state == g::MemberState::kSuspect)) {
+          return;
+        }
+      }
+      scheduler_->SetSuspect(name, false);
+      node_client_->ForgetNode(name);
+      std::shared_ptr<NodeConn> conn;
+      {
+        absl::MutexLock lock(&mu_);
+        auto it = sessions_.find(name);
+        if (it != sessions_.end()) conn = it->second;
+      }
+      if (conn) conn->ctx->TryCancel();
+      scheduler_->DisconnectNode(name);
+      common::Log(common::LogLevel::kWarning, "coordinator",
+                  absl::StrCat("node ", name, e.kind == Kind::kLeft ? " left" : " is dead",
+                               e.reason.empty() ? "" : absl::StrCat(" (", e.reason, ")"),
+                               ": its in-flight reads go to other nodes"));
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+void Coordinator::Reelect() {
+  namespace g = common::gossip;
+  std::vector<CoordinatorSeen> others;
+  int64_t floor = 0;
+  for (const g::MemberView& m : gossip_->Members()) {
+    if (m.self) continue;
+    std::string role = g::RecordValue(m, g::kRoleRecord);
+    bool live = m.state == g::MemberState::kAlive || m.state == g::MemberState::kSuspect;
+    int64_t value = 0;
+    if (role == "coordinator") {
+      CoordinatorSeen c;
+      c.name = m.name;
+      c.grpc = g::RecordValue(m, g::kGrpcRecord);
+      (void)absl::SimpleAtoi(g::RecordValue(m, g::kTermRecord), &c.term);
+      c.live = live;
+      c.alive = m.state == g::MemberState::kAlive;
+      others.push_back(std::move(c));
+    } else if (role == "node" && absl::SimpleAtoi(g::RecordValue(m, g::kFenceRecord), &value)) {
+      floor = std::max(floor, value);
+    }
+  }
+  Leadership before, now;
+  std::vector<std::shared_ptr<NodeConn>> sessions;
+  {
+    absl::MutexLock lock(&mu_);
+    before = lead_;
+    now = election_->Update(clock_.Now(), others, floor);
+    lead_ = now;
+    if (now.claimed_now) led_since_ = clock_.Now();
+    if (before.leading && !now.leading) {
+      for (auto& [id, c] : sessions_) sessions.push_back(c);
+    }
+  }
+  if (now.claimed_now) {
+    scheduler_->ForgetLedgers();
+    router_->set_term(now.term);
+    gossip_->SetRecord(g::kTermRecord, absl::StrCat(now.term));
+    common::Log(common::LogLevel::kInfo, "coordinator",
+                absl::StrCat(options_.name, " leads term ", now.term, "; nodes register with it"));
+  }
+  if (before.leading && !now.leading) {
+    gossip_->SetRecord(g::kTermRecord, "0");
+    // The nodes' sessions end: they find the new leader.
+    for (auto& c : sessions) c->ctx->TryCancel();
+    common::Log(common::LogLevel::kWarning, "coordinator",
+                absl::StrCat(options_.name, " no longer leads (term ", before.term, "): a newer term exists"));
+  }
+  if (before.leader != now.leader || before.term != now.term || before.leading != now.leading) {
+    if (!now.leading && !now.leader.empty()) {
+      common::Log(common::LogLevel::kInfo, "coordinator",
+                  absl::StrCat("the leader is ", now.leader, " at ", now.leader_grpc, " (term ", now.term, ")"));
+    }
+    ReleaseHeld();
+  }
+}
+
+std::shared_ptr<v1::Coordinator::Stub> Coordinator::StubFor(const std::string& address) {
+  absl::MutexLock lock(&mu_);
+  auto& stub = stubs_[address];
+  if (!stub) {
+    stub = std::shared_ptr<v1::Coordinator::Stub>(
+        v1::Coordinator::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials())));
+  }
+  return stub;
+}
+
+void Coordinator::Route(const v1::ExecuteRequest& req, absl::Time deadline, ExecuteDone done,
+                        std::function<bool()> cancelled) {
+  Leadership l;
+  bool taking_over = false;
+  {
+    absl::MutexLock lock(&mu_);
+    l = lead_;
+    taking_over = l.leading && clock_.Now() - led_since_ < options_.takeover_grace;
+  }
+  auto again = [this, req, deadline, done, cancelled] { Route(req, deadline, done, cancelled); };
+  if (l.leading && !taking_over) {
+    router_->Execute(req, deadline, std::move(done), std::move(cancelled));
+  } else if (l.leading) {
+    // Just took over: nodes are still registering. A request that finds no
+    // node waits for them rather than failing.
+    router_->Execute(
+        req, deadline,
+        [this, deadline, done, again](absl::StatusOr<v1::ExecuteResponse> r) {
+          if (r.ok() || r.status().code() != absl::StatusCode::kUnavailable) {
+            done(std::move(r));
+            return;
+          }
+          Hold(deadline, again, done);
+        },
+        cancelled);
+  } else if (!l.leader_grpc.empty()) {
+    Forward(req, deadline, l.leader_grpc, std::move(done), std::move(cancelled));
+  } else {
+    Hold(deadline, again, std::move(done));
+  }
+}
+
+void Coordinator::Forward(const v1::ExecuteRequest& req, absl::Time deadline, const std::string& leader,
+                          ExecuteDone done, std::function<bool()> cancelled) {
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::ExecuteRequest req;
+    v1::ExecuteResponse resp;
+  };
+  auto call = std::make_shared<Call>();
+  call->req = req;
+  absl::Duration left = std::max(deadline - clock_.Now(), absl::Milliseconds(1));
+  call->ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMicroseconds(left));
+  StubFor(leader)->async()->Execute(
+      &call->ctx, &call->req, &call->resp,
+      [this, call, deadline, done, cancelled](grpc::Status s) {
+        if (s.ok()) {
+          done(std::move(call->resp));
+          return;
+        }
+        const auto& md = call->ctx.GetServerTrailingMetadata();
+        bool answered = md.find("mp-answered-by") != md.end();
+        if (!answered && s.error_code() == grpc::StatusCode::UNAVAILABLE && IdempotentRequest(call->req) &&
+            !(cancelled && cancelled())) {
+          // The leader went away under the call: wait for the next one.
+          Hold(deadline, [this, call, deadline, done, cancelled] { Route(call->req, deadline, done, cancelled); },
+               done);
+          return;
+        }
+        absl::Status out = ToAbsl(s);
+        auto retry = md.find("retry-after-ms");
+        int64_t ms = 0;
+        if (retry != md.end() && absl::SimpleAtoi(absl::string_view(retry->second.data(), retry->second.size()), &ms)) {
+          out = WithRetryAfter(out, absl::Milliseconds(ms));
+        }
+        done(std::move(out));
+      });
+}
+
+void Coordinator::Hold(absl::Time deadline, std::function<void()> retry, ExecuteDone done) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      held_.push_back({deadline, std::move(retry), std::move(done), clock_.Now() + absl::Milliseconds(250)});
+      return;
+    }
+  }
+  done(absl::UnavailableError("the coordinator is shutting down"));
+}
+
+void Coordinator::ReleaseHeld() {
+  std::vector<Held> held;
+  {
+    absl::MutexLock lock(&mu_);
+    held.swap(held_);
+  }
+  for (Held& h : held) h.retry();
+}
+
+void Coordinator::ExpireHeld() {
+  std::vector<Held> expired, retry;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::Time now = clock_.Now();
+    std::vector<Held> keep;
+    for (Held& h : held_) {
+      if (now >= h.deadline - options_.dispatch_margin) {
+        expired.push_back(std::move(h));
+      } else if (now >= h.retry_at) {
+        retry.push_back(std::move(h));
+      } else {
+        keep.push_back(std::move(h));
+      }
+    }
+    held_.swap(keep);
+  }
+  for (Held& h : expired) {
+    h.done(WithRetryAfter(absl::UnavailableError("no leader coordinator with a node for it before the deadline"),
+                          absl::Milliseconds(500)));
+  }
+  for (Held& h : retry) h.retry();
 }
 
 void Coordinator::TimerLoop() {
@@ -533,7 +993,22 @@ void Coordinator::OnRegister(const std::shared_ptr<NodeConn>& conn, const v1::Re
   scheduler_->SetNodeClocks(r.node_id(), clocks);
   std::map<std::string, std::vector<std::pair<std::string, int64_t>>> usage;
   for (const v1::PoolUsage& u : r.usage()) usage[u.exchange()].emplace_back(u.pool(), u.used());
-  for (const auto& [exchange, pools] : usage) scheduler_->SeedUsage(r.node_id(), exchange, pools);
+  std::map<std::string, std::vector<Scheduler::RecentSend>> recent;
+  for (const v1::UsageEvent& e : r.recent()) {
+    const common::ExchangeRules* rules = scheduler_->rules().Find(e.exchange());
+    if (rules == nullptr) continue;
+    Scheduler::RecentSend send;
+    for (const v1::PoolCharge& c : e.charges()) {
+      int index = rules->PoolIndex(c.pool());
+      if (index >= 0) send.cost.charges.push_back({index, c.units()});
+    }
+    send.sent_ex = absl::FromUnixMicros(e.sent_unix_us());
+    send.replied_ex = absl::FromUnixMicros(e.replied_unix_us());
+    recent[e.exchange()].push_back(std::move(send));
+  }
+  for (const auto& [exchange, pools] : usage) {
+    scheduler_->SeedUsage(r.node_id(), exchange, pools, recent[exchange], r.recent_complete());
+  }
   ApplyEvents(r.node_id(), r.events());
   for (const v1::Ban& b : r.bans()) {
     scheduler_->Park(r.node_id(), b.exchange(), absl::FromUnixMillis(b.until_ms()), b.kind());
@@ -550,7 +1025,8 @@ void Coordinator::OnRegister(const std::shared_ptr<NodeConn>& conn, const v1::Re
   v1::CoordinatorMessage welcome;
   v1::Registered* reg = welcome.mutable_registered();
   reg->set_accepted(true);
-  reg->set_term(term_);
+  reg->set_term(router_->term());
+  if (gossip_) reg->set_coordinator_id(options_.name);
   for (const auto& [exchange, pool, capacity] : scheduler_->Limits()) {
     v1::PoolLimit* l = reg->mutable_limits()->add_pools();
     l->set_exchange(exchange);
@@ -571,6 +1047,7 @@ void Coordinator::OnRegister(const std::shared_ptr<NodeConn>& conn, const v1::Re
   common::Log(common::LogLevel::kInfo, "coordinator",
               absl::StrCat("node ", r.node_id(), " registered: egress ", r.egress_ip(), ", dispatch at ",
                            r.grpc_address(), ", ", exchanges.size(), " exchanges"));
+  ReleaseHeld();  // requests that found no node may find this one
 }
 
 void Coordinator::OnReport(const std::string& node_id, const v1::UsageReport& r) {
@@ -614,6 +1091,17 @@ void Coordinator::Shutdown() {
     stopping_ = true;
   }
   if (refresh_thread_.joinable()) refresh_thread_.join();
+  if (gossip_thread_.joinable()) gossip_thread_.join();
+  if (gossip_) {
+    gossip_->Leave();  // the others elect at once rather than after a death
+    gossip_->Stop();
+  }
+  std::vector<Held> held;
+  {
+    absl::MutexLock lock(&mu_);
+    held.swap(held_);
+  }
+  for (Held& h : held) h.done(absl::UnavailableError("the coordinator is shutting down"));
   {
     // Node sessions block in Read: end them so the server can stop at once.
     absl::MutexLock lock(&mu_);

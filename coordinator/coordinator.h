@@ -7,8 +7,18 @@
 // the scheduler's time-driven work (window edges, deadlines); another reads
 // Binance's published limits at start, periodically and after a 429, and
 // pushes any change to every node.
+//
+// With --gossip it is also a gossip member (coordinator/election.h): it
+// learns nodes' suspicion and death from gossip (a suspect node gets no new
+// work; a dead one's in-flight calls are cancelled so idempotent requests are
+// retried elsewhere), and only the leader of the highest term places work. A
+// follower refuses node sessions (naming the leader) and forwards client
+// calls to the leader; calls that find no leader, or whose leader died under
+// them, are held until one is elected or their deadline passes.
 #pragma once
 
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -18,9 +28,12 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "common/gossip/agent.h"
 #include "coordinator/coordinator_options.h"
+#include "coordinator/election.h"
 #include "coordinator/router.h"
 #include "coordinator/scheduler.h"
+#include "marketprism/v1/coordinator.grpc.pb.h"
 
 namespace grpc {
 class Server;
@@ -39,6 +52,9 @@ class Coordinator {
   void Wait();
   void Shutdown();
   int port() const { return port_; }
+  // The gossip address bound ("" without gossip).
+  std::string gossip_address() const;
+  Leadership leadership();
 
   class ClientService;
   class ControlService;
@@ -59,6 +75,25 @@ class Coordinator {
   void ApplyEvents(const std::string& node_id,
                    const google::protobuf::RepeatedPtrField<v1::UsageEvent>& events);
 
+  // ---- gossip and leadership ----
+  void GossipLoop();
+  void OnMemberEvent(const common::gossip::MemberEvent& e);
+  // Re-runs the election on gossip's view; acts on a change of leader.
+  void Reelect();
+  // Routes a client request: placed here when leading, forwarded to the
+  // leader otherwise, held while there is none.
+  using ExecuteDone = std::function<void(absl::StatusOr<v1::ExecuteResponse>)>;
+  void Route(const v1::ExecuteRequest& req, absl::Time deadline, ExecuteDone done,
+             std::function<bool()> cancelled);
+  void Forward(const v1::ExecuteRequest& req, absl::Time deadline, const std::string& leader,
+               ExecuteDone done, std::function<bool()> cancelled);
+  // Keeps a call until leadership changes (or a node registers), then runs
+  // `retry`; at `deadline` answers it UNAVAILABLE instead.
+  void Hold(absl::Time deadline, std::function<void()> retry, ExecuteDone done);
+  void ReleaseHeld();
+  void ExpireHeld();
+  std::shared_ptr<v1::Coordinator::Stub> StubFor(const std::string& address);
+
   CoordinatorOptions options_;
   common::Clock& clock_;
   std::unique_ptr<Scheduler> scheduler_;
@@ -70,7 +105,16 @@ class Coordinator {
   std::thread timer_thread_;
   std::thread refresh_thread_;
   int port_ = 0;
-  int64_t term_ = 1;
+  std::string advertise_;
+  std::unique_ptr<common::gossip::GossipAgent> gossip_;
+  std::thread gossip_thread_;
+
+  struct Held {
+    absl::Time deadline;
+    std::function<void()> retry;
+    ExecuteDone done;
+    absl::Time retry_at;  // tried again then even if nothing changed
+  };
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
@@ -78,6 +122,12 @@ class Coordinator {
   bool wakeup_moved_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time last_refresh_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::map<std::string, std::shared_ptr<NodeConn>> sessions_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Election> election_ ABSL_GUARDED_BY(mu_);
+  Leadership lead_ ABSL_GUARDED_BY(mu_);
+  absl::Time led_since_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  std::deque<common::gossip::MemberEvent> events_ ABSL_GUARDED_BY(mu_);
+  std::vector<Held> held_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<v1::Coordinator::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace marketprism::coordinator

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   if (!c.ok()) return common::ExitCodeFor("mp-coordinator", c.status());
   absl::Status started = (*c)->Start();
   if (!started.ok()) return common::ExitCodeFor("mp-coordinator", started);
+  if (!(*c)->gossip_address().empty()) std::printf("mp-coordinator gossip at %s\n", (*c)->gossip_address().c_str());
   std::printf("mp-coordinator listening on %s:%d\n", host.c_str(), (*c)->port());
   std::fflush(stdout);
   common::AwaitTerminationSignal();

@@ -38,6 +38,15 @@ absl::StatusOr<std::optional<CoordinatorOptions>> ParseCoordinatorOptions(
   f.Duration("health-response-time", &o.health.response_time, "p95 exchange round trip above which health is degraded");
   f.Double("health-budget-usage", &o.health.budget_usage, "budget use above which health is degraded");
   f.Double("health-ip-availability", &o.health.ip_availability, "share of usable IPs below which health is unhealthy");
+  std::string join;
+  common::gossip::AddMembershipFlags(f, &o.membership, &join);
+  f.String("name", &o.name, "this coordinator's name in gossip [coordinator-<gossip address>]");
+  f.String("advertise", &o.advertise,
+           "ADDR:PORT other coordinators and nodes dial [--listen, with 0.0.0.0 as the --gossip IP]");
+  f.Duration("leader-hold-down", &o.leader_hold_down,
+             "with no live leader, wait this long before claiming the lead");
+  f.Duration("takeover-grace", &o.takeover_grace,
+             "a new leader holds requests that find no node this long while nodes register");
   MP_ASSIGN_OR_RETURN(std::vector<std::string> rest, f.ParseWithSources(args, "MP_", getenv));
   if (f.help_requested()) {
     *help = f.Help();
@@ -45,6 +54,14 @@ absl::StatusOr<std::optional<CoordinatorOptions>> ParseCoordinatorOptions(
   }
   if (!rest.empty()) return absl::InvalidArgumentError("unexpected argument \"" + rest[0] + "\"");
   MP_ASSIGN_OR_RETURN(o.listen, common::ParseHostPort(listen, "--listen"));
+  MP_RETURN_IF_ERROR(common::gossip::FinishMembershipConfig(o.membership, join));
+  if (!o.advertise.empty()) MP_RETURN_IF_ERROR(common::ParseHostPort(o.advertise, "--advertise").status());
+  if (o.leader_hold_down < absl::ZeroDuration() || o.takeover_grace < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--leader-hold-down and --takeover-grace must be >= 0");
+  }
+  if (o.name.empty()) {
+    o.name = o.membership.enabled() ? "coordinator-" + o.membership.gossip : "coordinator";
+  }
   if (max_queue < 1) return absl::InvalidArgumentError("--max-queue must be >= 1");
   o.scheduler.max_queue = static_cast<size_t>(max_queue);
   if (attempts < 1 || attempts > 100) return absl::InvalidArgumentError("--max-attempts must be in 1..100");

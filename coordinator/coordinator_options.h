@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/flags.h"
+#include "common/gossip/membership.h"
 #include "coordinator/health.h"
 #include "coordinator/scheduler.h"
 
@@ -31,6 +32,15 @@ struct CoordinatorOptions {
   absl::Duration dispatch_margin = absl::Milliseconds(20);
   HealthThresholds health;
   SchedulerOptions scheduler;
+  // Gossip and failover (off without --gossip: this coordinator leads term 1).
+  common::gossip::MembershipConfig membership;
+  std::string name;       // default "coordinator-<gossip address>"
+  std::string advertise;  // where others reach this coordinator; default from --listen / --gossip
+  // How long a coordinator waits, once no live coordinator leads, before claiming.
+  absl::Duration leader_hold_down = absl::Milliseconds(500);
+  // A new leader holds requests that find no node yet this long, while the
+  // nodes gossip knows register with it.
+  absl::Duration takeover_grace = absl::Seconds(3);
 };
 
 // Parses and validates. Returns nullopt (with *help set) for --help.

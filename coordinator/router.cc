@@ -12,7 +12,7 @@ struct Router::Call {
 };
 
 Router::Router(Scheduler& scheduler, NodeClient& nodes, RouterOptions options)
-    : scheduler_(scheduler), nodes_(nodes), options_(std::move(options)) {}
+    : scheduler_(scheduler), nodes_(nodes), options_(std::move(options)), term_(options_.term) {}
 
 void Router::Execute(const v1::ExecuteRequest& request, absl::Time deadline, Done done,
                      std::function<bool()> cancelled, bool limits_probe) {
@@ -58,7 +58,8 @@ void Router::OnPlaced(const std::shared_ptr<Call>& call, absl::StatusOr<Placemen
     pc->set_pool(rules.pools()[c.pool].name);
     pc->set_units(c.units);
   }
-  req.set_term(options_.term);
+  req.set_term(term_.load());
+  req.set_coordinator_id(options_.coordinator_id);
   Placement pl = *placement;
   nodes_.Dispatch(pl.node_id, std::move(req), call->deadline,
                   [this, call, pl](absl::Status status, v1::DispatchResponse response) {
@@ -114,6 +115,9 @@ DispatchOutcome ToOutcome(const absl::Status& status, const v1::DispatchResponse
 void Router::OnDispatched(const std::shared_ptr<Call>& call, const Placement& pl,
                           absl::Status status, v1::DispatchResponse response) {
   DispatchOutcome outcome = ToOutcome(status, response);
+  if (status.ok() && response.outcome() == v1::DispatchResponse::STALE_TERM && options_.on_stale_term) {
+    options_.on_stale_term(response.highest_term());
+  }
   if (outcome.park_until && options_.on_rejection) options_.on_rejection(pl.exchange);
   if (scheduler_.Report(pl, outcome) == Scheduler::ReportResult::kRequeued) return;
   v1::ExecuteResponse out;

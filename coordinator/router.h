@@ -9,6 +9,7 @@
 // runs on whichever thread delivered the event.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -39,6 +40,9 @@ struct RouterOptions {
   // its own deadline does.
   absl::Duration dispatch_margin = absl::Milliseconds(20);
   int64_t term = 1;
+  std::string coordinator_id;  // with the term, the fencing token nodes check
+  // Called when a node refused work as from an old term (it has seen `highest`).
+  std::function<void(int64_t highest)> on_stale_term;
   // Called when an exchange refused a request for load (429, 418, ...).
   std::function<void(const std::string& exchange)> on_rejection;
 };
@@ -55,7 +59,8 @@ class Router {
   void Execute(const v1::ExecuteRequest& request, absl::Time deadline, Done done,
                std::function<bool()> cancelled = nullptr, bool limits_probe = false);
 
-  void set_term(int64_t term) { options_.term = term; }
+  void set_term(int64_t term) { term_.store(term); }
+  int64_t term() const { return term_.load(); }
 
  private:
   struct Call;
@@ -66,6 +71,7 @@ class Router {
   Scheduler& scheduler_;
   NodeClient& nodes_;
   RouterOptions options_;
+  std::atomic<int64_t> term_;
 };
 
 // The scheduler's view of a node's answer.

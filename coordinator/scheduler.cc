@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -28,6 +29,12 @@ std::optional<absl::Duration> RetryAfterOf(const absl::Status& status) {
   int64_t ms = 0;
   if (!payload || !absl::SimpleAtoi(std::string(*payload), &ms)) return std::nullopt;
   return absl::Milliseconds(ms);
+}
+
+absl::Status WithRetryAfter(absl::Status status, absl::Duration retry) {
+  status.SetPayload(kRetryAfterPayload,
+                    absl::Cord(absl::StrCat(absl::ToInt64Milliseconds(absl::Ceil(retry, absl::Milliseconds(1))))));
+  return status;
 }
 
 Scheduler::Scheduler(common::RulesBook rules, common::Clock& clock, SchedulerOptions options)
@@ -105,7 +112,7 @@ void Scheduler::RefreshUncertainty(Node& n) {
 }
 
 bool Scheduler::Serves(const Node& n, const Pending& p) const {
-  return n.connected && !n.draining && n.exchanges.count(p.exchange) > 0 &&
+  return n.connected && !n.draining && !n.suspect && n.exchanges.count(p.exchange) > 0 &&
          p.excluded.count(n.id) == 0;
 }
 
@@ -114,6 +121,13 @@ bool Scheduler::ClockKnown(const Node& n, const std::string& exchange) const {
   if (rules == nullptr || !rules->server_time()) return true;
   auto lane = n.lanes.find(exchange);
   return lane != n.lanes.end() && lane->second.clock.has_value();
+}
+
+bool Idempotent(const ExecuteSpec& spec) {
+  if (spec.method == "GET" || spec.method == "HEAD" || spec.method == "OPTIONS") return true;
+  // Deribit's public JSON-RPC methods are reads, sent as POST.
+  return spec.method == "POST" && (absl::StrContains(spec.path, "/public/") ||
+                                   absl::StrContains(spec.body, "\"public/"));
 }
 
 // ---- nodes -------------------------------------------------------------------
@@ -153,6 +167,30 @@ void Scheduler::DisconnectNode(const std::string& node_id) {
     PollLocked(clock_.Now(), ready);
   }
   Run(ready);
+}
+
+void Scheduler::SetSuspect(const std::string& node_id, bool suspect) {
+  Ready ready;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = nodes_.find(node_id);
+    if (it == nodes_.end() || it->second.suspect == suspect) return;
+    it->second.suspect = suspect;
+    PollLocked(clock_.Now(), ready);
+  }
+  Run(ready);
+}
+
+void Scheduler::ForgetLedgers() {
+  absl::MutexLock lock(&mu_);
+  for (auto it = books_.begin(); it != books_.end();) {
+    bool in_use = false;
+    for (const auto& [id, n] : nodes_) in_use = in_use || (n.ip == it->first.second && n.in_flight > 0);
+    it = in_use ? std::next(it) : books_.erase(it);
+  }
+  for (auto it = nodes_.begin(); it != nodes_.end();) {
+    it = it->second.in_flight > 0 ? std::next(it) : nodes_.erase(it);
+  }
 }
 
 absl::Status Scheduler::SetDraining(const std::string& node_id, bool draining) {
@@ -202,7 +240,8 @@ void Scheduler::ApplyUsage(const std::string& node_id, const std::string& exchan
 }
 
 void Scheduler::SeedUsage(const std::string& node_id, const std::string& exchange,
-                          const std::vector<std::pair<std::string, int64_t>>& pools_used) {
+                          const std::vector<std::pair<std::string, int64_t>>& pools_used,
+                          const std::vector<RecentSend>& recent, bool rolling_exact) {
   absl::MutexLock lock(&mu_);
   auto it = nodes_.find(node_id);
   const common::ExchangeRules* rules = rules_.Find(exchange);
@@ -213,9 +252,21 @@ void Scheduler::SeedUsage(const std::string& node_id, const std::string& exchang
   for (const auto& [pool, used] : pools_used) {
     int index = rules->PoolIndex(pool);
     if (index < 0 || used <= 0) continue;
+    if (rolling_exact && rules->pools()[index].window == common::WindowKind::kRolling) continue;
     common::Cost cost;
     cost.charges.push_back({index, used});
     book.Complete(book.Charge(t, cost), t, std::make_pair(index, used));
+  }
+  if (!rolling_exact) return;
+  for (const RecentSend& r : recent) {
+    common::Cost cost;
+    for (const common::Cost::Charge& c : r.cost.charges) {
+      if (c.pool >= 0 && c.pool < static_cast<int>(rules->pools().size()) &&
+          rules->pools()[c.pool].window == common::WindowKind::kRolling) {
+        cost.charges.push_back(c);
+      }
+    }
+    if (!cost.charges.empty()) book.Complete(book.Charge(r.sent_ex, cost), r.replied_ex, std::nullopt);
   }
 }
 
@@ -367,6 +418,8 @@ absl::Status Scheduler::EnqueueLocked(ExecuteSpec& spec, common::Cost cost, Done
   p.cost = std::move(cost);
   p.done = std::move(done);
   p.limits_probe = spec.limits_probe;
+  p.method = spec.method;
+  p.idempotent = Idempotent(spec);
   Key key{-p.priority, p.seq};
   queue_.emplace(key, std::move(p));
   keys->push_back(key);
@@ -520,6 +573,15 @@ Scheduler::ReportResult Scheduler::Report(const Placement& pl, const DispatchOut
         book.Complete(pl.ticket, t, std::nullopt);
         failed();
         p.excluded.insert(n.id);
+        if (!p.idempotent) {
+          // Sending it again could do it twice: the caller decides.
+          RecordFinal(false, absl::ZeroDuration());
+          Deliver(ready, std::move(p.done),
+                  absl::UnavailableError(absl::StrCat(
+                      "node ", n.id, " was lost before it answered (", outcome.detail, "); ", p.method,
+                      " is not retried since it may have reached the exchange")));
+          break;
+        }
         Requeue(std::move(p), now, ready);
         break;
     }
@@ -637,7 +699,7 @@ SchedulerSnapshot Scheduler::Snapshot() {
     ns.egress_ip = n.ip;
     ns.grpc_address = n.address;
     ns.version = n.version;
-    ns.state = !n.connected ? "disconnected" : n.draining ? "draining" : "active";
+    ns.state = !n.connected ? "disconnected" : n.draining ? "draining" : n.suspect ? "suspect" : "active";
     ns.registered = n.registered;
     ns.last_seen = n.last_seen;
     ns.in_flight = n.in_flight;

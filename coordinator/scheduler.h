@@ -75,6 +75,10 @@ struct ExecuteSpec {
   bool limits_probe = false;  // the request that reads the published limits
 };
 
+// Whether sending the request twice is harmless (a read): such a request
+// lost with a node is retried elsewhere; any other is answered UNAVAILABLE.
+bool Idempotent(const ExecuteSpec& spec);
+
 // A request placed on a node, with the budget reserved for it.
 struct Placement {
   uint64_t id = 0;
@@ -125,7 +129,7 @@ struct NodeSnapshot {
   std::string egress_ip;
   std::string grpc_address;
   std::string version;
-  std::string state;  // "active", "draining", "disconnected"
+  std::string state;  // "active", "suspect", "draining", "disconnected"
   absl::Time registered;
   absl::Time last_seen;
   int64_t in_flight = 0;
@@ -162,6 +166,14 @@ class Scheduler {
                   const std::string& grpc_address, const std::string& version,
                   const std::vector<std::string>& exchanges);
   void DisconnectNode(const std::string& node_id);
+  // Gossip suspects the node: it keeps its ledger and in-flight work but
+  // gets no new placements until cleared.
+  void SetSuspect(const std::string& node_id, bool suspect);
+  // A coordinator taking over the lead forgets the ledgers it kept the last
+  // time it led (the nodes' reports seed fresh ones as they register) and
+  // its nodes (they register again). IPs with placements still in flight
+  // keep theirs.
+  void ForgetLedgers();
   // kNotFound for an unknown node.
   absl::Status SetDraining(const std::string& node_id, bool draining);
   void SetNodeClocks(const std::string& node_id, const std::vector<NodeClock>& clocks);
@@ -175,8 +187,16 @@ class Scheduler {
   // Seeds the ledger of a node's IP with the use its own ledger reports (a
   // coordinator that starts after its nodes does not start from zero). Only
   // an IP this coordinator has no ledger for yet is seeded.
+  // `recent`, if given (rolling_exact), holds every request of the IP still
+  // inside a rolling window, at its exchange-clock times: rolling pools are
+  // seeded from it exactly, the others from the totals.
+  struct RecentSend {
+    common::Cost cost;
+    absl::Time sent_ex, replied_ex;
+  };
   void SeedUsage(const std::string& node_id, const std::string& exchange,
-                 const std::vector<std::pair<std::string, int64_t>>& pools_used);
+                 const std::vector<std::pair<std::string, int64_t>>& pools_used,
+                 const std::vector<RecentSend>& recent = {}, bool rolling_exact = false);
 
   // ---- limits ----
   // kNotFound for an unknown exchange or pool; kInvalidArgument for < 1.
@@ -226,6 +246,9 @@ class Scheduler {
     int attempts = 0;
     std::set<std::string> excluded;
     bool limits_probe = false;
+    // GET/HEAD/OPTIONS: safe to send again after a node was lost mid-way.
+    bool idempotent = true;
+    std::string method;
   };
   struct Lane {
     absl::Time parked_until = absl::InfinitePast();
@@ -236,6 +259,7 @@ class Scheduler {
     std::string id, ip, address, version;
     bool connected = true;
     bool draining = false;
+    bool suspect = false;
     std::set<std::string> exchanges;
     std::map<std::string, Lane> lanes;
     common::OffsetEstimator skew{32};  // node clock minus coordinator clock
@@ -299,5 +323,7 @@ class Scheduler {
 // Reads the retry-after a kResourceExhausted status from the scheduler
 // carries, if any.
 std::optional<absl::Duration> RetryAfterOf(const absl::Status& status);
+// Attaches a retry-after to a status (RetryAfterOf reads it back).
+absl::Status WithRetryAfter(absl::Status status, absl::Duration retry);
 
 }  // namespace marketprism::coordinator

@@ -210,6 +210,77 @@ TEST_F(SchedulerTest, LostRequestsStayCharged) {
   EXPECT_TRUE(placed_.empty()) << "both IPs are spent for this minute";
 }
 
+TEST_F(SchedulerTest, ALostRequestThatIsNotAReadIsNotSentAgain) {
+  Make();
+  AddNode("n1", "10.0.0.1");
+  AddNode("n2", "10.0.0.2");
+  ExecuteSpec spec;
+  spec.exchange = "deribit";
+  spec.method = "POST";
+  spec.path = "/api/v2/private/buy";
+  spec.body = R"({"jsonrpc":"2.0","id":1,"method":"private/buy","params":{}})";
+  spec.deadline = clock_.Now() + absl::Minutes(1);
+  ASSERT_FALSE(Idempotent(spec));
+  ASSERT_TRUE(sched_->Submit(spec, [this](absl::StatusOr<Placement> r) {
+    if (r.ok()) placed_.push_back(*r);
+    if (!r.ok()) errors_.push_back(r.status());
+  }).ok());
+  ASSERT_EQ(placed_.size(), 1u);
+  Placement first = placed_.front();
+  placed_.pop_front();
+  DispatchOutcome o;
+  o.kind = DispatchOutcome::Kind::kLost;
+  o.detail = "the node died";
+  sched_->Report(first, o);
+  EXPECT_TRUE(placed_.empty()) << "not placed again";
+  ASSERT_EQ(errors_.size(), 1u);
+  EXPECT_THAT(errors_[0], StatusIs(absl::StatusCode::kUnavailable, HasSubstr("POST is not retried")));
+}
+
+TEST_F(SchedulerTest, ASuspectNodeKeepsItsWorkButGetsNoNewWork) {
+  Make();
+  AddNode("n1", "10.0.0.1");
+  AddNode("n2", "10.0.0.2");
+  sched_->SetSuspect("n1", true);
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  ASSERT_EQ(placed_.size(), 4u);
+  for (const Placement& p : placed_) EXPECT_EQ(p.node_id, "n2");
+  SchedulerSnapshot snap = sched_->Snapshot();
+  for (const NodeSnapshot& n : snap.nodes) {
+    EXPECT_EQ(n.state, n.node_id == "n1" ? "suspect" : "active");
+  }
+  // A suspect that answers again is back in rotation.
+  sched_->SetSuspect("n1", false);
+  placed_.clear();
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  int on_n1 = 0;
+  for (const Placement& p : placed_) on_n1 += p.node_id == "n1" ? 1 : 0;
+  EXPECT_GT(on_n1, 0);
+  // With only suspects left, requests wait rather than fail.
+  sched_->SetSuspect("n1", true);
+  sched_->SetSuspect("n2", true);
+  placed_.clear();
+  EXPECT_TRUE(Submit("/api/v3/ping").ok());
+  EXPECT_TRUE(placed_.empty());
+  sched_->SetSuspect("n2", false);
+  EXPECT_EQ(placed_.size(), 1u);
+}
+
+TEST(IdempotentTest, ReadsAreAndDeribitPublicRpcIs) {
+  ExecuteSpec s;
+  s.method = "GET";
+  EXPECT_TRUE(Idempotent(s));
+  s.method = "POST";
+  s.path = "/api/v2";
+  s.body = R"({"method":"public/get_order_book"})";
+  EXPECT_TRUE(Idempotent(s));
+  s.body = R"({"method":"private/sell"})";
+  EXPECT_FALSE(Idempotent(s));
+  s.method = "DELETE";
+  s.body.clear();
+  EXPECT_FALSE(Idempotent(s));
+}
+
 TEST_F(SchedulerTest, DeadlineFailsFastWhenTheBudgetComesTooLate) {
   Make({"binance_spot.REQUEST_WEIGHT=1"});
   AddNode("n1", "10.0.0.1");

@@ -41,7 +41,11 @@ ExchangeLane::ExchangeLane(const common::ExchangeRules& rules, LaneOptions optio
     : rules_(rules),
       options_(std::move(options)),
       clock_(clock),
-      book_(rules, options_.default_uncertainty) {}
+      book_(rules, options_.default_uncertainty) {
+  for (const common::PoolRule& p : rules_.pools()) {
+    if (p.window == common::WindowKind::kRolling) longest_rolling_ = std::max(longest_rolling_, p.length);
+  }
+}
 
 void ExchangeLane::SetEndpoint(std::string rest_url, std::shared_ptr<common::HttpClient> http) {
   absl::MutexLock lock(&mu_);
@@ -92,6 +96,13 @@ std::vector<UsageEventRecord> ExchangeLane::TakeEvents() {
   std::vector<UsageEventRecord> out;
   out.swap(events_);
   return out;
+}
+
+std::vector<UsageEventRecord> ExchangeLane::RecentRolling() {
+  absl::MutexLock lock(&mu_);
+  absl::Time horizon = ExchangeNow() - longest_rolling_;
+  while (!recent_rolling_.empty() && recent_rolling_.front().sent_ex < horizon) recent_rolling_.pop_front();
+  return {recent_rolling_.begin(), recent_rolling_.end()};
 }
 
 absl::Status ExchangeLane::SetCapacity(absl::string_view pool, int64_t capacity) {
@@ -301,6 +312,16 @@ void ExchangeLane::Settle(Admission& a, absl::StatusOr<common::HttpReply> reply,
     r->park = p;
   }
   if (own) events_.push_back({r->cost, r->sent_ex, r->replied_ex, r->observed});
+  if (longest_rolling_ > absl::ZeroDuration()) {
+    UsageEventRecord rec{{}, r->sent_ex, r->replied_ex, std::nullopt};
+    for (const common::Cost::Charge& c : r->cost.charges) {
+      if (rules_.pools()[c.pool].window == common::WindowKind::kRolling) rec.cost.charges.push_back(c);
+    }
+    if (!rec.cost.charges.empty()) recent_rolling_.push_back(std::move(rec));
+    while (!recent_rolling_.empty() && recent_rolling_.front().sent_ex < r->sent_ex - longest_rolling_) {
+      recent_rolling_.pop_front();
+    }
+  }
 }
 
 LaneResult ExchangeLane::Execute(const LaneRequest& request) {

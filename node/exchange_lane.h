@@ -13,6 +13,7 @@
 // round trip happens outside the lock.
 #pragma once
 
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -109,6 +110,10 @@ class ExchangeLane {
   std::optional<Park> ActivePark();
   // Requests this lane made on its own since the last call.
   std::vector<UsageEventRecord> TakeEvents();
+  // Every request sent (own or dispatched) still inside one of the rules'
+  // rolling windows, with its charges in those pools only: what a new
+  // coordinator needs to rebuild its rolling ledgers exactly.
+  std::vector<UsageEventRecord> RecentRolling();
   // A capacity the coordinator (or the exchange) says every ledger must use.
   absl::Status SetCapacity(absl::string_view pool, int64_t capacity);
 
@@ -150,6 +155,8 @@ class ExchangeLane {
   common::OffsetEstimator offset_ ABSL_GUARDED_BY(mu_){8};
   std::optional<Park> park_ ABSL_GUARDED_BY(mu_);
   std::vector<UsageEventRecord> events_ ABSL_GUARDED_BY(mu_);
+  std::deque<UsageEventRecord> recent_rolling_ ABSL_GUARDED_BY(mu_);
+  absl::Duration longest_rolling_ = absl::ZeroDuration();
 };
 
 // Reads a dotted path ("data.0.ts") from a JSON body as an integer; numbers

@@ -6,7 +6,10 @@
 
 #include <algorithm>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/gossip/membership.h"
 #include "common/log.h"
 #include "common/net/curl_http_client.h"
 #include "marketprism/v1/node.grpc.pb.h"
@@ -75,6 +78,12 @@ class Node::Session {
     nudge_ = true;
   }
 
+  // Gossip changed what it knows of a coordinator: check who leads.
+  void CheckLeader() {
+    absl::MutexLock lock(&mu_);
+    leader_check_ = true;
+  }
+
  private:
   bool Stopping() {
     absl::MutexLock lock(&mu_);
@@ -88,13 +97,46 @@ class Node::Session {
       RunOnce();
       if (node_.clock_.Now() - started > absl::Seconds(5)) backoff = absl::Milliseconds(100);
       absl::MutexLock lock(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(&stop_), std::min(backoff, node_.options_.reconnect_max));
+      if (!redirect_.empty()) {
+        backoff = absl::Milliseconds(100);
+        continue;  // a follower named the leader: go there now
+      }
+      // News of a leader from gossip ends the wait.
+      mu_.AwaitWithTimeout(absl::Condition(+[](Session* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                                             return s->stop_ || s->leader_check_;
+                                           }, this),
+                           std::min(backoff, node_.options_.reconnect_max));
+      leader_check_ = false;
       backoff = std::min(backoff * 2, node_.options_.reconnect_max);
     }
   }
 
+  // Where to register: a leader a follower named, else the leader gossip
+  // shows, else the configured coordinators in turn.
+  std::string PickTarget() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!redirect_.empty()) return std::exchange(redirect_, "");
+    }
+    if (std::optional<LeaderClaim> leader = node_.GossipLeader()) {
+      if (!leader->grpc.empty()) return leader->grpc;
+    }
+    const auto& list = node_.options_.coordinators;
+    if (list.empty()) return "";
+    return list[next_target_++ % list.size()].ToString();
+  }
+
+  // Whether the session with (term, coordinator) should end: a newer claim
+  // has been seen (from gossip or a dispatch).
+  bool Superseded(int64_t term, const std::string& coordinator) {
+    (void)node_.GossipLeader();  // raises the fence on a newer claim
+    auto [highest, holder] = node_.fence_.highest();
+    return highest > term || (highest == term && !holder.empty() && !coordinator.empty() && holder != coordinator);
+  }
+
   void RunOnce() {
-    std::string target = node_.options_.coordinator.ToString();
+    std::string target = PickTarget();
+    if (target.empty()) return;  // no coordinator known yet: gossip will tell
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);
@@ -114,14 +156,31 @@ class Node::Session {
       Finish(*stream, ctx);
       return;
     }
-    if (!first.registered().accepted()) {
-      common::Log(common::LogLevel::kError, "node",
-                  absl::StrCat("the coordinator refused registration: ", first.registered().reason()));
+    const v1::Registered& reg = first.registered();
+    if (!reg.accepted()) {
+      bool redirected = !reg.leader_address().empty() && reg.leader_address() != target;
+      common::Log(redirected ? common::LogLevel::kInfo : common::LogLevel::kError, "node",
+                  absl::StrCat(target, " refused registration: ", reg.reason()));
+      if (redirected) {
+        absl::MutexLock lock(&mu_);
+        redirect_ = reg.leader_address();
+      }
       Finish(*stream, ctx);
       return;
     }
+    if (!node_.AdmitTerm(reg.term(), reg.coordinator_id())) {
+      auto [highest, holder] = node_.fence_.highest();
+      common::Log(common::LogLevel::kWarning, "node",
+                  absl::StrCat(target, " leads term ", reg.term(), ", but this node has seen term ", highest,
+                               holder.empty() ? "" : absl::StrCat(" of ", holder), ": not its node"));
+      Finish(*stream, ctx);
+      return;
+    }
+    const int64_t term = reg.term();
+    const std::string leader = reg.coordinator_id();
     common::Log(common::LogLevel::kInfo, "node",
-                absl::StrCat("registered with ", target, " (term ", first.registered().term(), ")"));
+                absl::StrCat("registered with ", leader.empty() ? target : leader, " at ", target, " (term ",
+                             term, ")"));
     Apply(first);
     std::atomic<bool> broken{false};
     std::thread reader([&] {
@@ -132,19 +191,32 @@ class Node::Session {
       nudge_ = true;  // wake the writer
     });
     while (true) {
+      bool report_now = false, check = false;
       {
         absl::MutexLock lock(&mu_);
         mu_.AwaitWithTimeout(absl::Condition(+[](Session* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                                               return s->stop_ || s->nudge_;
+                                               return s->stop_ || s->nudge_ || s->leader_check_;
                                              }, this),
                              node_.options_.report_interval);
-        nudge_ = false;
         if (stop_) break;
+        check = leader_check_;
+        report_now = nudge_ || !leader_check_;  // nudged, or the interval passed
+        nudge_ = false;
+        leader_check_ = false;
       }
       if (broken.load()) break;
+      if ((check || report_now) && Superseded(term, leader)) {
+        auto [highest, holder] = node_.fence_.highest();
+        common::Log(common::LogLevel::kInfo, "node",
+                    absl::StrCat("term ", highest, holder.empty() ? "" : absl::StrCat(" of ", holder),
+                                 " supersedes term ", term, ": leaving ", target));
+        break;
+      }
+      if (!report_now) continue;
       v1::NodeMessage report;
       *report.mutable_report() = BuildReport();
       if (!stream->Write(report)) break;
+      node_.PublishUsage();
     }
     ctx->TryCancel();
     reader.join();
@@ -170,9 +242,6 @@ class Node::Session {
     };
     if (msg.has_registered()) {
       const v1::Registered& r = msg.registered();
-      int64_t highest = node_.highest_term_.load();
-      while (r.term() > highest && !node_.highest_term_.compare_exchange_weak(highest, r.term())) {
-      }
       apply_limits(r.limits());
       std::map<std::string, std::string> offered;
       for (const v1::ExchangeEndpoint& e : r.endpoints()) offered[e.exchange()] = e.rest_url();
@@ -226,8 +295,23 @@ class Node::Session {
     r.set_grpc_address(node_.advertise_);
     r.set_version(MP_VERSION);
     for (auto& [exchange, lane] : node_.lanes_) r.add_exchanges(exchange);
-    r.set_highest_term(node_.highest_term_.load());
+    r.set_highest_term(node_.fence_.highest().first);
     FillCommon(&r);
+    for (auto& [exchange, lane] : node_.lanes_) {
+      for (const UsageEventRecord& ev : lane->RecentRolling()) {
+        v1::UsageEvent* u = r.add_recent();
+        u->set_exchange(exchange);
+        for (const common::Cost::Charge& c : ev.cost.charges) {
+          v1::PoolCharge* pc = u->add_charges();
+          pc->set_pool(lane->rules().pools()[c.pool].name);
+          pc->set_units(c.units);
+        }
+        u->set_sent_unix_us(UnixMicros(ev.sent_ex));
+        u->set_replied_unix_us(UnixMicros(ev.replied_ex));
+        u->set_observed_used(-1);
+      }
+    }
+    r.set_recent_complete(true);
     return r;
   }
 
@@ -242,6 +326,9 @@ class Node::Session {
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool nudge_ ABSL_GUARDED_BY(mu_) = false;
+  bool leader_check_ ABSL_GUARDED_BY(mu_) = false;
+  std::string redirect_ ABSL_GUARDED_BY(mu_);
+  size_t next_target_ = 0;  // the session thread's own
   std::shared_ptr<grpc::ClientContext> ctx_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -270,13 +357,13 @@ class Node::Service final : public v1::Node::CallbackService {
               v1::DispatchResponse* resp, absl::Time received) {
     resp->set_node_received_unix_us(UnixMicros(received));
     resp->set_observed_used(-1);
-    int64_t highest = node_.highest_term_.load();
-    if (req.term() < highest) {
+    if (!node_.AdmitTerm(req.term(), req.coordinator_id())) {
+      auto [highest, holder] = node_.fence_.highest();
       resp->set_outcome(v1::DispatchResponse::STALE_TERM);
-      resp->set_detail(absl::StrCat("term ", req.term(), " is older than term ", highest));
+      resp->set_highest_term(highest);
+      resp->set_detail(absl::StrCat("term ", req.term(), " of ", req.coordinator_id(),
+                                    " is not the newest this node has seen: term ", highest, " of ", holder));
       return;
-    }
-    while (req.term() > highest && !node_.highest_term_.compare_exchange_weak(highest, req.term())) {
     }
     ExchangeLane* lane = node_.Lane(req.exchange());
     if (lane == nullptr) {
@@ -402,6 +489,49 @@ void Node::ConfigureEndpoint(const std::string& exchange, const std::string& url
   reprobe_ = true;
 }
 
+std::optional<Node::LeaderClaim> Node::GossipLeader() {
+  namespace g = common::gossip;
+  if (!gossip_) return std::nullopt;
+  std::optional<LeaderClaim> best;
+  for (const g::MemberView& m : gossip_->Members()) {
+    if (m.state != g::MemberState::kAlive && m.state != g::MemberState::kSuspect) continue;
+    if (g::RecordValue(m, g::kRoleRecord) != "coordinator") continue;
+    int64_t term = 0;
+    if (!absl::SimpleAtoi(g::RecordValue(m, g::kTermRecord), &term) || term <= 0) continue;
+    if (best && (term < best->term || (term == best->term && m.name > best->name))) continue;
+    best = LeaderClaim{term, m.name, g::RecordValue(m, g::kGrpcRecord)};
+  }
+  if (best) (void)AdmitTerm(best->term, best->name);
+  return best;
+}
+
+bool Node::AdmitTerm(int64_t term, const std::string& coordinator) {
+  bool ok = fence_.Admit(term, coordinator);
+  int64_t highest = fence_.highest().first;
+  if (gossip_ && published_fence_.exchange(highest) != highest) {
+    gossip_->SetRecord(common::gossip::kFenceRecord, absl::StrCat(highest));
+  }
+  return ok;
+}
+
+void Node::PublishUsage() {
+  if (!gossip_) return;
+  std::vector<std::string> parts;
+  for (auto& [exchange, lane] : lanes_) {
+    const common::BudgetBook::PoolView* busiest = nullptr;
+    std::vector<common::BudgetBook::PoolView> views = lane->Usage();
+    for (const auto& v : views) {
+      if (v.capacity <= 0 || v.used <= 0) continue;
+      if (busiest == nullptr || v.used * busiest->capacity > busiest->used * v.capacity) busiest = &v;
+    }
+    if (busiest != nullptr) {
+      parts.push_back(absl::StrCat(exchange, ":", busiest->name, "=", busiest->used, "/", busiest->capacity));
+    }
+  }
+  gossip_->SetRecord(common::gossip::kUsageRecord, parts.empty() ? "idle" : absl::StrJoin(parts, " "),
+                     /*urgent=*/false);
+}
+
 absl::Status Node::Start() {
   pool_ = std::make_unique<common::ThreadPool>(options_.workers);
   grpc::EnableDefaultHealthCheckService(true);
@@ -420,6 +550,27 @@ absl::Status Node::Start() {
     std::string host = options_.listen.host;
     if (host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]") host = options_.egress_ip;
     advertise_ = absl::StrCat(host, ":", port_);
+  }
+  if (options_.membership.enabled()) {
+    namespace g = common::gossip;
+    g::AgentOptions ao = g::ToAgentOptions(options_.membership, options_.node_id);
+    ao.on_event = [this](const g::MemberEvent& e) {
+      if (g::RecordValue(e.member, g::kRoleRecord) == "coordinator") session_->CheckLeader();
+    };
+    absl::StatusOr<std::unique_ptr<g::GossipAgent>> agent = g::GossipAgent::Start(std::move(ao));
+    if (!agent.ok()) {
+      server_->Shutdown();
+      server_.reset();
+      return agent.status();
+    }
+    gossip_ = std::move(*agent);
+    gossip_->SetRecord(g::kRoleRecord, "node");
+    gossip_->SetRecord(g::kGrpcRecord, advertise_);
+    gossip_->SetRecord(g::kEgressRecord, options_.egress_ip);
+    gossip_->SetRecord(g::kVersionRecord, MP_VERSION);
+    gossip_->SetRecord(g::kFenceRecord, "0");
+    PublishUsage();
+    common::Log(common::LogLevel::kInfo, "node", absl::StrCat(options_.node_id, ": gossip at ", gossip_->addr()));
   }
   session_->Start();
   probe_thread_ = std::thread([this] { ProbeLoop(); });
@@ -472,6 +623,10 @@ void Node::Shutdown() {
     absl::MutexLock lock(&mu_);
     if (stopping_ && server_ == nullptr) return;
     stopping_ = true;
+  }
+  if (gossip_) {
+    gossip_->Leave();  // the coordinator moves its work at once
+    gossip_->Stop();
   }
   if (session_) session_->Stop();
   if (server_) {

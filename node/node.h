@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -22,10 +23,12 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/executor.h"
+#include "common/gossip/agent.h"
 #include "common/rules/rules.h"
 #include "node/exchange_lane.h"
 #include "node/node_options.h"
 #include "node/proxy.h"
+#include "node/term_fence.h"
 
 namespace grpc {
 class Server;
@@ -49,6 +52,8 @@ class Node {
 
   int port() const { return port_; }
   std::string advertise() const { return advertise_; }
+  // The gossip address bound ("" without gossip).
+  std::string gossip_address() const { return gossip_ ? gossip_->addr() : ""; }
 
   class Service;
   class Session;
@@ -58,6 +63,18 @@ class Node {
   void ProbeLoop();
   void ConfigureEndpoint(const std::string& exchange, const std::string& url);
   ExchangeLane* Lane(const std::string& exchange);
+
+  // The best leadership claim gossip shows (a live coordinator's term record),
+  // if any. Seeing one raises the fence: the old leader is refused from now.
+  struct LeaderClaim {
+    int64_t term = 0;
+    std::string name;
+    std::string grpc;
+  };
+  std::optional<LeaderClaim> GossipLeader();
+  // Admits (term, coordinator) through the fence; publishes a raised fence.
+  bool AdmitTerm(int64_t term, const std::string& coordinator);
+  void PublishUsage();
 
   NodeOptions options_;
   common::Clock& clock_;
@@ -71,7 +88,9 @@ class Node {
   std::thread probe_thread_;
   int port_ = 0;
   std::string advertise_;
-  std::atomic<int64_t> highest_term_{0};
+  TermFence fence_;
+  std::atomic<int64_t> published_fence_{-1};
+  std::unique_ptr<common::gossip::GossipAgent> gossip_;
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -21,6 +21,9 @@ int main(int argc, char** argv) {
   if (!node.ok()) return common::ExitCodeFor("mp-node", node.status());
   absl::Status started = (*node)->Start();
   if (!started.ok()) return common::ExitCodeFor("mp-node", started);
+  if (!(*node)->gossip_address().empty()) {
+    std::printf("mp-node %s gossip at %s\n", id.c_str(), (*node)->gossip_address().c_str());
+  }
   std::printf("mp-node %s serving on %s, egress %s\n", id.c_str(), (*node)->advertise().c_str(),
               ip.c_str());
   std::fflush(stdout);

@@ -1,6 +1,8 @@
 #include "node/node_options.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/config.h"
 #include "common/rules/rules.h"
 #include "common/status_macros.h"
@@ -21,7 +23,8 @@ absl::StatusOr<std::optional<NodeOptions>> ParseNodeOptions(
   f.String("egress-ip", &o.egress_ip, "the IP every exchange request leaves from (required)");
   f.String("listen", &listen, "ADDR:PORT for the coordinator's dispatches (port 0: any)");
   f.String("advertise", &o.advertise, "ADDR:PORT the coordinator dials [listen, with 0.0.0.0 as the egress IP]");
-  f.String("coordinator", &coordinator, "the coordinator's ADDR:PORT (required)");
+  f.String("coordinator", &coordinator,
+           "coordinators' ADDR:PORT[,ADDR:PORT...], tried in turn (required without --gossip)");
   f.List("exchange-url", &urls, "EXCHANGE=URL: REST base, e.g. binance_spot=http://127.0.0.1:8400");
   f.List("ws-url", &ws_urls, "EXCHANGE=URL: WebSocket base");
   f.List("exchange", &o.exchanges, "an exchange to serve [every exchange in the rules]");
@@ -35,6 +38,8 @@ absl::StatusOr<std::optional<NodeOptions>> ParseNodeOptions(
   f.Duration("clock-probe-interval", &o.clock_probe_interval, "how often to measure each exchange's clock");
   f.Duration("report-interval", &o.report_interval, "how often to report usage to the coordinator");
   f.Duration("reconnect-max", &o.reconnect_max, "longest wait between attempts to reach the coordinator");
+  std::string join;
+  common::gossip::AddMembershipFlags(f, &o.membership, &join);
   MP_ASSIGN_OR_RETURN(std::vector<std::string> rest, f.ParseWithSources(args, "MP_", getenv));
   if (f.help_requested()) {
     *help = f.Help();
@@ -48,9 +53,16 @@ absl::StatusOr<std::optional<NodeOptions>> ParseNodeOptions(
   }
   if (o.node_id.empty()) o.node_id = "node-" + o.egress_ip;
   MP_ASSIGN_OR_RETURN(o.listen, common::ParseHostPort(listen, "--listen"));
-  if (coordinator.empty()) return absl::InvalidArgumentError("--coordinator is required");
-  MP_ASSIGN_OR_RETURN(o.coordinator, common::ParseHostPort(coordinator, "--coordinator"));
-  if (o.coordinator.port == 0) return absl::InvalidArgumentError("--coordinator: the port cannot be 0");
+  MP_RETURN_IF_ERROR(common::gossip::FinishMembershipConfig(o.membership, join));
+  for (absl::string_view c : absl::StrSplit(coordinator, ',', absl::SkipWhitespace())) {
+    MP_ASSIGN_OR_RETURN(common::HostPort hp,
+                        common::ParseHostPort(absl::StripAsciiWhitespace(c), "--coordinator"));
+    if (hp.port == 0) return absl::InvalidArgumentError("--coordinator: the port cannot be 0");
+    o.coordinators.push_back(hp);
+  }
+  if (o.coordinators.empty() && !o.membership.enabled()) {
+    return absl::InvalidArgumentError("--coordinator is required (or --gossip and --join to find it)");
+  }
   if (!o.advertise.empty()) MP_RETURN_IF_ERROR(common::ParseHostPort(o.advertise, "--advertise").status());
   if (workers < 1 || workers > 1024) return absl::InvalidArgumentError("--workers must be in 1..1024");
   o.workers = static_cast<int>(workers);

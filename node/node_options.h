@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/flags.h"
+#include "common/gossip/membership.h"
 
 namespace marketprism::node {
 
@@ -21,7 +22,9 @@ struct NodeOptions {
   std::string egress_ip;                              // required: requests leave from here
   common::HostPort listen{"0.0.0.0", 0};              // Node.Dispatch
   std::string advertise;                              // what the coordinator dials; default from listen
-  common::HostPort coordinator;                       // required
+  // Coordinators to try in turn (a follower names the leader). With gossip,
+  // the leader gossip shows comes first and the list may be empty.
+  std::vector<common::HostPort> coordinators;
   std::map<std::string, std::string> exchange_urls;   // REST bases
   std::map<std::string, std::string> ws_urls;         // WebSocket bases
   std::vector<std::string> exchanges;                 // enabled; empty = every exchange in the rules
@@ -35,6 +38,7 @@ struct NodeOptions {
   absl::Duration clock_probe_interval = absl::Minutes(5);
   absl::Duration report_interval = absl::Seconds(1);
   absl::Duration reconnect_max = absl::Seconds(2);
+  common::gossip::MembershipConfig membership;        // off without --gossip
 };
 
 // Parses and validates. Returns nullopt (with *help set) for --help.

@@ -34,7 +34,8 @@ TEST(NodeOptionsTest, TheRequiredFlags) {
   ASSERT_TRUE(o.ok()) << o.status();
   ASSERT_TRUE(o->has_value());
   EXPECT_EQ((*o)->node_id, "node-127.0.0.11");
-  EXPECT_EQ((*o)->coordinator.port, 7000);
+  ASSERT_EQ((*o)->coordinators.size(), 1u);
+  EXPECT_EQ((*o)->coordinators[0].port, 7000);
   EXPECT_EQ((*o)->exchange_urls.at("binance_spot"), "http://127.0.0.1:8400");
 }
 
@@ -59,6 +60,14 @@ TEST(NodeOptionsTest, BadSettingsAreNamed) {
   EXPECT_THAT(ParseError({"--egress-ip", "300.1.1.1", "--coordinator", "c:1"}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--egress-ip \"300.1.1.1\": not an IP address")));
   EXPECT_THAT(ParseError({"--egress-ip", "127.0.0.11"}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--coordinator is required")));
+  EXPECT_THAT(ParseError({"--egress-ip", "127.0.0.11", "--gossip", "0.0.0.0:7946"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not 0.0.0.0")));
+  EXPECT_THAT(ParseError({"--egress-ip", "127.0.0.11", "--coordinator", "c:1", "--join", "127.0.0.1:7946"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--join needs --gossip")));
+  EXPECT_THAT(ParseError({"--egress-ip", "127.0.0.11", "--gossip", "127.0.0.11:0", "--join", "127.0.0.1"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--join \"127.0.0.1\"")));
+  EXPECT_THAT(ParseError({"--egress-ip", "127.0.0.11", "--gossip", "127.0.0.11:0", "--gossip-key-file", "/nonexistent/k"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--gossip-key-file")));
   EXPECT_THAT(with({"--exchange-url", "kraken=http://x"}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown exchange \"kraken\"")));
   EXPECT_THAT(with({"--exchange-url", "okx=ftp://x"}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("must start with http:// or https://")));
   EXPECT_THAT(with({"--exchange-url", "okx"}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected EXCHANGE=VALUE")));

@@ -1,0 +1,178 @@
+// Nodes and coordinators as gossip members, as real processes on loopback
+// (tests/testing/gossip_cluster.h): what the coordinator does with a suspect
+// or dead node, what `mpctl nodes` shows, and a kill -9 of the leader
+// coordinator under a load that saturates the budget. The simulator's
+// per-IP statistics are the judge of rejections.
+#include <signal.h>
+
+#include <atomic>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "tests/testing/cluster.h"
+#include "tests/testing/gossip_cluster.h"
+
+namespace marketprism::testing {
+namespace {
+
+using Json = nlohmann::json;
+using ::testing::HasSubstr;
+
+int64_t Rejections(const Json& stats) {
+  int64_t n = 0;
+  for (auto& [ex, e] : stats["exchanges"].items()) {
+    for (auto& [kind, count] : e["totals"]["rejections"].items()) n += count.get<int64_t>();
+  }
+  return n;
+}
+
+v1::ExecuteRequest Ticker() { return MakeRequest("okx", "/api/v5/market/ticker", {{"instId", "BTC-USDT"}}); }
+
+std::map<std::string, int64_t> InFlight(GossipCluster& c) {
+  std::map<std::string, int64_t> out;
+  grpc::ClientContext ctx;
+  v1::ListNodesResponse r;
+  if (c.Stub(0)->ListNodes(&ctx, {}, &r).ok()) {
+    for (const auto& n : r.nodes()) out[n.node_id()] = n.in_flight();
+  }
+  return out;
+}
+
+// The node (of the first `nodes`) whose in-flight count rose above `before`: -1 if none within 2 s.
+int NodeTakingWork(GossipCluster& c, int nodes, const std::map<std::string, int64_t>& before) {
+  for (int tries = 0; tries < 100; ++tries) {
+    absl::SleepFor(absl::Milliseconds(20));
+    std::map<std::string, int64_t> now = InFlight(c);
+    for (int i = 0; i < nodes; ++i) {
+      auto b = before.find(c.node_id(i));
+      if (now[c.node_id(i)] > (b == before.end() ? 0 : b->second)) return i;
+    }
+  }
+  return -1;
+}
+
+TEST(GossipClusterTest, MpctlNodesShowsEveryMemberWithItsGossipState) {
+  GossipClusterOptions o;
+  o.coordinators = 2;
+  o.nodes = 2;
+  o.subnet = 71;
+  auto c = GossipCluster::Start(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE((*c)->WaitForLeader(1, 1, 2, absl::Seconds(10)).ok());
+  // Asked of the follower: it forwards to the leader.
+  auto p = Subprocess::Start({BinDir() + "/mpctl", "--coordinator", (*c)->coordinator_address(1), "--json", "nodes"});
+  ASSERT_TRUE(p.ok());
+  ASSERT_TRUE((*p)->Wait(absl::Seconds(10)).ok());
+  Json j = Json::parse((*p)->Output());
+  EXPECT_EQ(j["leader"], "coord-a");
+  EXPECT_EQ(j["term"], "1");  // int64 prints as a string in proto JSON
+  std::map<std::string, Json> by_id;
+  for (const Json& n : j["nodes"]) by_id[n["nodeId"]] = n;
+  ASSERT_EQ(by_id.size(), 4u) << j.dump();
+  for (int i = 0; i < 2; ++i) {
+    const Json& n = by_id[(*c)->node_id(i)];
+    EXPECT_EQ(n["role"], "node");
+    EXPECT_EQ(n["state"], "active");
+    EXPECT_EQ(n["gossipState"], "alive");
+    EXPECT_EQ(n["egressIp"], absl::StrCat("127.0.71.", 11 + i));
+    EXPECT_GT(std::stoll(n["gossipLastSeenMs"].get<std::string>()), 0);
+    EXPECT_THAT(n["gossipAddress"].get<std::string>(), HasSubstr(absl::StrCat("127.0.71.", 11 + i, ":")));
+  }
+  EXPECT_EQ(by_id["coord-a"]["state"], "leader");
+  EXPECT_EQ(by_id["coord-a"]["term"], "1");
+  EXPECT_EQ(by_id["coord-b"]["state"], "follower");
+  // The table names the same things.
+  auto t = Subprocess::Start({BinDir() + "/mpctl", "--coordinator", (*c)->coordinator_address(0), "nodes"});
+  ASSERT_TRUE(t.ok());
+  ASSERT_TRUE((*t)->Wait(absl::Seconds(10)).ok());
+  EXPECT_THAT((*t)->Output(), HasSubstr("leader coord-a (term 1)"));
+  EXPECT_THAT((*t)->Output(), HasSubstr("GOSSIP"));
+  EXPECT_THAT((*t)->Output(), HasSubstr("INC"));
+}
+
+TEST(GossipClusterTest, AFrozenNodesReadIsRetriedElsewhereWhenGossipDeclaresItDead) {
+  GossipClusterOptions o;
+  o.coordinators = 1;
+  o.nodes = 2;
+  o.subnet = 72;
+  o.coordinator_flags = {"--stall-budget", "1s"};
+  o.node_flags = {"--stall-budget", "1s"};
+  auto c = GossipCluster::Start(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE((*c)->WaitForLeader(0, 1, 2, absl::Seconds(10)).ok());
+  // Every reply takes 1.5 s: a request is surely in flight when its node freezes.
+  ASSERT_TRUE((*c)->sim().SetFaults(R"({"latency_ms": 1500})").ok());
+  auto stub = (*c)->Stub(0);
+  v1::ExecuteResponse resp;
+  grpc::Status status;
+  std::map<std::string, int64_t> before = InFlight(**c);
+  std::thread caller([&] {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
+    status = stub->Execute(&ctx, Ticker(), &resp);
+  });
+  // Find the node holding it and freeze that node (its TCP stays open: only gossip can tell).
+  int frozen = NodeTakingWork(**c, 2, before);
+  if (frozen < 0) {
+    caller.join();
+    FAIL() << "no node took the request";
+  }
+  (*c)->node(frozen).Signal(SIGSTOP);
+  // Suspect first (no new work), then dead (its work moves).
+  EXPECT_TRUE((*c)->WaitForNode(0, (*c)->node_id(frozen), "gossip", "suspect", absl::Seconds(5)).ok());
+  EXPECT_TRUE((*c)->WaitForNode(0, (*c)->node_id(frozen), "gossip", "dead", absl::Seconds(5)).ok());
+  caller.join();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(resp.node_id(), (*c)->node_id(1 - frozen));
+  EXPECT_EQ(resp.attempts(), 2);
+  // Thawed, it refutes its death and registers again.
+  (*c)->node(frozen).Signal(SIGCONT);
+  ASSERT_TRUE((*c)->sim().SetFaults(R"({"latency_ms": 0})").ok());
+  EXPECT_TRUE((*c)->WaitForLeader(0, 1, 2, absl::Seconds(10)).ok());
+}
+
+TEST(FailoverTest, KillingTheLeaderUnderASaturatingLoadCostsNoRejection) {
+  GossipClusterOptions o;
+  o.coordinators = 2;
+  o.nodes = 3;
+  o.subnet = 74;
+  // 100 tickers per 2 s per IP; 3 IPs: 150/s, which 24 callers saturate.
+  o.sim_flags = {"--limit", "okx.market/ticker=100"};
+  o.coordinator_flags = {"--limit", "okx.market/ticker=100"};
+  auto c = GossipCluster::Start(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE((*c)->WaitForLeader(1, 1, 3, absl::Seconds(10)).ok());
+  absl::Time start = absl::Now();
+  absl::Time kill_at = start + absl::Seconds(4);
+  absl::Time end = start + absl::Seconds(10);
+  LoadRecord load;
+  // The callers use the follower: it forwards, and holds calls while there is no leader.
+  std::thread driver([&] { load = RunClosedLoop((*c)->coordinator_address(1), 24, end, Ticker(), absl::Seconds(3)); });
+  absl::SleepFor(kill_at - absl::Now());
+  (*c)->coordinator(0).Signal(SIGKILL);
+  auto after = (*c)->WaitForLeader(1, 2, 3, absl::Seconds(5));
+  driver.join();
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->leader(), "coord-b");
+  EXPECT_EQ(after->term(), 2);
+  auto stats = (*c)->sim().Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(Rejections(*stats), 0) << stats->dump();
+  EXPECT_EQ(load.error_count(), 0) << "first error: " << (load.errors.empty() ? "" : load.errors.begin()->first);
+  // Work went on under the new leader.
+  int64_t before_kill = 0, late = 0;
+  for (absl::Time t : load.completions) {
+    before_kill += t < kill_at ? 1 : 0;
+    late += t > kill_at + absl::Seconds(3) ? 1 : 0;
+  }
+  EXPECT_GT(before_kill, 300);
+  EXPECT_GT(late, 300);
+  EXPECT_EQ(load.http[200], static_cast<int64_t>(load.completions.size()));
+}
+
+}  // namespace
+}  // namespace marketprism::testing
