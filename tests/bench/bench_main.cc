@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "tests/bench/latency_bench.h"
+#include "tests/bench/failover_bench.h"
 #include "tests/bench/routing_bench.h"
 #include "tests/bench/sim_bench.h"
 
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   if (cmd == "latency") return marketprism::bench::RunLatencyBench(args);
   if (cmd == "admission") return marketprism::bench::RunAdmissionBench(args);
   if (cmd == "memory") return marketprism::bench::RunMemoryBench(args);
+  if (cmd == "failover") return marketprism::bench::RunFailoverBench(args);
   if (cmd == "gossip") {
     // The gossip scenarios drive processes in network namespaces with
     // nftables, beside Debian's serf: a harness script does that.
@@ -43,6 +45,7 @@ int main(int argc, char** argv) {
                "  admission percentiles of a node's admission decision\n"
                "  memory    resident size of an idle node and a coordinator with 100 nodes\n"
                "  gossip    our gossip beside Debian's serf: join, crash, loss, freezes, traffic, partition\n"
+               "  failover  kill -9 the leader coordinator under a saturating load\n"
                "Run `mp-bench COMMAND --help` for the flags of each.\n");
   return cmd.empty() || cmd == "--help" ? 0 : 2;
 }
