@@ -506,8 +506,8 @@ std::optional<Node::LeaderClaim> Node::GossipLeader() {
 }
 
 bool Node::AdmitTerm(int64_t term, const std::string& coordinator) {
-  bool ok = fence_.Admit(term, coordinator);
-  int64_t highest = fence_.highest().first;
+  int64_t highest = 0;
+  bool ok = fence_.Admit(term, coordinator, &highest);
   if (gossip_ && published_fence_.exchange(highest) != highest) {
     gossip_->SetRecord(common::gossip::kFenceRecord, absl::StrCat(highest));
   }

@@ -20,17 +20,17 @@ namespace marketprism::node {
 class TermFence {
  public:
   // Raises the fence to (term, leader) if newer, and says whether work under
-  // it may be accepted now.
-  bool Admit(int64_t term, const std::string& leader) {
+  // it may be accepted now. `*highest`, if given, gets the fence's term after.
+  bool Admit(int64_t term, const std::string& leader, int64_t* highest = nullptr) {
     absl::MutexLock lock(&mu_);
     if (term > term_) {
       term_ = term;
       leader_ = leader;
-      return true;
+    } else if (term == term_ && leader_.empty()) {
+      leader_ = leader;
     }
-    if (term < term_) return false;
-    if (leader_.empty()) leader_ = leader;
-    return leader.empty() || leader_ == leader;
+    if (highest != nullptr) *highest = term_;
+    return term == term_ && (leader.empty() || leader_ == leader);
   }
 
   std::pair<int64_t, std::string> highest() const {

@@ -76,10 +76,7 @@ int RunFailoverBench(const std::vector<std::string>& args) {
     driver.join();
     auto stats = (*c)->sim().Stats();
     if (!stats.ok()) return common::ExitCodeFor("mp-bench failover", stats.status());
-    int64_t rejections = 0;
-    for (auto& [ex, e] : (*stats)["exchanges"].items()) {
-      for (auto& [kind, count] : e["totals"]["rejections"].items()) rejections += count.get<int64_t>();
-    }
+    int64_t rejections = testing::SimProcess::Rejections(*stats);
     std::optional<absl::Time> term = LoggedAt((*c)->coordinator(1).Output(), "coord-b leads term 2");
     // Full throughput: what the load got per second once warm, before the kill.
     const std::vector<absl::Time>& done = load.completions;

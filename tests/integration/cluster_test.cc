@@ -37,15 +37,6 @@ std::unique_ptr<Cluster> StartCluster(ClusterOptions o) {
   return c.ok() ? std::move(*c) : nullptr;
 }
 
-// Sums the simulator's rejections of every kind over every exchange and IP.
-int64_t Rejections(const Json& stats) {
-  int64_t n = 0;
-  for (auto& [ex, e] : stats["exchanges"].items()) {
-    for (auto& [kind, count] : e["totals"]["rejections"].items()) n += count.get<int64_t>();
-  }
-  return n;
-}
-
 // Drives `threads` clients issuing `make()` until `until`, each pausing
 // `pace` between calls (zero: as fast as replies come).
 struct LoadResult {
@@ -127,7 +118,7 @@ TEST(ClusterTest, SaturatingLoadUsesTheCombinedBudgetWithZeroRejections) {
 
   auto stats = c->sim().Stats();
   ASSERT_TRUE(stats.ok());
-  EXPECT_EQ(Rejections(*stats), 0) << stats->dump();
+  EXPECT_EQ(SimProcess::Rejections(*stats), 0) << stats->dump();
   int64_t closed_total = 0, current_total = 0;
   for (int i = 0; i < 3; ++i) {
     const Json& pool = (*stats)["exchanges"]["binance_spot"]["ips"][c->egress_ip(i)]["pools"]["REQUEST_WEIGHT"];
@@ -185,7 +176,7 @@ TEST(ClusterTest, AKilledNodesShareMovesToTheOthers) {
   for (const auto& n : nodes.nodes()) {
     EXPECT_EQ(n.state(), n.egress_ip() == c->egress_ip(0) ? "disconnected" : "active");
   }
-  EXPECT_EQ(Rejections(*c->sim().Stats()), 0);
+  EXPECT_EQ(SimProcess::Rejections(*c->sim().Stats()), 0);
 }
 
 TEST(ClusterTest, An429ParksThatIpUntilRetryAfter) {
@@ -228,7 +219,7 @@ TEST(ClusterTest, An429ParksThatIpUntilRetryAfter) {
   EXPECT_GT(ip["requests"].get<int64_t>(), requests_when_parked) << "back in rotation";
   EXPECT_GT(later.by_ip[victim], 0);
   EXPECT_EQ(ip["rejections"]["429"], 1);
-  EXPECT_EQ(Rejections(*stats), 1) << "no other rejection anywhere";
+  EXPECT_EQ(SimProcess::Rejections(*stats), 1) << "no other rejection anywhere";
 }
 
 TEST(ClusterTest, ALoweredLimitAtTheExchangeIsFollowed) {
@@ -262,7 +253,7 @@ TEST(ClusterTest, ALoweredLimitAtTheExchangeIsFollowed) {
     EXPECT_LE(pool["used"].get<int64_t>(), 60) << c->egress_ip(i);
     EXPECT_GE(pool["used"].get<int64_t>(), 55) << "and uses it";
   }
-  EXPECT_EQ(Rejections(*stats), 0);
+  EXPECT_EQ(SimProcess::Rejections(*stats), 0);
 }
 
 TEST(ClusterTest, ErrorsAreTheRightGrpcCodes) {
@@ -305,7 +296,7 @@ TEST(ClusterTest, ErrorsAreTheRightGrpcCodes) {
   ASSERT_TRUE(c->WaitForActive(0, absl::Seconds(10)).ok());
   s = c->Execute(MakeRequest("binance_spot", "/api/v3/ping"), &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
-  EXPECT_EQ(Rejections(*c->sim().Stats()), 0);
+  EXPECT_EQ(SimProcess::Rejections(*c->sim().Stats()), 0);
 }
 
 TEST(ClusterTest, DrainedNodesGetNoNewWork) {

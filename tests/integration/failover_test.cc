@@ -22,14 +22,6 @@ namespace {
 using Json = nlohmann::json;
 using ::testing::HasSubstr;
 
-int64_t Rejections(const Json& stats) {
-  int64_t n = 0;
-  for (auto& [ex, e] : stats["exchanges"].items()) {
-    for (auto& [kind, count] : e["totals"]["rejections"].items()) n += count.get<int64_t>();
-  }
-  return n;
-}
-
 v1::ExecuteRequest Ticker() { return MakeRequest("okx", "/api/v5/market/ticker", {{"instId", "BTC-USDT"}}); }
 
 std::map<std::string, int64_t> InFlight(GossipCluster& c) {
@@ -161,7 +153,7 @@ TEST(FailoverTest, KillingTheLeaderUnderASaturatingLoadCostsNoRejection) {
   EXPECT_EQ(after->term(), 2);
   auto stats = (*c)->sim().Stats();
   ASSERT_TRUE(stats.ok());
-  EXPECT_EQ(Rejections(*stats), 0) << stats->dump();
+  EXPECT_EQ(SimProcess::Rejections(*stats), 0) << stats->dump();
   EXPECT_EQ(load.error_count(), 0) << "first error: " << (load.errors.empty() ? "" : load.errors.begin()->first);
   // Work went on under the new leader.
   int64_t before_kill = 0, late = 0;

@@ -51,6 +51,14 @@ absl::StatusOr<nlohmann::json> SimProcess::Stats() {
   return nlohmann::json::parse(r.body);
 }
 
+int64_t SimProcess::Rejections(const nlohmann::json& stats) {
+  int64_t n = 0;
+  for (auto& [ex, e] : stats["exchanges"].items()) {
+    for (auto& [kind, count] : e["totals"]["rejections"].items()) n += count.get<int64_t>();
+  }
+  return n;
+}
+
 absl::Status SimProcess::SetFaults(const std::string& json) {
   MP_ASSIGN_OR_RETURN(common::HttpReply r, Post("127.0.0.1", "/sim/faults", json));
   if (r.status != 200) return absl::InternalError("POST /sim/faults: " + r.body);

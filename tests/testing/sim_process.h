@@ -33,6 +33,9 @@ class SimProcess {
 
   // GET /sim/stats, parsed.
   absl::StatusOr<nlohmann::json> Stats();
+  // Every rejection (429, 418, 50011, 10028, ...) in a Stats() answer, over
+  // every exchange and IP.
+  static int64_t Rejections(const nlohmann::json& stats);
   // POST /sim/faults with `json`.
   absl::Status SetFaults(const std::string& json);
   // Sets the clock-offset fault so that the server's clock reads `into` past
