@@ -1,6 +1,7 @@
 // mp-gossip-agent: one gossip member on its own, for tests, benchmarks and
 // debugging a network. Prints one JSON object per line on stdout: each
-// membership event as it happens, and stats every --stats-every.
+// membership event as it happens, each usage record it publishes
+// (--publish-every) and stats every --stats-every.
 //   SIGTERM/SIGINT: graceful leave, then exit.  SIGUSR1: print the member table.
 #include <signal.h>
 
@@ -133,7 +134,10 @@ int main(int argc, char** argv) {
     }
     if (now >= next_publish) {
       next_publish += publish_every;
-      (*agent)->SetRecord("usage", absl::StrCat("{\"weight_used\":", ++usage, "}"), /*urgent=*/false);
+      std::string value = absl::StrCat("{\"weight_used\":", ++usage, "}");
+      (*agent)->SetRecord("usage", value, /*urgent=*/false);
+      PrintLine(absl::StrFormat("{\"event\":\"published\",\"t_ms\":%d,\"key\":\"usage\",\"value\":\"%s\"}",
+                                absl::ToUnixMillis(now), Escape(value)));
     }
     if (now >= next_stats) {
       next_stats += stats_every;

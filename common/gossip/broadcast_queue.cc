@@ -15,49 +15,74 @@ bool BroadcastQueue::Replaces(const Key& newer, const Key& older) {
   return older.suspicion && older.accuser == newer.accuser;
 }
 
+void BroadcastQueue::Erase(uint64_t id) {
+  auto it = items_.find(id);
+  if (it == items_.end()) return;
+  order_.erase(RankOf(id, it->second));
+  auto subject = by_subject_.find(it->second.key.subject);
+  if (subject != by_subject_.end()) {
+    std::vector<uint64_t>& ids = subject->second;
+    ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
+    if (ids.empty()) by_subject_.erase(subject);
+  }
+  items_.erase(it);
+}
+
 void BroadcastQueue::Push(Key key, v1::GossipMessage message, int limit) {
-  items_.erase(std::remove_if(items_.begin(), items_.end(),
-                              [&](const Item& it) { return Replaces(key, it.key); }),
-               items_.end());
+  if (auto subject = by_subject_.find(key.subject); subject != by_subject_.end()) {
+    std::vector<uint64_t> replaced;
+    for (uint64_t id : subject->second) {
+      if (Replaces(key, items_.at(id).key)) replaced.push_back(id);
+    }
+    for (uint64_t id : replaced) Erase(id);
+  }
+  uint64_t id = next_id_++;
   Item item;
   item.bytes = message.ByteSizeLong() + 2;
   item.key = std::move(key);
   item.message = std::move(message);
   item.limit = std::max(1, limit);
-  item.order = next_order_++;
-  items_.push_back(std::move(item));
+  by_subject_[item.key.subject].push_back(id);
+  order_.insert(RankOf(id, item));
+  items_.emplace(id, std::move(item));
 }
 
 std::vector<v1::GossipMessage> BroadcastQueue::Take(size_t budget) {
   std::vector<v1::GossipMessage> out;
-  if (items_.empty()) return out;
-  std::vector<size_t> idx(items_.size());
-  for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
-  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) {
-    if (items_[a].transmits != items_[b].transmits) return items_[a].transmits < items_[b].transmits;
-    return items_[a].order > items_[b].order;
-  });
+  std::vector<uint64_t> taken;
   size_t used = 0;
-  bool dropped = false;
-  for (size_t i : idx) {
-    Item& it = items_[i];
-    if (used + it.bytes > budget) continue;
+  int misfits = 0;
+  // Stop once nearly full, or after many items that did not fit (the rest
+  // wait for the next packet).
+  for (auto r = order_.begin(); r != order_.end() && budget - used >= 8 && misfits < 64; ++r) {
+    uint64_t id = ~r->second;
+    const Item& it = items_.at(id);
+    if (used + it.bytes > budget) {
+      ++misfits;
+      continue;
+    }
     used += it.bytes;
     out.push_back(it.message);
-    if (++it.transmits >= it.limit) dropped = true;
+    taken.push_back(id);
   }
-  if (dropped) {
-    items_.erase(std::remove_if(items_.begin(), items_.end(),
-                                [](const Item& it) { return it.transmits >= it.limit; }),
-                 items_.end());
+  for (uint64_t id : taken) {
+    Item& it = items_.at(id);
+    if (it.transmits + 1 >= it.limit) {
+      Erase(id);
+      continue;
+    }
+    order_.erase(RankOf(id, it));
+    ++it.transmits;
+    order_.insert(RankOf(id, it));
   }
   return out;
 }
 
 void BroadcastQueue::Forget(uint64_t subject) {
-  items_.erase(std::remove_if(items_.begin(), items_.end(),
-                              [&](const Item& it) { return it.key.subject == subject; }),
-               items_.end());
+  auto it = by_subject_.find(subject);
+  if (it == by_subject_.end()) return;
+  std::vector<uint64_t> ids = it->second;
+  for (uint64_t id : ids) Erase(id);
 }
 
 }  // namespace marketprism::common::gossip

@@ -10,9 +10,13 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "marketprism/v1/gossip.pb.h"
 
 namespace marketprism::common::gossip {
@@ -50,12 +54,19 @@ class BroadcastQueue {
     size_t bytes = 0;
     int transmits = 0;
     int limit = 0;
-    uint64_t order = 0;  // newer first among equally sent
   };
+  // Send order: least sent first, then newest first. An item's id is its
+  // push order, so (transmits, ~id) sorts it.
+  using Rank = std::pair<int, uint64_t>;
+  static Rank RankOf(uint64_t id, const Item& it) { return {it.transmits, ~id}; }
   static bool Replaces(const Key& newer, const Key& older);
+  void Erase(uint64_t id);
 
-  std::vector<Item> items_;
-  uint64_t next_order_ = 0;
+  std::map<uint64_t, Item> items_;  // by id
+  std::set<Rank> order_;
+  // Ids of the queued items about each subject, for replacement.
+  absl::flat_hash_map<uint64_t, std::vector<uint64_t>> by_subject_;
+  uint64_t next_id_ = 0;
 };
 
 }  // namespace marketprism::common::gossip

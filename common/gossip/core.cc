@@ -177,7 +177,17 @@ void Core::Emit(MemberEvent::Kind kind, const Entry& e, std::string reason) {
 }
 
 void Core::SetState(absl::Time now, Entry& e, MemberState s) {
-  if (e.state == MemberState::kDead && Live(s)) e.revived_at = now;
+  suspicion_wake_.reset();  // the live count, or the suspects, change
+  if (e.state == MemberState::kDead && Live(s)) {
+    e.revived_at = now;
+    if (now - last_revival_ < 2 * options_.reconnect_interval) {
+      // Several members back from the dead at once: a partition healing.
+      // Sync soon (and again while revivals go on) rather than in a sync
+      // interval, to pick up the verdicts and records of the other side.
+      next_sync_ = std::min(next_sync_, now + options_.reconnect_interval);
+    }
+    last_revival_ = now;
+  }
   e.state = s;
   e.state_since = now;
   if (s == MemberState::kSuspect) {
@@ -201,6 +211,12 @@ void Core::SetInRing(MemberId id, bool in) {
   if (!in && there) ring_.erase(it);
 }
 
+bool Core::CutOff(absl::Time now, MemberId id) const {
+  auto it = members_.find(id);
+  if (it == members_.end() || id == self_) return false;
+  return !Live(it->second.state) || now - it->second.revived_at < 2 * options_.stall_budget;
+}
+
 void Core::MarkHeard(absl::Time now, MemberId id) {
   if (Entry* e = Find(id)) e->last_heard = now;
 }
@@ -222,12 +238,17 @@ void Core::Apply(absl::Time now, const v1::MemberUpdate& u, const std::string& i
       for (const auto& [key, rec] : me.records) self_now.push_back(RecordMessage(me, key));
       Send(informant_addr, self_now);
       // The accuser holds the stale view too (the informant may only pass
-      // its word on).
+      // its word on), and may hear nothing else of us for a while: tell it
+      // over TCP, so that a lost datagram does not leave it believing it.
       const Entry* accuser = Find(u.accuser());
       if (accuser != nullptr && accuser->id != self_ && accuser->addr != informant_addr &&
           now - last_self_notice_[accuser->id] >= absl::Seconds(1)) {
         last_self_notice_[accuser->id] = now;
-        Send(accuser->addr, self_now);
+        v1::StreamRequest push;
+        v1::MemberEntry* entry = push.mutable_push()->add_entries();
+        *entry->mutable_member() = UpdateOf(me);
+        for (const auto& [key, rec] : me.records) *entry->add_records() = RecordMessage(me, key).record();
+        StartStream(accuser->addr, std::move(push), PendingStream{PendingStream::Kind::kPush, accuser->id, 0, ""});
       }
     }
     return;
@@ -280,10 +301,31 @@ void Core::Apply(absl::Time now, const v1::MemberUpdate& u, const std::string& i
                          now - e->last_heard + absl::Milliseconds(250) < absl::Milliseconds(u.silent_ms());
       // From a sender we held dead until just now (across a healed
       // partition), a death of a member we hold alive is its stale view.
-      bool stale_view = doubtful_source && state == MemberState::kDead && e->state == MemberState::kAlive;
+      // So is a death declared by a member we hold dead or revived only just
+      // now, whoever passes it on: after a partition heals, each side's
+      // verdicts on the other reach members that never lost touch with the
+      // accused, by relays that were on neither side.
+      bool stale_view = state == MemberState::kDead && e->state == MemberState::kAlive &&
+                        (doubtful_source || CutOff(now, u.accuser()));
       if ((from_sync && fresh_contact) || heard_since || stale_view) {
         // Someone across a (healed) partition thinks it is gone, but it talks
         // to us: tell it, so it refutes, rather than doubting it ourselves.
+        v1::GossipMessage m;
+        *m.mutable_member() = u;
+        Send(e->addr, {m});
+        return;
+      }
+      bool doubted_before = e->state == MemberState::kSuspect && e->suspicion && e->suspicion->from_verdict;
+      if (state == MemberState::kDead && (e->state == MemberState::kAlive || doubted_before) &&
+          absl::Milliseconds(u.silent_ms()) >= options_.stall_budget) {
+        // A verdict after a suspicion we never heard of (crashes confirmed
+        // on the spot carry no silence): we were cut off from the accuser,
+        // so its doubt is news to us, and possibly stale (both sides of a
+        // healed partition hold the other dead). Doubt it from now, and tell
+        // the accused so that, if it is alive, it refutes in time.
+        e->incarnation = u.incarnation();
+        Suspect(now, *e, u.accuser(), now, /*local=*/false);
+        if (e->suspicion) e->suspicion->from_verdict = true;
         v1::GossipMessage m;
         *m.mutable_member() = u;
         Send(e->addr, {m});
@@ -354,6 +396,7 @@ void Core::ApplyRecord(absl::Time now, const v1::RecordUpdate& r, bool from_sync
 
 void Core::Suspect(absl::Time now, Entry& e, MemberId accuser, absl::Time anchor, bool local) {
   if (!Live(e.state)) return;
+  suspicion_wake_.reset();
   bool news = false;
   if (e.state != MemberState::kSuspect) {
     SetState(now, e, MemberState::kSuspect);
@@ -381,18 +424,19 @@ void Core::Suspect(absl::Time now, Entry& e, MemberId accuser, absl::Time anchor
   }
 }
 
-void Core::DeclareDead(absl::Time now, Entry& e, const std::string& reason) {
+void Core::DeclareDead(absl::Time now, Entry& e, const std::string& reason, bool confirmed, bool direct) {
   if (!Live(e.state)) return;
   SetState(now, e, MemberState::kDead);
   e.confirming = false;
   Emit(MemberEvent::Kind::kDead, e, reason);
   // How long we had not heard from it: a receiver that heard from it since
   // knows our verdict is stale (we were cut off from it, it was not gone).
+  // A crash confirmed just now is fresh evidence: no silence.
   uint32_t silent = 0;
-  if (e.last_heard != absl::InfinitePast()) {
+  if (!confirmed && e.last_heard != absl::InfinitePast()) {
     silent = static_cast<uint32_t>(std::clamp<int64_t>(absl::ToInt64Milliseconds(now - e.last_heard), 1, 1 << 30));
   }
-  Broadcast(MemberMessage(e, self_, silent), Reach::kEveryone);
+  Broadcast(MemberMessage(e, self_, silent), direct ? Reach::kEveryone : Reach::kGossip);
 }
 
 void Core::Refute(absl::Time now, uint32_t accused_incarnation, const std::string& informant_addr) {
@@ -646,7 +690,11 @@ int Core::TellDoubted(absl::Time now, const google::protobuf::RepeatedPtrField<v
     if (e == nullptr || e->state != MemberState::kDead || e->incarnation < d.incarnation()) continue;
     if (now - e->last_dead_notice < absl::Seconds(1)) continue;
     e->last_dead_notice = now;
-    Send(e->addr, {MemberMessage(*e)});
+    // Over TCP: a lost datagram here would leave both views apart until
+    // the next sync.
+    v1::StreamRequest push;
+    *push.mutable_push()->add_entries()->mutable_member() = UpdateOf(*e);
+    StartStream(e->addr, std::move(push), PendingStream{PendingStream::Kind::kPush, e->id, 0, ""});
     ++told;
   }
   if (told > 0) {
@@ -659,9 +707,19 @@ int Core::TellDoubted(absl::Time now, const google::protobuf::RepeatedPtrField<v
 
 void Core::MergeEntries(absl::Time now, const google::protobuf::RepeatedPtrField<v1::MemberEntry>& entries,
                         const std::string& from_addr) {
+  bool revived = false;
   for (const v1::MemberEntry& entry : entries) {
+    const Entry* e = Find(entry.member().id());
+    bool was_dead = e != nullptr && e->state == MemberState::kDead;
     Apply(now, entry.member(), from_addr, /*from_sync=*/true);
     for (const v1::RecordUpdate& r : entry.records()) ApplyRecord(now, r, /*from_sync=*/true);
+    e = Find(entry.member().id());
+    revived |= was_dead && e != nullptr && Live(e->state);
+  }
+  if (revived) {
+    // A merge under way (a healed partition): members across are still
+    // refuting. Sync again soon, with another member, to catch the late ones.
+    next_sync_ = std::min(next_sync_, now + options_.reconnect_interval);
   }
 }
 
@@ -715,15 +773,19 @@ void Core::HandlePacket(absl::Time now, const std::string& from_addr, const v1::
   }
   // A sender we hold dead, or revived only just now, was cut off from us:
   // its word on who is dead is out of date.
-  bool doubtful = sender == nullptr || !Live(sender->state) ||
-                  now - sender->revived_at < 2 * options_.stall_budget;
+  bool doubtful = sender == nullptr || CutOff(now, from);
   for (const v1::GossipMessage& m : packet.messages()) {
     switch (m.kind_case()) {
       case v1::GossipMessage::kPing: {
         v1::GossipMessage ack;
         ack.mutable_ack()->set_seq(m.ping().seq());
-        if (m.ping().target() != self_) ack.mutable_ack()->set_wrong_target(true);
+        if (m.ping().target() != self_) {
+          ack.mutable_ack()->set_wrong_target(true);
+        } else {
+          ack.mutable_ack()->set_record_version(SelfEntry().record_version);
+        }
         Send(from_addr, {ack});
+        if (sender != nullptr && Live(sender->state)) CatchUp(now, *sender, m.ping().record_version());
         break;
       }
       case v1::GossipMessage::kPingReq: {
@@ -750,9 +812,10 @@ void Core::HandlePacket(absl::Time now, const std::string& from_addr, const v1::
             }
             if (Entry* e = Find(p.member)) {
               if (wrong) {
-                DeclareDead(now, *e, "its address answers as another member (it restarted)");
+                DeclareDead(now, *e, "its address answers as another member (it restarted)", true);
               } else {
                 e->last_heard = now;
+                if (Live(e->state)) CatchUp(now, *e, m.ack().record_version());
               }
             }
             pending_.erase(it);
@@ -865,10 +928,12 @@ void Core::HandleStreamResult(absl::Time now, uint64_t id, StreamResult result) 
         StartStream(peer->addr, std::move(req), PendingStream{PendingStream::Kind::kPush, peer->id, 0, ""});
       }
       if (first) {
-        // Joined: say so to everyone directly, with our records.
+        // Joined: say so to every member directly (one small datagram each,
+        // once: gossip alone loses joins in a burst of them), and give our
+        // records to some; the rest ask for them (CatchUp).
         announced_ = true;
         Entry& me = SelfEntry();
-        Broadcast(MemberMessage(me), Reach::kDirect);
+        Broadcast(MemberMessage(me), Reach::kEveryone);
         for (const auto& [key, rec] : me.records) Broadcast(RecordMessage(me, key), Reach::kDirect);
       }
       break;
@@ -881,8 +946,10 @@ void Core::HandleStreamResult(absl::Time now, uint64_t id, StreamResult result) 
     case PendingStream::Kind::kFallbackPing:
       if (e == nullptr) break;
       if (result.refused || (r != nullptr && r->has_ack() && r->ack().wrong_target())) {
-        DeclareDead(now, *e, result.refused ? "connection refused: its process is gone"
-                                            : "its address answers as another member (it restarted)");
+        DeclareDead(now, *e,
+                    result.refused ? "connection refused: its process is gone"
+                                   : "its address answers as another member (it restarted)",
+                    true);
       } else if (r != nullptr && r->has_ack() && probe_ && probe_->seq == p.seq) {
         probe_->acked = true;
         e->last_heard = now;
@@ -892,9 +959,9 @@ void Core::HandleStreamResult(absl::Time now, uint64_t id, StreamResult result) 
       if (e == nullptr) break;
       e->confirming = false;
       if (result.refused) {
-        DeclareDead(now, *e, "port unreachable and connection refused: its process is gone");
+        DeclareDead(now, *e, "port unreachable and connection refused: its process is gone", true);
       } else if (r != nullptr && r->has_ack() && r->ack().wrong_target()) {
-        DeclareDead(now, *e, "its address answers as another member (it restarted)");
+        DeclareDead(now, *e, "its address answers as another member (it restarted)", true);
       } else if (r != nullptr) {
         e->last_heard = now;
       }
@@ -930,6 +997,7 @@ void Core::StartProbe(absl::Time now, MemberId target) {
   v1::GossipMessage ping;
   ping.mutable_ping()->set_seq(p.seq);
   ping.mutable_ping()->set_target(target);
+  ping.mutable_ping()->set_record_version(SelfEntry().record_version);
   Send(e.addr, {ping});
 }
 
@@ -1003,9 +1071,12 @@ int Core::Confirmations() const {
 
 absl::Duration Core::SpreadTime() const {
   // Rounds for news to reach everyone by gossip, one round per interval:
-  // ceil(log_(fanout + 1)(n)).
+  // ceil(log_(fanout + 1)(n)). (A refutation also goes straight to every
+  // member, but one that was frozen has a backlog to work through first.)
   double n = std::max(2, LiveCount());
-  double rounds = std::ceil(std::log(n) / std::log(std::max(2, options_.gossip_fanout + 1)));
+  // Capped at 4: news that matters here (a refutation) also goes straight
+  // to every member.
+  double rounds = std::min(4.0, std::ceil(std::log(n) / std::log(std::max(2, options_.gossip_fanout + 1))));
   return options_.gossip_interval * rounds;
 }
 
@@ -1032,12 +1103,23 @@ void Core::SuspicionTick(absl::Time now) {
       Send(e.addr, {MemberMessage(e, self_, 0)});
     }
   }
+  suspicion_wake_.reset();
   if (now < quiet_until_) return;
   for (MemberId id : due) {
     Entry& e = members_.at(id);
+    if (e.last_heard != absl::InfinitePast() && now - e.last_heard < options_.stall_budget) {
+      // It has talked to us within the budget (packets from it, though no
+      // refutation yet: it may not know it is doubted). Not dead: count the
+      // silence from then, and tell it.
+      e.suspicion->anchor = e.last_heard;
+      e.suspicion->last_notice = now;
+      Send(e.addr, {MemberMessage(e, self_, 0)});
+      continue;
+    }
     DeclareDead(now, e,
                 absl::StrCat("no answer for ", absl::FormatDuration(now - e.suspicion->anchor), " (",
-                             e.suspicion->accusers.size(), " accusers)"));
+                             e.suspicion->accusers.size(), " accusers)"), /*confirmed=*/false,
+                /*direct=*/e.suspicion->accusers.count(self_) > 0);
   }
 }
 
@@ -1140,6 +1222,7 @@ void Core::MaintenanceTick(absl::Time now) {
     Emit(MemberEvent::Kind::kReaped, members_.at(id));
     members_.erase(id);
     suspects_.erase(id);
+    suspicion_wake_.reset();
     gone_.erase(id);
     catch_ups_.erase(id);
     queue_.Forget(id);
@@ -1156,6 +1239,7 @@ void Core::Tick(absl::Time now) {
     absl::Duration lag = now - expected_wake_;
     RaiseHealth(2);
     quiet_until_ = now + Scaled(options_.probe_interval);
+    suspicion_wake_.reset();
     probe_.reset();
     if (lag >= options_.stall_budget / 4 && !left_) {
       Refute(now, SelfEntry().incarnation, "");
@@ -1180,12 +1264,19 @@ absl::Time Core::NextWake() const {
     if (!probe_->acked && !probe_->indirect_sent) t = std::min(t, probe_->direct_deadline);
     t = std::min(t, probe_->end);
   }
-  for (MemberId id : suspects_) {
-    const Entry& e = members_.at(id);
-    if (!e.suspicion) continue;
-    t = std::min(t, std::max(DeadAt(e), quiet_until_));
-    if (e.suspicion->accusers.count(self_)) t = std::min(t, e.suspicion->last_notice + absl::Milliseconds(500));
+  if (!suspicion_wake_) {
+    // Recomputed only when a suspicion or the live count changed (this runs
+    // after every packet; a partition leaves hundreds of suspects).
+    absl::Time w = absl::InfiniteFuture();
+    for (MemberId id : suspects_) {
+      const Entry& e = members_.at(id);
+      if (!e.suspicion) continue;
+      w = std::min(w, std::max(DeadAt(e), quiet_until_));
+      if (e.suspicion->accusers.count(self_)) w = std::min(w, e.suspicion->last_notice + absl::Milliseconds(500));
+    }
+    suspicion_wake_ = w;
   }
+  t = std::min(t, *suspicion_wake_);
   for (const auto& [seq, p] : pending_) {
     if (p.kind == PendingAck::Kind::kRelay) t = std::min(t, p.deadline);
   }

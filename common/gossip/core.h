@@ -196,6 +196,7 @@ class Core {
     absl::Time anchor;               // earliest unanswered probe reported
     std::set<MemberId> accusers;
     absl::Time last_notice;          // when we last told the suspect
+    bool from_verdict = false;       // begun by a verdict we doubted
   };
   struct Entry {
     MemberId id = 0;
@@ -248,6 +249,9 @@ class Core {
   MemberView View(const Entry& e) const;
   void Emit(MemberEvent::Kind kind, const Entry& e, std::string reason = "");
   void SetState(absl::Time now, Entry& e, MemberState s);
+  // We hold `id` dead, or revived it only just now: it was cut off from us
+  // (a partition, a freeze) and its word on others is out of date.
+  bool CutOff(absl::Time now, MemberId id) const;
   // Applies what someone says of a member. `informant`: who said it (for
   // refutations to reach it); `from_sync`: learnt by push-pull.
   // `doubtful_source`: the sender was cut off from us until just now.
@@ -257,7 +261,13 @@ class Core {
   void CatchUp(absl::Time now, Entry& e, uint64_t their_version);
   void CatchUpTick(absl::Time now);
   void Suspect(absl::Time now, Entry& e, MemberId accuser, absl::Time anchor, bool local);
-  void DeclareDead(absl::Time now, Entry& e, const std::string& reason);
+  // `confirmed`: a crash seen just now (refused connection, another
+  // process at its address), not a silence. `direct`: the verdict goes
+  // straight to every member (it is ours, from our own probes); otherwise
+  // by gossip only (our timer ran out on others' accusation: every member
+  // whose timer runs out telling everyone would be n^2 datagrams).
+  void DeclareDead(absl::Time now, Entry& e, const std::string& reason, bool confirmed = false,
+                   bool direct = true);
   void Refute(absl::Time now, uint32_t accused_incarnation, const std::string& informant_addr);
   void Confirm(absl::Time now, Entry& e);
   void MarkHeard(absl::Time now, MemberId id);
@@ -309,6 +319,9 @@ class Core {
   // Node-based: entries stay put while others are added. Never iterated in
   // hash order where the order could show (runs must be reproducible).
   absl::node_hash_map<MemberId, Entry> members_;
+  // When the earliest suspicion is due (NextWake); reset when it may change.
+  mutable std::optional<absl::Time> suspicion_wake_;
+  absl::Time last_revival_ = absl::InfinitePast();  // a member last went dead -> alive
   std::set<MemberId> suspects_;
   std::set<MemberId> gone_;  // dead or left, not yet reaped
   std::set<MemberId> catch_ups_;  // members whose records we must ask for

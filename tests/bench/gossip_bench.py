@@ -10,11 +10,13 @@ nftables; serf from Debian (`apt-get install serf`) for the side-by-side
 usage: gossip_bench.py BIN_DIR [--members 10,30] [--loss-seconds 30] [--systems ours,serf]
 Scenarios per size: join seen by all; idle bytes/s per member (nft output
 counters, IP headers included); kill -9 detection at all (3 victims);
-usage summary updated by every member once a second (bytes/s; ours only:
-serf's tags are not meant for that); 5% and 10% receive-side loss for
---loss-seconds each (false deaths); 2 s freezes (SIGSTOP) of one member;
-a 60 s partition of a third of the members and the time to merge (ours;
-serf needs a re-join or its 30 s reconnect).
+usage summary updated by every member once a second (bytes/s, and how long
+an update takes to be seen by all; ours only: serf's tags are not meant for
+that); 5% and 10% receive-side loss for --loss-seconds each (false deaths);
+one member CPU-starved (5% of one CPU, with a busy loop in its cgroup) for
+--loss-seconds; 2 s freezes (SIGSTOP) of one member; a 60 s partition of a
+third of the members and the time to full membership after the heal
+(serf has no automatic merge but its reconnect every 30 s).
 """
 import json, os, re, signal, statistics, subprocess, sys, threading, time
 
@@ -35,11 +37,12 @@ def addr(i):
 
 
 class Cluster:
-    """Members of one system; events as (monotonic t, reporter, kind, subject)."""
+    """Members of one system; events as (monotonic t, reporter, kind, subject, usage value);
+    publishes as (monotonic t, publisher, value)."""
 
     def __init__(self, system, bin_dir):
         self.system, self.bin_dir = system, bin_dir
-        self.procs, self.events = {}, []
+        self.procs, self.events, self.publishes = {}, [], []
 
     def start(self, i, join=True, publish=False):
         name = f"n{i}"
@@ -75,15 +78,19 @@ class Cluster:
                     j = json.loads(line)
                 except ValueError:
                     continue
-                if "event" in j and "member" in j:
-                    kind = {"alive": "joined"}.get(j["event"], j["event"])
+                if j.get("event") == "published":
                     with lock:
-                        self.events.append((t, name, kind, j["member"]["name"]))
+                        self.publishes.append((t, name, j["value"]))
+                elif "event" in j and "member" in j:
+                    kind = {"alive": "joined"}.get(j["event"], j["event"])
+                    usage = j["member"].get("records", {}).get("usage")
+                    with lock:
+                        self.events.append((t, name, kind, j["member"]["name"], usage))
             else:
                 m = self.serf_pat.search(line)
                 if m:
                     with lock:
-                        self.events.append((t, name, self.serf_kinds[m.group(1)], m.group(2)))
+                        self.events.append((t, name, self.serf_kinds[m.group(1)], m.group(2), None))
 
     def live(self):
         return {n for n, p in self.procs.items() if p.poll() is None}
@@ -94,7 +101,7 @@ class Cluster:
         while True:
             with lock:
                 got = {}
-                for (t, r, k, s) in self.events:
+                for (t, r, k, s, _) in self.events:
                     if t >= since and k == kind and s == subject and r in reporters and r not in got:
                         got[r] = t - since
             if len(got) == len(reporters) or time.monotonic() >= deadline:
@@ -104,8 +111,38 @@ class Cluster:
 
     def count(self, kind, since, subjects=None):
         with lock:
-            return sum(1 for (t, r, k, s) in self.events
+            return sum(1 for (t, r, k, s, _) in self.events
                        if t >= since and k == kind and (subjects is None or s in subjects))
+
+    def count_by(self, kind, since, until, reporters=None, subjects=None):
+        with lock:
+            return sum(1 for (t, r, k, s, _) in self.events
+                       if since <= t < until and k == kind and (reporters is None or r in reporters)
+                       and (subjects is None or s in subjects))
+
+    def update_seen_by_all(self, publishers, members, since, until):
+        """Per usage value published by `publishers` in [since, until): seconds until every
+        other member logged it or a newer one (a newer value replaces a queued older one);
+        and how many were never seen by all."""
+        num = lambda v: int(re.sub(r"[^0-9]", "", v) or 0)
+        with lock:
+            pubs = [p for p in self.publishes if p[1] in publishers and since <= p[0] < until]
+            seen = {}  # (subject, reporter) -> [(t, n)]
+            for (t, r, k, s, v) in self.events:
+                if k == "updated" and v is not None:
+                    seen.setdefault((s, r), []).append((t, num(v)))
+        out = []
+        for (t, who, v) in pubs:
+            n, last = num(v), 0
+            for r in members - {who}:
+                first = next((tt for (tt, nn) in seen.get((who, r), []) if nn >= n and tt >= t), None)
+                if first is None:
+                    last = None
+                    break
+                last = max(last, first - t)
+            if last is not None:
+                out.append(last)
+        return out, len(pubs) - len(out)
 
     def stop(self):
         for p in self.procs.values():
@@ -134,6 +171,59 @@ def bytes_per_member(n, seconds):
 def p99(v):
     v = sorted(v)
     return round(v[min(len(v) - 1, int(0.99 * len(v)))], 3) if v else None
+
+
+def starve(c, victim, live, seconds):
+    """Puts `victim` (all its threads) and a busy loop in a CPU cgroup capped
+    at 5% of one CPU for `seconds`; counts deaths and suspicions."""
+    v1 = "/sys/fs/cgroup/cpu"
+    if os.path.exists(v1 + "/cpu.cfs_quota_us"):
+        cg, root = f"{v1}/mpgbench{os.getpid()}", v1
+        os.makedirs(cg, exist_ok=True)
+        with open(cg + "/cpu.cfs_period_us", "w") as f:
+            f.write("100000")
+        with open(cg + "/cpu.cfs_quota_us", "w") as f:
+            f.write("5000")
+    else:
+        root = "/sys/fs/cgroup"
+        cg = f"{root}/mpgbench{os.getpid()}"
+        with open(root + "/cgroup.subtree_control", "w") as f:
+            f.write("+cpu")
+        os.makedirs(cg, exist_ok=True)
+        with open(cg + "/cpu.max", "w") as f:
+            f.write("5000 100000")
+    pid = c.procs[victim].pid
+    hog = subprocess.Popen(["python3", "-c", "while True: pass"])
+    res = {}
+    try:
+        for p in (pid, hog.pid):
+            with open(cg + "/cgroup.procs", "w") as f:
+                f.write(str(p))
+        t = time.monotonic()
+        time.sleep(seconds)
+        end = time.monotonic()
+    finally:
+        hog.kill()
+        hog.wait()
+        try:
+            with open(root + "/cgroup.procs", "w") as f:
+                f.write(str(pid))
+        except OSError:
+            pass
+    # Deaths declared by the end of the phase plus the detection budget.
+    time.sleep(3)
+    end += 3
+    healthy = live - {victim}
+    key = f"cpu_starved_{seconds}s"
+    res[key + "_deaths_of_starved"] = c.count_by("dead", t, end, subjects={victim})
+    res[key + "_deaths_of_healthy"] = c.count_by("dead", t, end, subjects=healthy)
+    res[key + "_deaths_reported_by_starved"] = c.count_by("dead", t, end, reporters={victim})
+    res[key + "_suspicions_of_starved"] = c.count_by("suspect", t, end, subjects={victim})
+    try:
+        os.rmdir(cg)
+    except OSError:
+        pass
+    return res
 
 
 def run(system, n, bin_dir, loss_seconds):
@@ -188,6 +278,9 @@ def run(system, n, bin_dir, loss_seconds):
             nft("delete", "table", "inet", "chaos")
             res[f"loss{pct}_{loss_seconds}s_false_deaths"] = c.count("dead", t, live)
             time.sleep(3)
+        # One member CPU-starved: 5% of one CPU, shared with a busy loop.
+        res.update(starve(c, "n2", live, loss_seconds))
+        time.sleep(3)
         # 2 s freezes of one member.
         frozen = c.procs["n3"]
         t = time.monotonic()
@@ -205,52 +298,58 @@ def run(system, n, bin_dir, loss_seconds):
             c.procs["n0"].send_signal(signal.SIGKILL)
             time.sleep(0.5)
             c.events.clear()
+            c.publishes.clear()
             c.start(0, join=False, publish=True)
             time.sleep(0.5)
             for i in range(1, n):
                 c.start(i, publish=True)
                 time.sleep(0.05)
             time.sleep(6)
+            settled = time.monotonic()  # every member has joined
             mean, mx = bytes_per_member(n, 20)
             res["usage_1s_bytes_per_s_per_member"] = mean
-            # Update seen by all: the 'updated' events about one member.
-            with lock:
-                ups = [(t, r) for (t, r, k, s) in c.events if k == "updated" and s == "n1"]
-            res["updates_seen_by_member_count"] = len(ups)
-            # Partition: a third of the members cut off for 60 s.
-            live = c.live()
-            cut = [addr(i) for i in range(n - n // 3, n)]
-            rest = [addr(i) for i in range(0, n - n // 3)]
-            nft("add", "table", "inet", "part")
-            nft("add", "chain", "inet", "part", "in", "{ type filter hook input priority 0; }")
-            nft("add", "rule", "inet", "part", "in", "ip", "saddr", "{" + ",".join(cut) + "}", "ip", "daddr",
-                "{" + ",".join(rest) + "}", "drop")
-            nft("add", "rule", "inet", "part", "in", "ip", "saddr", "{" + ",".join(rest) + "}", "ip", "daddr",
-                "{" + ",".join(cut) + "}", "drop")
-            time.sleep(60)
-            t = time.monotonic()
-            nft("delete", "table", "inet", "part")
-            # Merged when every member has logged 'joined' for every member across.
-            cut_names = {f"n{i}" for i in range(n - n // 3, n)}
-            rest_names = live - cut_names
-            deadline = t + 30
-            merged = None
-            while time.monotonic() < deadline:
-                ok = True
-                for s in cut_names:
-                    if len(c.when_all("joined", s, t, rest_names, 0)) < len(rest_names):
+            # Updates seen by all: those published by n1..n3 once everyone had
+            # joined, that had 3 s to spread (one never seen by all counts as
+            # missing).
+            lat, missing = c.update_seen_by_all({"n1", "n2", "n3"}, c.live(), settled, time.monotonic() - 3)
+            res["update_seen_by_all_p99_s"] = p99(lat)
+            res["update_seen_by_all_max_s"] = round(max(lat), 3) if lat else None
+            res["updates_measured"] = len(lat)
+            res["updates_never_seen_by_all"] = missing
+        # Partition: a third of the members cut off for 60 s.
+        live = c.live()
+        cut = [addr(i) for i in range(n - n // 3, n)]
+        rest = [addr(i) for i in range(0, n - n // 3)]
+        nft("add", "table", "inet", "part")
+        nft("add", "chain", "inet", "part", "in", "{ type filter hook input priority 0; }")
+        nft("add", "rule", "inet", "part", "in", "ip", "saddr", "{" + ",".join(cut) + "}", "ip", "daddr",
+            "{" + ",".join(rest) + "}", "drop")
+        nft("add", "rule", "inet", "part", "in", "ip", "saddr", "{" + ",".join(rest) + "}", "ip", "daddr",
+            "{" + ",".join(cut) + "}", "drop")
+        time.sleep(60)
+        t = time.monotonic()
+        nft("delete", "table", "inet", "part")
+        # Merged when every member has logged 'joined' for every member across.
+        cut_names = {f"n{i}" for i in range(n - n // 3, n)}
+        rest_names = live - cut_names
+        deadline = t + 60
+        merged = None
+        while time.monotonic() < deadline:
+            ok = True
+            for s in cut_names:
+                if len(c.when_all("joined", s, t, rest_names, 0)) < len(rest_names):
+                    ok = False
+                    break
+            if ok:
+                for s in rest_names:
+                    if len(c.when_all("joined", s, t, cut_names, 0)) < len(cut_names):
                         ok = False
                         break
-                if ok:
-                    for s in rest_names:
-                        if len(c.when_all("joined", s, t, cut_names, 0)) < len(cut_names):
-                            ok = False
-                            break
-                if ok:
-                    merged = round(time.monotonic() - t, 3)
-                    break
-                time.sleep(0.1)
-            res["partition60s_merge_s"] = merged
+            if ok:
+                merged = round(time.monotonic() - t, 3)
+                break
+            time.sleep(0.1)
+        res["partition60s_merge_s"] = merged
     finally:
         c.stop()
         subprocess.run(["ip", "netns", "del", NS])
