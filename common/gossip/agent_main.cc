@@ -3,6 +3,7 @@
 // membership event as it happens, each usage record it publishes
 // (--publish-every) and stats every --stats-every.
 //   SIGTERM/SIGINT: graceful leave, then exit.  SIGUSR1: print the member table.
+//   SIGUSR2: publish the next value of an urgent "state" record (benchmarks).
 #include <signal.h>
 
 #include <cstdio>
@@ -86,7 +87,7 @@ int main(int argc, char** argv) {
   }
   sigset_t set;
   sigemptyset(&set);
-  for (int s : {SIGINT, SIGTERM, SIGUSR1}) sigaddset(&set, s);
+  for (int s : {SIGINT, SIGTERM, SIGUSR1, SIGUSR2}) sigaddset(&set, s);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
   AgentOptions o;
@@ -115,7 +116,7 @@ int main(int argc, char** argv) {
                             absl::ToUnixMillis(absl::Now()), (*agent)->self_id(), (*agent)->addr()));
   absl::Time next_publish = publish_every > absl::ZeroDuration() ? absl::Now() + publish_every : absl::InfiniteFuture();
   absl::Time next_stats = stats_every > absl::ZeroDuration() ? absl::Now() + stats_every : absl::InfiniteFuture();
-  uint64_t usage = 0;
+  uint64_t usage = 0, state = 0;
   for (;;) {
     absl::Time until = std::min({next_publish, next_stats, absl::Now() + absl::Seconds(1)});
     timespec ts = absl::ToTimespec(std::max(absl::ZeroDuration(), until - absl::Now()));
@@ -131,6 +132,12 @@ int main(int argc, char** argv) {
       std::string all;
       for (const MemberView& m : (*agent)->Members()) absl::StrAppend(&all, all.empty() ? "" : ",", MemberJson(m));
       PrintLine(absl::StrCat("{\"members\":[", all, "]}"));
+    }
+    if (sig == SIGUSR2) {
+      std::string value = absl::StrCat(++state);
+      (*agent)->SetRecord("state", value, /*urgent=*/true);
+      PrintLine(absl::StrFormat("{\"event\":\"published\",\"t_ms\":%d,\"key\":\"state\",\"value\":\"%s\"}",
+                                absl::ToUnixMillis(now), value));
     }
     if (now >= next_publish) {
       next_publish += publish_every;

@@ -51,20 +51,27 @@ std::vector<v1::GossipMessage> BroadcastQueue::Take(size_t budget) {
   std::vector<v1::GossipMessage> out;
   std::vector<uint64_t> taken;
   size_t used = 0;
-  int misfits = 0;
-  // Stop once nearly full, or after many items that did not fit (the rest
-  // wait for the next packet).
-  for (auto r = order_.begin(); r != order_.end() && budget - used >= 8 && misfits < 64; ++r) {
-    uint64_t id = ~r->second;
-    const Item& it = items_.at(id);
-    if (used + it.bytes > budget) {
-      ++misfits;
-      continue;
+  // Fills up to `cap` bytes from [from, to), least sent first; stops once
+  // nearly full or after a few items that did not fit.
+  auto fill = [&](std::set<Rank>::iterator from, std::set<Rank>::iterator to, size_t cap) {
+    int misfits = 0;
+    for (auto r = from; r != to && cap - std::min(cap, used) >= 16 && misfits < 8; ++r) {
+      uint64_t id = ~std::get<2>(*r);
+      if (std::find(taken.begin(), taken.end(), id) != taken.end()) continue;
+      const Item& it = items_.at(id);
+      if (used + it.bytes > cap) {
+        ++misfits;
+        continue;
+      }
+      used += it.bytes;
+      out.push_back(it.message);
+      taken.push_back(id);
     }
-    used += it.bytes;
-    out.push_back(it.message);
-    taken.push_back(id);
-  }
+  };
+  auto records = order_.lower_bound(Rank{1, 0, 0});
+  fill(order_.begin(), records, budget * 2 / 3);  // membership news
+  fill(records, order_.end(), budget);            // records
+  fill(order_.begin(), records, budget);          // membership again, in what is left
   for (uint64_t id : taken) {
     Item& it = items_.at(id);
     if (it.transmits + 1 >= it.limit) {

@@ -355,15 +355,18 @@ void Core::Apply(absl::Time now, const v1::MemberUpdate& u, const std::string& i
   }
 }
 
-void Core::CatchUp(absl::Time now, Entry& e, uint64_t their_version) {
+void Core::CatchUp(absl::Time now, Entry& e, uint64_t their_version, absl::Duration delay) {
   // Records travel best-effort; the alive message says how far the owner
   // is. If we are behind (a lost packet), ask the owner for the rest. The
   // records may still be on their way in this very packet: ask a little
   // later, only if still behind.
   if (their_version <= e.record_version || e.id == self_) return;
+  // A probe's hint does not raise a pending catch-up's mark: with a record
+  // updated every second, the newest hint is always just ahead of us.
+  if (delay > absl::ZeroDuration() && catch_ups_.count(e.id)) return;
   e.catch_up_version = std::max(e.catch_up_version, their_version);
   if (catch_ups_.count(e.id)) return;
-  e.catch_up_at = now + options_.gossip_interval;
+  e.catch_up_at = now + (delay > absl::ZeroDuration() ? delay : options_.gossip_interval);
   catch_ups_.insert(e.id);
 }
 
@@ -390,7 +393,7 @@ void Core::ApplyRecord(absl::Time now, const v1::RecordUpdate& r, bool from_sync
   rec.version = r.version();
   rec.value = r.value();
   e->record_version = std::max(e->record_version, r.version());
-  Emit(MemberEvent::Kind::kUpdated, *e);
+  if (options_.report_updates) Emit(MemberEvent::Kind::kUpdated, *e);
   if (!from_sync) Broadcast(RecordMessage(*e, r.key()), Reach::kGossip, /*soft=*/true);
 }
 
@@ -785,7 +788,9 @@ void Core::HandlePacket(absl::Time now, const std::string& from_addr, const v1::
           ack.mutable_ack()->set_record_version(SelfEntry().record_version);
         }
         Send(from_addr, {ack});
-        if (sender != nullptr && Live(sender->state)) CatchUp(now, *sender, m.ping().record_version());
+        if (sender != nullptr && Live(sender->state)) {
+          CatchUp(now, *sender, m.ping().record_version(), kProbeCatchUpDelay);
+        }
         break;
       }
       case v1::GossipMessage::kPingReq: {
@@ -815,7 +820,7 @@ void Core::HandlePacket(absl::Time now, const std::string& from_addr, const v1::
                 DeclareDead(now, *e, "its address answers as another member (it restarted)", true);
               } else {
                 e->last_heard = now;
-                if (Live(e->state)) CatchUp(now, *e, m.ack().record_version());
+                if (Live(e->state)) CatchUp(now, *e, m.ack().record_version(), kProbeCatchUpDelay);
               }
             }
             pending_.erase(it);
@@ -1092,6 +1097,8 @@ absl::Time Core::DeadAt(const Entry& e) const {
 }
 
 void Core::SuspicionTick(absl::Time now) {
+  // Nothing due before the cached earliest deadline (or notice).
+  if (suspicion_wake_ && now < *suspicion_wake_) return;
   std::vector<MemberId> due;
   for (MemberId id : suspects_) {
     Entry& e = members_.at(id);
@@ -1105,21 +1112,32 @@ void Core::SuspicionTick(absl::Time now) {
   }
   suspicion_wake_.reset();
   if (now < quiet_until_) return;
-  for (MemberId id : due) {
-    Entry& e = members_.at(id);
-    if (e.last_heard != absl::InfinitePast() && now - e.last_heard < options_.stall_budget) {
-      // It has talked to us within the budget (packets from it, though no
-      // refutation yet: it may not know it is doubted). Not dead: count the
-      // silence from then, and tell it.
-      e.suspicion->anchor = e.last_heard;
-      e.suspicion->last_notice = now;
-      Send(e.addr, {MemberMessage(e, self_, 0)});
-      continue;
+  // A death shrinks the cluster, and with it the others' waits: repeat
+  // until nothing more is due (each member looked at once).
+  std::set<MemberId> seen;
+  while (!due.empty()) {
+    for (MemberId id : due) {
+      seen.insert(id);
+      Entry& e = members_.at(id);
+      if (e.last_heard != absl::InfinitePast() && now - e.last_heard < options_.stall_budget) {
+        // It has talked to us within the budget (packets from it, though no
+        // refutation yet: it may not know it is doubted). Not dead: count
+        // the silence from then, and tell it.
+        e.suspicion->anchor = e.last_heard;
+        e.suspicion->last_notice = now;
+        Send(e.addr, {MemberMessage(e, self_, 0)});
+        continue;
+      }
+      DeclareDead(now, e,
+                  absl::StrCat("no answer for ", absl::FormatDuration(now - e.suspicion->anchor), " (",
+                               e.suspicion->accusers.size(), " accusers)"),
+                  /*confirmed=*/false, /*direct=*/e.suspicion->accusers.count(self_) > 0);
     }
-    DeclareDead(now, e,
-                absl::StrCat("no answer for ", absl::FormatDuration(now - e.suspicion->anchor), " (",
-                             e.suspicion->accusers.size(), " accusers)"), /*confirmed=*/false,
-                /*direct=*/e.suspicion->accusers.count(self_) > 0);
+    due.clear();
+    for (MemberId id : suspects_) {
+      const Entry& e = members_.at(id);
+      if (e.suspicion && !seen.count(id) && now >= DeadAt(e)) due.push_back(id);
+    }
   }
 }
 

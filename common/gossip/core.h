@@ -100,6 +100,9 @@ struct GossipOptions {
   int max_local_health = 8;
   // A tick this late means this process was frozen or starved.
   absl::Duration lag_threshold = absl::Milliseconds(150);
+  // Emit kUpdated events (each carries the member's view, records and all;
+  // a simulation of 1000 members publishing every second can do without).
+  bool report_updates = true;
   // Serialized GossipPacket bytes per datagram (the frame adds its own).
   size_t max_payload = 1150;
 };
@@ -258,7 +261,12 @@ class Core {
   void Apply(absl::Time now, const v1::MemberUpdate& u, const std::string& informant_addr,
              bool from_sync, bool doubtful_source = false);
   void ApplyRecord(absl::Time now, const v1::RecordUpdate& r, bool from_sync);
-  void CatchUp(absl::Time now, Entry& e, uint64_t their_version);
+  // Asks `e` for its records if we stay behind `their_version` for `delay`
+  // (0: a gossip interval).
+  void CatchUp(absl::Time now, Entry& e, uint64_t their_version, absl::Duration delay = absl::ZeroDuration());
+  // A probe's version hint waits longer: a record updated every second is
+  // usually replaced by the next value, arriving by gossip, before then.
+  static constexpr absl::Duration kProbeCatchUpDelay = absl::Seconds(2);
   void CatchUpTick(absl::Time now);
   void Suspect(absl::Time now, Entry& e, MemberId accuser, absl::Time anchor, bool local);
   // `confirmed`: a crash seen just now (refused connection, another

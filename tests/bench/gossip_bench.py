@@ -10,9 +10,9 @@ nftables; serf from Debian (`apt-get install serf`) for the side-by-side
 usage: gossip_bench.py BIN_DIR [--members 10,30] [--loss-seconds 30] [--systems ours,serf]
 Scenarios per size: join seen by all; idle bytes/s per member (nft output
 counters, IP headers included); kill -9 detection at all (3 victims);
-usage summary updated by every member once a second (bytes/s, and how long
-an update takes to be seen by all; ours only: serf's tags are not meant for
-that); 5% and 10% receive-side loss for --loss-seconds each (false deaths);
+urgent record updates (a role change) seen by all (ours); usage summary
+updated by every member once a second (bytes/s, and how long an update takes
+to be seen by all; ours only: serf's tags are not meant for that); 5% and 10% receive-side loss for --loss-seconds each (false deaths);
 one member CPU-starved (5% of one CPU, with a busy loop in its cgroup) for
 --loss-seconds; 2 s freezes (SIGSTOP) of one member; a 60 s partition of a
 third of the members and the time to full membership after the heal
@@ -42,7 +42,7 @@ class Cluster:
 
     def __init__(self, system, bin_dir):
         self.system, self.bin_dir = system, bin_dir
-        self.procs, self.events, self.publishes = {}, [], []
+        self.procs, self.events, self.publishes, self.updates = {}, [], [], []
 
     def start(self, i, join=True, publish=False):
         name = f"n{i}"
@@ -80,12 +80,15 @@ class Cluster:
                     continue
                 if j.get("event") == "published":
                     with lock:
-                        self.publishes.append((t, name, j["value"]))
+                        self.publishes.append((j["t_ms"] / 1000.0, name, j.get("key", "usage"), j["value"]))
                 elif "event" in j and "member" in j:
                     kind = {"alive": "joined"}.get(j["event"], j["event"])
-                    usage = j["member"].get("records", {}).get("usage")
+                    records = j["member"].get("records", {})
                     with lock:
-                        self.events.append((t, name, kind, j["member"]["name"], usage))
+                        self.events.append((t, name, kind, j["member"]["name"], records.get("usage")))
+                        if kind == "updated":
+                            # The agent's own clock (same host): this reader may lag.
+                            self.updates.append((j["t_ms"] / 1000.0, name, j["member"]["name"], records))
             else:
                 m = self.serf_pat.search(line)
                 if m:
@@ -120,19 +123,19 @@ class Cluster:
                        if since <= t < until and k == kind and (reporters is None or r in reporters)
                        and (subjects is None or s in subjects))
 
-    def update_seen_by_all(self, publishers, members, since, until):
+    def update_seen_by_all(self, publishers, members, since, until, key="usage"):
         """Per usage value published by `publishers` in [since, until): seconds until every
         other member logged it or a newer one (a newer value replaces a queued older one);
         and how many were never seen by all."""
         num = lambda v: int(re.sub(r"[^0-9]", "", v) or 0)
         with lock:
-            pubs = [p for p in self.publishes if p[1] in publishers and since <= p[0] < until]
+            pubs = [p for p in self.publishes if p[1] in publishers and p[2] == key and since <= p[0] < until]
             seen = {}  # (subject, reporter) -> [(t, n)]
-            for (t, r, k, s, v) in self.events:
-                if k == "updated" and v is not None:
-                    seen.setdefault((s, r), []).append((t, num(v)))
+            for (t, r, s, recs) in self.updates:
+                if key in recs:
+                    seen.setdefault((s, r), []).append((t, num(recs[key])))
         out = []
-        for (t, who, v) in pubs:
+        for (t, who, _, v) in pubs:
             n, last = num(v), 0
             for r in members - {who}:
                 first = next((tt for (tt, nn) in seen.get((who, r), []) if nn >= n and tt >= t), None)
@@ -247,6 +250,19 @@ def run(system, n, bin_dir, loss_seconds):
         res["join_seen_by_all_s"] = round(v[-1], 3) if len(v) == len(others) else None
         res["join_p99_s"] = p99(v)
         time.sleep(4)
+        if system == "ours":
+            # Urgent record updates (a role or address change): 10 from each of
+            # n1..n3, 0.5 s apart; seen by all when every other member has it.
+            t = time.time()
+            for _ in range(10):
+                for w in ("n1", "n2", "n3"):
+                    c.procs[w].send_signal(signal.SIGUSR2)
+                time.sleep(0.5)
+            time.sleep(2)
+            lat, missing = c.update_seen_by_all({"n1", "n2", "n3"}, c.live(), t, time.time(), key="state")
+            res["state_update_seen_by_all_p50_s"] = round(statistics.median(lat), 3) if lat else None
+            res["state_update_seen_by_all_p99_s"] = p99(lat)
+            res["state_updates_never_seen_by_all"] = missing
         mean, mx = bytes_per_member(n, 20)
         res["idle_bytes_per_s_per_member"] = mean
         res["idle_bytes_per_s_per_member_max"] = mx
@@ -299,19 +315,21 @@ def run(system, n, bin_dir, loss_seconds):
             time.sleep(0.5)
             c.events.clear()
             c.publishes.clear()
+            c.updates.clear()
             c.start(0, join=False, publish=True)
             time.sleep(0.5)
             for i in range(1, n):
                 c.start(i, publish=True)
                 time.sleep(0.05)
             time.sleep(6)
-            settled = time.monotonic()  # every member has joined
+            settled = time.time()  # every member has joined (agents' clocks: wall time)
             mean, mx = bytes_per_member(n, 20)
             res["usage_1s_bytes_per_s_per_member"] = mean
             # Updates seen by all: those published by n1..n3 once everyone had
             # joined, that had 3 s to spread (one never seen by all counts as
             # missing).
-            lat, missing = c.update_seen_by_all({"n1", "n2", "n3"}, c.live(), settled, time.monotonic() - 3)
+            lat, missing = c.update_seen_by_all({"n1", "n2", "n3"}, c.live(), settled, time.time() - 3)
+            res["update_seen_by_all_p50_s"] = round(statistics.median(lat), 3) if lat else None
             res["update_seen_by_all_p99_s"] = p99(lat)
             res["update_seen_by_all_max_s"] = round(max(lat), 3) if lat else None
             res["updates_measured"] = len(lat)
