@@ -305,8 +305,7 @@ void Core::Apply(absl::Time now, const v1::MemberUpdate& u, const std::string& i
       // now, whoever passes it on: after a partition heals, each side's
       // verdicts on the other reach members that never lost touch with the
       // accused, by relays that were on neither side.
-      bool stale_view = state == MemberState::kDead && e->state == MemberState::kAlive &&
-                        (doubtful_source || CutOff(now, u.accuser()));
+      bool stale_view = e->state == MemberState::kAlive && (doubtful_source || CutOff(now, u.accuser()));
       if ((from_sync && fresh_contact) || heard_since || stale_view) {
         // Someone across a (healed) partition thinks it is gone, but it talks
         // to us: tell it, so it refutes, rather than doubting it ourselves.
@@ -334,7 +333,12 @@ void Core::Apply(absl::Time now, const v1::MemberUpdate& u, const std::string& i
       e->incarnation = u.incarnation();
       if (state == MemberState::kSuspect || from_sync) {
         absl::Time anchor = from_sync ? now : now - absl::Milliseconds(u.silent_ms());
+        // A silence longer than the budget that we, holding it alive, did
+        // not share is news from across a partition: count from now.
+        bool unshared = e->state == MemberState::kAlive && now - anchor >= options_.stall_budget;
+        if (unshared) anchor = now;
         Suspect(now, *e, u.accuser(), anchor, /*local=*/false);
+        if (unshared && e->suspicion) e->suspicion->from_verdict = true;
         return;
       }
       SetState(now, *e, MemberState::kDead);

@@ -242,7 +242,8 @@ Report RunScenario(int n, uint64_t seed, int publish_every, absl::Duration parti
     // after the heal, within the detection budget.)
     if (across && ob.at >= parted && ob.at < healed + absl::Seconds(4)) continue;
     if (verbose) {
-      std::printf("false death: m%d held m%d dead at +%s\n", ob.observer, ob.subject,
+      std::printf("false death: m%d%s held m%d%s dead at +%s\n", ob.observer,
+                  cut_set.count(ob.observer) ? "(cut)" : "", ob.subject, cut_set.count(ob.subject) ? "(cut)" : "",
                   absl::FormatDuration(ob.at - faults).c_str());
     }
     if (r.false_deaths++ == 0) {
@@ -322,12 +323,11 @@ TEST(GossipSimulationTest, ThreeHundredMembersWithLossStallsCrashesAndAPartition
   }
 }
 
-// The issue asks for 1000 members under a minute. Not there yet: at 1000
-// the run takes ~100 s here, and a verdict from across the partition still
-// kills one member for a moment at the heal (see docs/gossip.md, "Known
-// gaps"). Run with MP_SIM_1000=1.
+// The issue asks for 1000 members under a minute. Every property holds at
+// 1000, but the run takes ~110 s on a 2-core machine, so it sits behind a
+// flag (see docs/gossip.md, "Known gaps"). Run with MP_SIM_1000=1.
 TEST(GossipSimulationTest, AThousandMembers) {
-  if (std::getenv("MP_SIM_1000") == nullptr) GTEST_SKIP() << "set MP_SIM_1000=1 (known to fail; ~100 s)";
+  if (std::getenv("MP_SIM_1000") == nullptr) GTEST_SKIP() << "set MP_SIM_1000=1 (~110 s)";
   Report r = RunScenario(1000, 20261121, 10, absl::Seconds(20));
   PrintReport(1000, r);
   ExpectProperties(r, Budgets{absl::Seconds(2), absl::Seconds(10)});

@@ -102,14 +102,9 @@ bool GossipSim::Connected(int a, int b) const {
   return members_[static_cast<size_t>(a)]->side == members_[static_cast<size_t>(b)]->side;
 }
 
-void GossipSim::OnMember(int i, Action a) {
+void GossipSim::Defer(int i, Action a) {
   Member& m = *members_[static_cast<size_t>(i)];
-  if (m.core == nullptr || m.crashed) return;
-  if (now_ < m.stalled_until) {
-    At(m.stalled_until, [this, i, a = std::move(a)]() mutable { OnMember(i, std::move(a)); });
-    return;
-  }
-  a();
+  At(m.stalled_until, [this, i, a = std::move(a)]() mutable { OnMember(i, std::move(a)); });
 }
 
 void GossipSim::Schedule(int i) {

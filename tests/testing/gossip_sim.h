@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
 #include "common/gossip/core.h"
 
@@ -102,7 +103,19 @@ class GossipSim {
   int AddAt(std::string addr, std::vector<int> seeds, absl::Time at);
   void At(absl::Time t, Action a);
   // Runs `a` on member i as soon as it is not frozen (now, or at thaw).
-  void OnMember(int i, Action a);
+  template <typename F>
+  void OnMember(int i, F&& a) {
+    // Runs at once unless frozen: only a deferred action becomes an Action
+    // (a heap allocation per datagram otherwise).
+    Member& m = *members_[static_cast<size_t>(i)];
+    if (m.core == nullptr || m.crashed) return;
+    if (now_ < m.stalled_until) {
+      Defer(i, Action(std::forward<F>(a)));
+      return;
+    }
+    a();
+  }
+  void Defer(int i, Action a);  // OnMember at thaw
   void Drain(int i);  // sends what member i's core wants sent
   void Schedule(int i);
   void DeliverPacket(int from, const std::string& to_addr, std::shared_ptr<const v1::GossipPacket> p);
@@ -129,7 +142,7 @@ class GossipSim {
   };
   std::priority_queue<Event, std::vector<Event>, Later> events_;
   std::vector<std::unique_ptr<Member>> members_;
-  std::map<std::string, int> by_addr_;
+  absl::flat_hash_map<std::string, int> by_addr_;
   std::map<common::gossip::MemberId, int> by_id_;
   std::vector<Observation> log_;
   uint64_t trace_ = 1469598103934665603ULL;
