@@ -212,6 +212,41 @@ TEST(GossipCoreTest, AHealedPartitionMergesByItself) {
   EXPECT_LE(sim.now() - healed, absl::Seconds(5));
 }
 
+// After a partition heals, each side's verdicts on the other flood in.
+// A member that stayed on the accused's side must not adopt them: it never
+// lost touch with the accused (it may still doubt it briefly, and the
+// accused refutes).
+TEST(GossipCoreTest, AfterAHealNoOneIsHeldDeadByItsOwnSide) {
+  // The side cut off is small and the partition short: the majority has
+  // declared it dead, but it has not yet suspected most of the majority
+  // (it probes one member per 200 ms slot), so it holds the accusers alive.
+  constexpr int kMembers = 200, kFirstCut = 190;
+  for (uint64_t seed : {11ULL, 12ULL}) {
+    GossipSim::Options o = Small(seed);
+    o.max_delay = absl::Milliseconds(20);
+    GossipSim sim(o);
+    sim.AddMany(kMembers, absl::Milliseconds(10));
+    sim.RunFor(absl::Seconds(5));
+    sim.SetLoss(0.05);
+    std::vector<int> cut;
+    for (int i = kFirstCut; i < kMembers; ++i) cut.push_back(i);
+    sim.Partition(cut);
+    sim.RunFor(absl::Seconds(6));
+    sim.Heal();
+    absl::Time healed = sim.now();
+    while (!Converged(sim) && sim.now() - healed < absl::Seconds(20)) sim.RunFor(absl::Milliseconds(100));
+    EXPECT_TRUE(Converged(sim)) << "seed " << seed;
+    EXPECT_LE(sim.now() - healed, absl::Seconds(5)) << "seed " << seed;
+    auto side = [](int i) { return i >= kFirstCut; };
+    for (const auto& ob : sim.observations()) {
+      if (ob.at < healed - absl::Seconds(6) || ob.kind != Kind::kDead || ob.subject < 0) continue;
+      EXPECT_NE(side(ob.observer), side(ob.subject))
+          << "seed " << seed << ": m" << ob.observer << " held m" << ob.subject << ", on its own side, dead at +"
+          << absl::FormatDuration(ob.at - healed) << " after the heal";
+    }
+  }
+}
+
 TEST(GossipCoreTest, AMemberCutOffFromEveryoneDoesNotTakeTheClusterDown) {
   GossipSim sim(Small(4));
   sim.AddMany(8, absl::Milliseconds(20));
