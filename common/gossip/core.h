@@ -31,11 +31,15 @@
 //    refute, and a late tick (the process was frozen or starved) raise a
 //    multiplier that stretches probe timeouts and intervals; just after a
 //    late tick the member accuses no one.
-//  * Dissemination: every packet piggybacks queued messages (BroadcastQueue);
-//    while messages wait, a gossip round every `gossip_interval` sends them
-//    to `gossip_fanout` random members. Urgent news — a death this member
-//    declares, its own join, refutation, leave and urgent records — goes
-//    straight to every member (up to `direct_limit`) as well.
+//  * Dissemination: every packet piggybacks queued messages (BroadcastQueue:
+//    membership news first, records keep a third of each packet); while
+//    messages wait, a gossip round every `gossip_interval` sends them to
+//    `gossip_fanout` random members. Its own join, refutations, leave and a
+//    death its own probes established go straight to every member (up to
+//    `critical_direct_limit`), urgent records to `direct_limit` members.
+//  * After a partition: verdicts from members we held dead, and silences
+//    longer than the budget that we (holding the member alive) did not
+//    share, are doubted, not adopted; the accused is told and refutes.
 //  * Records: each member's state as versioned key/value records; a newer
 //    value replaces a queued older one. Push-pull sync over TCP (a digest,
 //    answered with what is newer, then the other way) runs every
