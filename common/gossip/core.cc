@@ -372,12 +372,20 @@ void Core::CatchUp(absl::Time now, Entry& e, uint64_t their_version, absl::Durat
   if (catch_ups_.count(e.id)) return;
   e.catch_up_at = now + (delay > absl::ZeroDuration() ? delay : options_.gossip_interval);
   catch_ups_.insert(e.id);
+  catch_up_wake_ = std::min(catch_up_wake_, e.catch_up_at);
 }
 
 void Core::CatchUpTick(absl::Time now) {
+  if (now < catch_up_wake_) return;
   std::vector<MemberId> due;
+  catch_up_wake_ = absl::InfiniteFuture();
   for (MemberId id : catch_ups_) {
-    if (members_.at(id).catch_up_at <= now) due.push_back(id);
+    absl::Time at = members_.at(id).catch_up_at;
+    if (at <= now) {
+      due.push_back(id);
+    } else {
+      catch_up_wake_ = std::min(catch_up_wake_, at);
+    }
   }
   for (MemberId id : due) {
     catch_ups_.erase(id);
@@ -398,7 +406,11 @@ void Core::ApplyRecord(absl::Time now, const v1::RecordUpdate& r, bool from_sync
   rec.value = r.value();
   e->record_version = std::max(e->record_version, r.version());
   if (options_.report_updates) Emit(MemberEvent::Kind::kUpdated, *e);
-  if (!from_sync) Broadcast(RecordMessage(*e, r.key()), Reach::kGossip, /*soft=*/true);
+  if (!from_sync) {
+    v1::GossipMessage m;  // what we now hold, as received
+    *m.mutable_record() = r;
+    Broadcast(std::move(m), Reach::kGossip, /*soft=*/true);
+  }
 }
 
 void Core::Suspect(absl::Time now, Entry& e, MemberId accuser, absl::Time anchor, bool local) {
@@ -653,9 +665,13 @@ std::vector<v1::MemberEntry> Core::NewerThan(
   absl::flat_hash_map<MemberId, const v1::DigestEntry*> theirs;
   for (const v1::DigestEntry& d : digest) theirs[d.id()] = &d;
   std::vector<MemberId> ids;
-  ids.reserve(members_.size());
-  for (const auto& [id, e] : members_) {
-    if (!partial || theirs.count(id)) ids.push_back(id);
+  if (partial) {
+    for (const auto& [id, d] : theirs) {
+      if (members_.count(id)) ids.push_back(id);
+    }
+  } else {
+    ids.reserve(members_.size());
+    for (const auto& [id, e] : members_) ids.push_back(id);
   }
   std::sort(ids.begin(), ids.end());
   std::vector<v1::MemberEntry> out;
@@ -895,8 +911,11 @@ v1::StreamResponse Core::HandleStream(absl::Time now, const std::string& from_ad
       for (v1::MemberEntry& e : NewerThan(request.sync().digest(), request.sync().partial())) {
         if (e.member().id() != them.member().id()) *s->add_entries() = std::move(e);
       }
-      for (v1::DigestEntry& d : Digest()) *s->add_digest() = std::move(d);
-      if (!request.sync().partial()) TellDoubted(now, request.sync().digest());
+      // A catch-up (partial) wants one member's records, not our whole view.
+      if (!request.sync().partial()) {
+        for (v1::DigestEntry& d : Digest()) *s->add_digest() = std::move(d);
+        TellDoubted(now, request.sync().digest());
+      }
       break;
     }
     case v1::StreamRequest::kPush:
@@ -1302,7 +1321,7 @@ absl::Time Core::NextWake() const {
   for (const auto& [seq, p] : pending_) {
     if (p.kind == PendingAck::Kind::kRelay) t = std::min(t, p.deadline);
   }
-  for (MemberId id : catch_ups_) t = std::min(t, members_.at(id).catch_up_at);
+  t = std::min(t, catch_up_wake_);
   return t;
 }
 

@@ -337,6 +337,7 @@ class Core {
   std::set<MemberId> suspects_;
   std::set<MemberId> gone_;  // dead or left, not yet reaped
   std::set<MemberId> catch_ups_;  // members whose records we must ask for
+  absl::Time catch_up_wake_ = absl::InfiniteFuture();  // the earliest catch_up_at (or earlier)
   // Alive and suspect members (self included unless it left), sorted by id.
   std::vector<MemberId> ring_;
   BroadcastQueue queue_;

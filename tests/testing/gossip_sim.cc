@@ -144,7 +144,7 @@ void GossipSim::Drain(int i) {
   for (auto& p : out.packets) {
     DeliverPacket(i, p.addr, std::make_shared<const v1::GossipPacket>(std::move(p.packet)));
   }
-  for (const auto& s : out.streams) DeliverStream(i, s.id, s.addr, s.request);
+  for (auto& s : out.streams) DeliverStream(i, s.id, s.addr, std::move(s.request));
   Schedule(i);
 }
 
@@ -177,21 +177,23 @@ void GossipSim::DeliverPacket(int from, const std::string& to_addr,
   });
 }
 
-void GossipSim::DeliverStream(int from, uint64_t id, const std::string& to_addr,
-                              const v1::StreamRequest& req) {
+void GossipSim::DeliverStream(int from, uint64_t id, const std::string& to_addr, v1::StreamRequest request) {
+  // Requests and responses (a sync carries every member) are shared, not
+  // copied, between the events that carry them.
+  auto req = std::make_shared<const v1::StreamRequest>(std::move(request));
   auto done = std::make_shared<bool>(false);
-  auto finish = [this, from, id, done](StreamResult r) {
+  auto finish = [this, from, id, done](std::shared_ptr<StreamResult> r) {
     if (*done) return;
     *done = true;
-    OnMember(from, [this, from, id, r = std::move(r)]() mutable {
-      members_[static_cast<size_t>(from)]->core->HandleStreamResult(now_, id, std::move(r));
+    OnMember(from, [this, from, id, r] {
+      members_[static_cast<size_t>(from)]->core->HandleStreamResult(now_, id, std::move(*r));
       Drain(from);
     });
   };
-  At(now_ + options_.stream_timeout, [finish] { finish(StreamResult{}); });
+  At(now_ + options_.stream_timeout, [finish] { finish(std::make_shared<StreamResult>()); });
   int j = ByAddr(to_addr);
   if (j < 0) {
-    At(now_ + Delay() * 2, [finish] { finish(StreamResult{std::nullopt, true}); });
+    At(now_ + Delay() * 2, [finish] { finish(std::make_shared<StreamResult>(StreamResult{std::nullopt, true})); });
     return;
   }
   if (!Connected(from, j)) return;  // times out
@@ -204,13 +206,14 @@ void GossipSim::DeliverStream(int from, uint64_t id, const std::string& to_addr,
     Member& to = *members_[static_cast<size_t>(j)];
     if (to.down) return;
     if (to.crashed) {
-      At(now_ + Delay(), [finish] { finish(StreamResult{std::nullopt, true}); });
+      At(now_ + Delay(), [finish] { finish(std::make_shared<StreamResult>(StreamResult{std::nullopt, true})); });
       return;
     }
     OnMember(j, [this, j, from_addr, req, finish, rto] {
-      v1::StreamResponse resp = members_[static_cast<size_t>(j)]->core->HandleStream(now_, from_addr, req);
+      auto result = std::make_shared<StreamResult>();
+      result->response = members_[static_cast<size_t>(j)]->core->HandleStream(now_, from_addr, *req);
       Drain(j);
-      At(now_ + Delay() + rto(), [finish, resp] { finish(StreamResult{resp, false}); });
+      At(now_ + Delay() + rto(), [finish, result] { finish(result); });
     });
   });
 }

@@ -119,7 +119,7 @@ class GossipSim {
   void Drain(int i);  // sends what member i's core wants sent
   void Schedule(int i);
   void DeliverPacket(int from, const std::string& to_addr, std::shared_ptr<const v1::GossipPacket> p);
-  void DeliverStream(int from, uint64_t id, const std::string& to_addr, const v1::StreamRequest& req);
+  void DeliverStream(int from, uint64_t id, const std::string& to_addr, v1::StreamRequest request);
   int ByAddr(const std::string& addr) const;
   absl::Duration Delay();
   bool Connected(int a, int b) const;
