@@ -323,11 +323,11 @@ TEST(GossipSimulationTest, ThreeHundredMembersWithLossStallsCrashesAndAPartition
   }
 }
 
-// The issue asks for 1000 members under a minute. Every property holds at
-// 1000, but the run takes ~80 s on a 2-core machine, so it sits behind a
-// flag (see docs/gossip.md, "Known gaps"). Run with MP_SIM_1000=1.
+// 1000 members, a 20 s partition of 20 of them: every property holds, in
+// ~80 s on a 2-core machine (the issue asks for under a minute; see
+// docs/gossip.md, "Known gaps"). MP_SIM_SKIP_1000=1 skips it.
 TEST(GossipSimulationTest, AThousandMembers) {
-  if (std::getenv("MP_SIM_1000") == nullptr) GTEST_SKIP() << "set MP_SIM_1000=1 (~80 s)";
+  if (std::getenv("MP_SIM_SKIP_1000") != nullptr) GTEST_SKIP() << "MP_SIM_SKIP_1000 is set";
   Report r = RunScenario(1000, 20261121, 10, absl::Seconds(20));
   PrintReport(1000, r);
   ExpectProperties(r, Budgets{absl::Seconds(2), absl::Seconds(10)});
