@@ -55,6 +55,38 @@ TEST(BroadcastQueueTest, LeastSentFirstWithinTheBudget) {
   EXPECT_EQ(out[0].record().owner(), 2u);
 }
 
+// A refutation must not wait behind a thousand usage summaries, even once
+// it has been sent and they have not.
+TEST(BroadcastQueueTest, MembershipNewsGoesBeforeRecordsWhichKeepAThird) {
+  BroadcastQueue q;
+  q.Push({1, ""}, Member(1, v1::ALIVE), 5);
+  ASSERT_EQ(q.Take(10'000).size(), 1u);  // the membership news, sent once
+  for (uint64_t owner = 100; owner < 300; ++owner) q.Push({owner, "usage"}, Record(owner, "usage", 1), 5);
+  for (uint64_t id = 2; id < 200; ++id) q.Push({id, ""}, Member(id, v1::ALIVE), 5);
+  const size_t budget = 1150;
+  size_t member_bytes = 0, record_bytes = 0;
+  bool first_member_sent = false;
+  for (const v1::GossipMessage& m : q.Take(budget)) {
+    (m.has_record() ? record_bytes : member_bytes) += m.ByteSizeLong() + 2;
+    first_member_sent |= m.has_member() && m.member().id() == 1;
+  }
+  EXPECT_LE(member_bytes + record_bytes, budget);
+  EXPECT_GE(member_bytes, budget / 2);
+  EXPECT_GE(record_bytes, budget / 3 - 40);  // a third, less at most one message
+  // Membership news first, the least sent among it first: the fresh ones
+  // fill the membership share before the one sent once.
+  EXPECT_FALSE(first_member_sent);
+  BroadcastQueue only_one;
+  only_one.Push({1, ""}, Member(1, v1::ALIVE), 5);
+  ASSERT_EQ(only_one.Take(10'000).size(), 1u);
+  for (uint64_t owner = 100; owner < 300; ++owner) {
+    only_one.Push({owner, "usage"}, Record(owner, "usage", 1), 5);
+  }
+  bool sent = false;
+  for (const v1::GossipMessage& m : only_one.Take(budget)) sent |= m.has_member();
+  EXPECT_TRUE(sent) << "the news sent once goes before 200 records never sent";
+}
+
 TEST(BroadcastQueueTest, AVerdictReplacesSuspicionsButSuspicionsKeepTheirAccusers) {
   BroadcastQueue q;
   q.Push({5, "", 1, true}, Member(5, v1::SUSPECT, 1), 4);

@@ -247,6 +247,34 @@ TEST(GossipCoreTest, AfterAHealNoOneIsHeldDeadByItsOwnSide) {
   }
 }
 
+// A catch-up asks for one member's records: the answer carries that member,
+// not the whole view (at 1000 members a full digest is ~20 KB).
+TEST(GossipCoreTest, ACatchUpIsAnsweredWithOneMemberNotTheWholeView) {
+  GossipSim sim(Small(5));
+  sim.AddMany(20, absl::Milliseconds(10));
+  sim.RunFor(absl::Seconds(3));
+  sim.SetRecord(3, "role", "node");
+  sim.RunFor(absl::Seconds(1));
+  Core& answering = sim.core(0);
+  v1::StreamRequest partial;
+  v1::DigestEntry* d = partial.mutable_sync()->add_digest();
+  d->set_id(sim.core(3).self_id());
+  d->set_state(v1::ALIVE);
+  d->set_incarnation(1);
+  d->set_record_version(0);
+  partial.mutable_sync()->set_partial(true);
+  *partial.mutable_sync()->mutable_self()->mutable_member() = v1::MemberUpdate();
+  v1::StreamResponse r = answering.HandleStream(sim.now(), "10.9.9.9:1", partial);
+  ASSERT_TRUE(r.has_sync());
+  EXPECT_EQ(r.sync().digest_size(), 0);
+  ASSERT_EQ(r.sync().entries_size(), 1);
+  EXPECT_EQ(r.sync().entries(0).member().id(), sim.core(3).self_id());
+  EXPECT_GE(r.sync().entries(0).records_size(), 1);
+  v1::StreamRequest full = partial;
+  full.mutable_sync()->set_partial(false);
+  EXPECT_EQ(answering.HandleStream(sim.now(), "10.9.9.9:1", full).sync().digest_size(), 20);
+}
+
 TEST(GossipCoreTest, AMemberCutOffFromEveryoneDoesNotTakeTheClusterDown) {
   GossipSim sim(Small(4));
   sim.AddMany(8, absl::Milliseconds(20));
