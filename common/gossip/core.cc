@@ -245,9 +245,7 @@ void Core::Apply(absl::Time now, const v1::MemberUpdate& u, const std::string& i
           now - last_self_notice_[accuser->id] >= absl::Seconds(1)) {
         last_self_notice_[accuser->id] = now;
         v1::StreamRequest push;
-        v1::MemberEntry* entry = push.mutable_push()->add_entries();
-        *entry->mutable_member() = UpdateOf(me);
-        for (const auto& [key, rec] : me.records) *entry->add_records() = RecordMessage(me, key).record();
+        *push.mutable_push()->add_entries() = SelfWithRecords();
         StartStream(accuser->addr, std::move(push), PendingStream{PendingStream::Kind::kPush, accuser->id, 0, ""});
       }
     }
@@ -306,39 +304,36 @@ void Core::Apply(absl::Time now, const v1::MemberUpdate& u, const std::string& i
       // verdicts on the other reach members that never lost touch with the
       // accused, by relays that were on neither side.
       bool stale_view = e->state == MemberState::kAlive && (doubtful_source || CutOff(now, u.accuser()));
+      auto tell_accused = [&] {
+        v1::GossipMessage m;
+        *m.mutable_member() = u;
+        Send(e->addr, {m});
+      };
       if ((from_sync && fresh_contact) || heard_since || stale_view) {
         // Someone across a (healed) partition thinks it is gone, but it talks
         // to us: tell it, so it refutes, rather than doubting it ourselves.
-        v1::GossipMessage m;
-        *m.mutable_member() = u;
-        Send(e->addr, {m});
+        tell_accused();
         return;
       }
+      // A suspicion or verdict reporting a silence longer than the budget
+      // that we did not share (we held it plainly alive, or doubted it only
+      // on such news): the accuser was cut off from us, so its doubt is news
+      // here, and possibly stale (both sides of a healed partition hold the
+      // other dead). Doubt it from now, and tell the accused so that, if it
+      // is alive, it refutes in time. (Crashes confirmed on the spot carry
+      // no silence.)
       bool doubted_before = e->state == MemberState::kSuspect && e->suspicion && e->suspicion->from_verdict;
-      if (state == MemberState::kDead && (e->state == MemberState::kAlive || doubted_before) &&
+      if (!from_sync && (e->state == MemberState::kAlive || doubted_before) &&
           absl::Milliseconds(u.silent_ms()) >= options_.stall_budget) {
-        // A verdict after a suspicion we never heard of (crashes confirmed
-        // on the spot carry no silence): we were cut off from the accuser,
-        // so its doubt is news to us, and possibly stale (both sides of a
-        // healed partition hold the other dead). Doubt it from now, and tell
-        // the accused so that, if it is alive, it refutes in time.
         e->incarnation = u.incarnation();
         Suspect(now, *e, u.accuser(), now, /*local=*/false);
         if (e->suspicion) e->suspicion->from_verdict = true;
-        v1::GossipMessage m;
-        *m.mutable_member() = u;
-        Send(e->addr, {m});
+        tell_accused();
         return;
       }
       e->incarnation = u.incarnation();
       if (state == MemberState::kSuspect || from_sync) {
-        absl::Time anchor = from_sync ? now : now - absl::Milliseconds(u.silent_ms());
-        // A silence longer than the budget that we, holding it alive, did
-        // not share is news from across a partition: count from now.
-        bool unshared = e->state == MemberState::kAlive && now - anchor >= options_.stall_budget;
-        if (unshared) anchor = now;
-        Suspect(now, *e, u.accuser(), anchor, /*local=*/false);
-        if (unshared && e->suspicion) e->suspicion->from_verdict = true;
+        Suspect(now, *e, u.accuser(), from_sync ? now : now - absl::Milliseconds(u.silent_ms()), /*local=*/false);
         return;
       }
       SetState(now, *e, MemberState::kDead);
@@ -641,6 +636,14 @@ std::vector<v1::DigestEntry> Core::Digest() const {
   return out;
 }
 
+v1::MemberEntry Core::SelfWithRecords() const {
+  const Entry& me = SelfEntry();
+  v1::MemberEntry entry;
+  *entry.mutable_member() = UpdateOf(me);
+  for (const auto& [key, rec] : me.records) *entry.add_records() = RecordMessage(me, key).record();
+  return entry;
+}
+
 v1::StreamRequest Core::SyncRequest(const Entry* only) const {
   v1::StreamRequest req;
   v1::SyncRequest* s = req.mutable_sync();
@@ -654,9 +657,7 @@ v1::StreamRequest Core::SyncRequest(const Entry* only) const {
   } else {
     for (v1::DigestEntry& d : Digest()) *s->add_digest() = std::move(d);
   }
-  const Entry& me = SelfEntry();
-  *s->mutable_self()->mutable_member() = UpdateOf(me);
-  for (const auto& [key, rec] : me.records) *s->mutable_self()->add_records() = RecordMessage(me, key).record();
+  *s->mutable_self() = SelfWithRecords();
   return req;
 }
 

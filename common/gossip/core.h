@@ -303,6 +303,7 @@ class Core {
   void StartStream(const std::string& addr, v1::StreamRequest request, PendingStream p);
   // A push-pull request; with `only`, asks about that one member.
   v1::StreamRequest SyncRequest(const Entry* only = nullptr) const;
+  v1::MemberEntry SelfWithRecords() const;  // this member and all its records
   std::vector<v1::DigestEntry> Digest() const;
   // Entries the holder of `digest` lacks; `partial`: only about the members in it.
   std::vector<v1::MemberEntry> NewerThan(const google::protobuf::RepeatedPtrField<v1::DigestEntry>& digest,

@@ -324,7 +324,7 @@ TEST(GossipSimulationTest, ThreeHundredMembersWithLossStallsCrashesAndAPartition
 }
 
 // 1000 members, a 20 s partition of 20 of them: every property holds, in
-// ~80 s on a 2-core machine (the issue asks for under a minute; see
+// ~65 s on a 2-core machine (the issue asks for under a minute; see
 // docs/gossip.md, "Known gaps"). MP_SIM_SKIP_1000=1 skips it.
 TEST(GossipSimulationTest, AThousandMembers) {
   if (std::getenv("MP_SIM_SKIP_1000") != nullptr) GTEST_SKIP() << "MP_SIM_SKIP_1000 is set";
