@@ -838,7 +838,7 @@ void Core::HandlePacket(absl::Time now, const std::string& from_addr, const v1::
             }
             if (Entry* e = Find(p.member)) {
               if (wrong) {
-                DeclareDead(now, *e, "its address answers as another member (it restarted)", true);
+                DeclareDead(now, *e, "its address answers as another member (it restarted)", /*confirmed=*/true);
               } else {
                 e->last_heard = now;
                 if (Live(e->state)) CatchUp(now, *e, m.ack().record_version(), kProbeCatchUpDelay);
@@ -978,7 +978,7 @@ void Core::HandleStreamResult(absl::Time now, uint64_t id, StreamResult result) 
         DeclareDead(now, *e,
                     result.refused ? "connection refused: its process is gone"
                                    : "its address answers as another member (it restarted)",
-                    true);
+                    /*confirmed=*/true);
       } else if (r != nullptr && r->has_ack() && probe_ && probe_->seq == p.seq) {
         probe_->acked = true;
         e->last_heard = now;
@@ -988,9 +988,9 @@ void Core::HandleStreamResult(absl::Time now, uint64_t id, StreamResult result) 
       if (e == nullptr) break;
       e->confirming = false;
       if (result.refused) {
-        DeclareDead(now, *e, "port unreachable and connection refused: its process is gone", true);
+        DeclareDead(now, *e, "port unreachable and connection refused: its process is gone", /*confirmed=*/true);
       } else if (r != nullptr && r->has_ack() && r->ack().wrong_target()) {
-        DeclareDead(now, *e, "its address answers as another member (it restarted)", true);
+        DeclareDead(now, *e, "its address answers as another member (it restarted)", /*confirmed=*/true);
       } else if (r != nullptr) {
         e->last_heard = now;
       }
@@ -1100,11 +1100,10 @@ int Core::Confirmations() const {
 
 absl::Duration Core::SpreadTime() const {
   // Rounds for news to reach everyone by gossip, one round per interval:
-  // ceil(log_(fanout + 1)(n)). (A refutation also goes straight to every
-  // member, but one that was frozen has a backlog to work through first.)
+  // ceil(log_(fanout + 1)(n)), capped at 4: a refutation also goes straight
+  // to every member, and the rounds only cover one that was lost or sent
+  // late (a member that was frozen works through its backlog first).
   double n = std::max(2, LiveCount());
-  // Capped at 4: news that matters here (a refutation) also goes straight
-  // to every member.
   double rounds = std::min(4.0, std::ceil(std::log(n) / std::log(std::max(2, options_.gossip_fanout + 1))));
   return options_.gossip_interval * rounds;
 }
