@@ -293,7 +293,7 @@ void GossipAgent::Loop() {
 
 void GossipAgent::Drain() {
   Outbox out = core_.TakeOutbox();
-  for (const Outbox::Packet& p : out.packets) SendDatagram(p.addr, p.packet);
+  for (const Outbox::Packet& p : out.packets) SendDatagram(p.addr, p.ToProto());
   for (const Outbox::Stream& s : out.streams) StartStream(s.id, s.addr, s.request);
   if (options_.on_event) {
     for (const MemberEvent& e : out.events) options_.on_event(e);
@@ -346,7 +346,7 @@ void GossipAgent::ReadUdp() {
       ++stats_.frames_rejected;
       continue;
     }
-    core_.HandlePacket(now, AddrString(from), p);
+    core_.HandlePacket(now, AddrString(from), std::move(p));
     Drain();
   }
 }

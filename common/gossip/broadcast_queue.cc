@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "google/protobuf/io/coded_stream.h"
+
 namespace marketprism::common::gossip {
 
 bool BroadcastQueue::Replaces(const Key& newer, const Key& older) {
@@ -13,6 +15,11 @@ bool BroadcastQueue::Replaces(const Key& newer, const Key& older) {
   // subject; a suspicion replaces only the same accuser's.
   if (!newer.suspicion) return true;
   return older.suspicion && older.accuser == newer.accuser;
+}
+
+size_t BroadcastQueue::FramedSize(const v1::GossipMessage& m) {
+  size_t len = m.ByteSizeLong();
+  return 1 + google::protobuf::io::CodedOutputStream::VarintSize64(len) + len;
 }
 
 void BroadcastQueue::Erase(uint64_t id) {
@@ -28,7 +35,7 @@ void BroadcastQueue::Erase(uint64_t id) {
   items_.erase(it);
 }
 
-void BroadcastQueue::Push(Key key, v1::GossipMessage message, int limit) {
+void BroadcastQueue::Push(Key key, SharedMessage message, int limit) {
   if (auto subject = by_subject_.find(key.subject); subject != by_subject_.end()) {
     std::vector<uint64_t> replaced;
     for (uint64_t id : subject->second) {
@@ -37,50 +44,50 @@ void BroadcastQueue::Push(Key key, v1::GossipMessage message, int limit) {
     for (uint64_t id : replaced) Erase(id);
   }
   uint64_t id = next_id_++;
-  Item item;
-  item.bytes = message.ByteSizeLong() + 2;
+  Item& item = items_[id];
+  item.bytes = FramedSize(*message);
   item.key = std::move(key);
   item.message = std::move(message);
   item.limit = std::max(1, limit);
   by_subject_[item.key.subject].push_back(id);
   order_.insert(RankOf(id, item));
-  items_.emplace(id, std::move(item));
 }
 
-std::vector<v1::GossipMessage> BroadcastQueue::Take(size_t budget) {
-  std::vector<v1::GossipMessage> out;
-  std::vector<uint64_t> taken;
+std::vector<SharedMessage> BroadcastQueue::Take(size_t budget) {
+  std::vector<SharedMessage> out;
+  std::vector<std::pair<uint64_t, Item*>> taken;
+  const uint64_t take = ++takes_;
   size_t used = 0;
   // Fills up to `cap` bytes from [from, to), least sent first; stops once
   // nearly full or after a few items that did not fit.
   auto fill = [&](std::set<Rank>::iterator from, std::set<Rank>::iterator to, size_t cap) {
     int misfits = 0;
     for (auto r = from; r != to && cap - std::min(cap, used) >= 16 && misfits < 8; ++r) {
-      uint64_t id = ~std::get<2>(*r);
-      if (std::find(taken.begin(), taken.end(), id) != taken.end()) continue;
-      const Item& it = items_.at(id);
+      Item& it = *std::get<3>(*r);
+      if (it.taken_by == take) continue;
       if (used + it.bytes > cap) {
         ++misfits;
         continue;
       }
       used += it.bytes;
       out.push_back(it.message);
-      taken.push_back(id);
+      it.taken_by = take;
+      taken.emplace_back(~std::get<2>(*r), &it);
     }
   };
-  auto records = order_.lower_bound(Rank{1, 0, 0});
+  auto records = order_.lower_bound(Rank{1, 0, 0, nullptr});
   fill(order_.begin(), records, budget * 2 / 3);  // membership news
   fill(records, order_.end(), budget);            // records
   fill(order_.begin(), records, budget);          // membership again, in what is left
-  for (uint64_t id : taken) {
-    Item& it = items_.at(id);
-    if (it.transmits + 1 >= it.limit) {
+  for (auto [id, it] : taken) {
+    if (it->transmits + 1 >= it->limit) {
       Erase(id);
       continue;
     }
-    order_.erase(RankOf(id, it));
-    ++it.transmits;
-    order_.insert(RankOf(id, it));
+    auto node = order_.extract(RankOf(id, *it));
+    ++it->transmits;
+    node.value() = RankOf(id, *it);
+    order_.insert(std::move(node));
   }
   return out;
 }

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <set>
 #include <string>
 #include <tuple>
@@ -22,6 +23,11 @@
 #include "marketprism/v1/gossip.pb.h"
 
 namespace marketprism::common::gossip {
+
+// Messages are immutable once queued and shared, not copied, between the
+// queue, the packets that carry them and (in a simulation) the members that
+// receive them: a record received is queued again as the very same message.
+using SharedMessage = std::shared_ptr<const v1::GossipMessage>;
 
 class BroadcastQueue {
  public:
@@ -36,12 +42,16 @@ class BroadcastQueue {
   };
 
   // Queues `message`, to be sent at most `limit` times.
-  void Push(Key key, v1::GossipMessage message, int limit);
+  void Push(Key key, SharedMessage message, int limit);
+  void Push(Key key, v1::GossipMessage message, int limit) {
+    Push(std::move(key), std::make_shared<const v1::GossipMessage>(std::move(message)), limit);
+  }
 
   // Takes messages that together fit in `budget` serialized bytes (each
-  // message costs its size plus two bytes of framing), in send order, and
+  // message costs its size plus its framing in the packet: a tag byte and
+  // the length as a varint), in send order, and
   // counts a transmission for each; drops those at their limit.
-  std::vector<v1::GossipMessage> Take(size_t budget);
+  std::vector<SharedMessage> Take(size_t budget);
 
   // Drops every queued message about `subject` (it was reaped).
   void Forget(uint64_t subject);
@@ -52,20 +62,23 @@ class BroadcastQueue {
  private:
   struct Item {
     Key key;
-    v1::GossipMessage message;
+    SharedMessage message;
     size_t bytes = 0;
     int transmits = 0;
     int limit = 0;
+    uint64_t taken_by = 0;  // the Take call that last took it
   };
   // Send order: membership news before records, so a refutation does not
   // wait behind a thousand usage summaries (but records keep a third of each
   // packet, see Take); within each, least sent first, then newest first. An
-  // item's id is its push order, so ~id sorts newest first.
-  using Rank = std::tuple<int, int, uint64_t>;
-  static Rank RankOf(uint64_t id, const Item& it) {
-    return {it.key.record_key.empty() ? 0 : 1, it.transmits, ~id};
+  // item's id is its push order, so ~id sorts newest first (and ids are
+  // unique: the item's address, last, never decides the order).
+  using Rank = std::tuple<int, int, uint64_t, Item*>;
+  static Rank RankOf(uint64_t id, Item& it) {
+    return {it.key.record_key.empty() ? 0 : 1, it.transmits, ~id, &it};
   }
   static bool Replaces(const Key& newer, const Key& older);
+  static size_t FramedSize(const v1::GossipMessage& m);
   void Erase(uint64_t id);
 
   absl::node_hash_map<uint64_t, Item> items_;  // by id
@@ -73,6 +86,7 @@ class BroadcastQueue {
   // Ids of the queued items about each subject, for replacement.
   absl::flat_hash_map<uint64_t, std::vector<uint64_t>> by_subject_;
   uint64_t next_id_ = 0;
+  uint64_t takes_ = 0;
 };
 
 }  // namespace marketprism::common::gossip

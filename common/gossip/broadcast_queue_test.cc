@@ -31,7 +31,7 @@ TEST(BroadcastQueueTest, ANewerRecordReplacesTheQueuedOne) {
   auto out = q.Take(10'000);
   ASSERT_EQ(out.size(), 2u);
   for (const auto& m : out) {
-    if (m.record().key() == "usage") EXPECT_EQ(m.record().version(), 3u);
+    if (m->record().key() == "usage") EXPECT_EQ(m->record().version(), 3u);
   }
 }
 
@@ -52,7 +52,7 @@ TEST(BroadcastQueueTest, LeastSentFirstWithinTheBudget) {
   size_t one = Record(2, "k", 1).ByteSizeLong() + 2;
   auto out = q.Take(one);  // room for one: the unsent one goes
   ASSERT_EQ(out.size(), 1u);
-  EXPECT_EQ(out[0].record().owner(), 2u);
+  EXPECT_EQ(out[0]->record().owner(), 2u);
 }
 
 // A refutation must not wait behind a thousand usage summaries, even once
@@ -66,9 +66,9 @@ TEST(BroadcastQueueTest, MembershipNewsGoesBeforeRecordsWhichKeepAThird) {
   const size_t budget = 1150;
   size_t member_bytes = 0, record_bytes = 0;
   bool first_member_sent = false;
-  for (const v1::GossipMessage& m : q.Take(budget)) {
-    (m.has_record() ? record_bytes : member_bytes) += m.ByteSizeLong() + 2;
-    first_member_sent |= m.has_member() && m.member().id() == 1;
+  for (const SharedMessage& m : q.Take(budget)) {
+    (m->has_record() ? record_bytes : member_bytes) += m->ByteSizeLong() + 2;
+    first_member_sent |= m->has_member() && m->member().id() == 1;
   }
   EXPECT_LE(member_bytes + record_bytes, budget);
   EXPECT_GE(member_bytes, budget / 2);
@@ -83,7 +83,7 @@ TEST(BroadcastQueueTest, MembershipNewsGoesBeforeRecordsWhichKeepAThird) {
     only_one.Push({owner, "usage"}, Record(owner, "usage", 1), 5);
   }
   bool sent = false;
-  for (const v1::GossipMessage& m : only_one.Take(budget)) sent |= m.has_member();
+  for (const SharedMessage& m : only_one.Take(budget)) sent |= m->has_member();
   EXPECT_TRUE(sent) << "the news sent once goes before 200 records never sent";
 }
 
@@ -96,7 +96,7 @@ TEST(BroadcastQueueTest, AVerdictReplacesSuspicionsButSuspicionsKeepTheirAccuser
   EXPECT_EQ(q.size(), 2u) << "the same accuser again replaces its own";
   q.Push({5, ""}, Member(5, v1::DEAD), 4);
   ASSERT_EQ(q.size(), 1u);
-  EXPECT_EQ(q.Take(10'000)[0].member().state(), v1::DEAD);
+  EXPECT_EQ(q.Take(10'000)[0]->member().state(), v1::DEAD);
 }
 
 TEST(BroadcastQueueTest, ForgetDropsEverythingAboutAMember) {
@@ -106,6 +106,25 @@ TEST(BroadcastQueueTest, ForgetDropsEverythingAboutAMember) {
   q.Push({6, ""}, Member(6, v1::ALIVE), 4);
   q.Forget(5);
   EXPECT_EQ(q.size(), 1u);
+}
+
+// Messages of 128 bytes or more take two bytes for their length: what Take
+// returns must fit its budget as actually serialized (datagrams <= 1200).
+TEST(BroadcastQueueTest, TakenMessagesFitTheBudgetAsSerialized) {
+  BroadcastQueue q;
+  size_t len = 0;
+  for (uint64_t owner = 1; owner <= 10; ++owner) {
+    v1::GossipMessage m = Record(owner, "usage", 1);
+    m.mutable_record()->set_value(std::string(200, 'v'));
+    len = m.ByteSizeLong();
+    q.Push({owner, "usage"}, m, 3);
+  }
+  ASSERT_GE(len, 128u);
+  size_t budget = 5 * (len + 2);  // five, had each cost two bytes of framing
+  v1::GossipPacket packet;
+  for (const SharedMessage& m : q.Take(budget)) *packet.add_messages() = *m;
+  EXPECT_GT(packet.messages_size(), 0);
+  EXPECT_LE(packet.ByteSizeLong(), budget);
 }
 
 }  // namespace

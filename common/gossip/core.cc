@@ -113,17 +113,41 @@ Core::Entry* Core::Find(MemberId id) {
 }
 
 Core::Entry* Core::FindByAddr(const std::string& addr) {
+  auto ids = by_addr_.find(addr);
+  if (ids == by_addr_.end()) return nullptr;
   Entry* found = nullptr;
-  for (auto& [id, e] : members_) {
-    if (id == self_ || e.addr != addr) continue;
+  for (MemberId id : ids->second) {
+    Entry& e = members_.at(id);
+    if (id == self_) continue;
     // Prefer the live one: a restarted process has a new id at the same
-    // address. Among equals, the lowest id (whatever the hash order).
+    // address. Among equals, the lowest id.
     if (found == nullptr || (Live(e.state) && !Live(found->state)) ||
         (Live(e.state) == Live(found->state) && id < found->id)) {
       found = &e;
     }
   }
   return found;
+}
+
+void Core::AddPending(uint32_t seq, PendingAck p) {
+  pending_deadlines_.emplace(p.deadline, seq);
+  pending_[seq] = std::move(p);
+}
+
+void Core::ErasePending(absl::flat_hash_map<uint32_t, PendingAck>::iterator it) {
+  pending_deadlines_.erase({it->second.deadline, it->first});
+  pending_.erase(it);
+}
+
+void Core::IndexAddr(MemberId id, const std::string& addr, bool in) {
+  if (addr.empty()) return;
+  std::vector<MemberId>& ids = by_addr_[addr];
+  if (in) {
+    ids.push_back(id);
+    return;
+  }
+  ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
+  if (ids.empty()) by_addr_.erase(addr);
 }
 
 uint32_t Core::incarnation() const { return SelfEntry().incarnation; }
@@ -262,6 +286,7 @@ void Core::Apply(absl::Time now, const v1::MemberUpdate& u, const std::string& i
     fresh.state_since = now;
     if (fresh.addr.empty()) return;  // nothing to reach it by: wait for its alive
     Entry& added = members_[fresh.id] = std::move(fresh);
+    IndexAddr(added.id, added.addr, true);
     if (!Live(added.state)) gone_.insert(added.id);
     if (Live(added.state)) {
       SetInRing(added.id, true);
@@ -279,7 +304,11 @@ void Core::Apply(absl::Time now, const v1::MemberUpdate& u, const std::string& i
       if (u.incarnation() <= e->incarnation) return;
       MemberState before = e->state;
       e->incarnation = u.incarnation();
-      if (!u.addr().empty()) e->addr = u.addr();
+      if (!u.addr().empty() && u.addr() != e->addr) {
+        IndexAddr(e->id, e->addr, false);
+        e->addr = u.addr();
+        IndexAddr(e->id, e->addr, true);
+      }
       if (!u.name().empty()) e->name = u.name();
       if (before != MemberState::kAlive) {
         SetState(now, *e, MemberState::kAlive);
@@ -391,7 +420,7 @@ void Core::CatchUpTick(absl::Time now) {
   }
 }
 
-void Core::ApplyRecord(absl::Time now, const v1::RecordUpdate& r, bool from_sync) {
+void Core::ApplyRecord(absl::Time now, const v1::RecordUpdate& r, bool from_sync, const SharedMessage* as_received) {
   if (r.owner() == self_) return;
   Entry* e = Find(r.owner());
   if (e == nullptr) return;  // its entry (and records) will come by sync
@@ -401,8 +430,11 @@ void Core::ApplyRecord(absl::Time now, const v1::RecordUpdate& r, bool from_sync
   rec.value = r.value();
   e->record_version = std::max(e->record_version, r.version());
   if (options_.report_updates) Emit(MemberEvent::Kind::kUpdated, *e);
-  if (!from_sync) {
-    v1::GossipMessage m;  // what we now hold, as received
+  if (from_sync) return;
+  if (as_received != nullptr) {
+    Broadcast(*as_received, Reach::kGossip, /*soft=*/true);  // what we now hold
+  } else {
+    v1::GossipMessage m;
     *m.mutable_record() = r;
     Broadcast(std::move(m), Reach::kGossip, /*soft=*/true);
   }
@@ -518,41 +550,85 @@ int Core::Limit(bool soft) const {
 }
 
 void Core::Broadcast(v1::GossipMessage m, Reach reach, bool soft) {
+  Broadcast(std::make_shared<const v1::GossipMessage>(std::move(m)), reach, soft);
+}
+
+void Core::Broadcast(SharedMessage m, Reach reach, bool soft) {
   BroadcastQueue::Key key;
-  if (m.has_record()) {
-    key.subject = m.record().owner();
-    key.record_key = m.record().key();
+  if (m->has_record()) {
+    key.subject = m->record().owner();
+    key.record_key = m->record().key();
   } else {
-    key.subject = m.member().id();
-    key.suspicion = m.member().state() == v1::SUSPECT;
-    key.accuser = m.member().accuser();
+    key.subject = m->member().id();
+    key.suspicion = m->member().state() == v1::SUSPECT;
+    key.accuser = m->member().accuser();
   }
   if (reach == Reach::kDirect) urgent_.push_back(m);
   if (reach == Reach::kEveryone) critical_.push_back(m);
   queue_.Push(std::move(key), std::move(m), Limit(soft));
 }
 
+namespace {
+
+// Fills packets to `addr` with messages, starting a new one when the next
+// does not fit in `max_payload` serialized bytes.
+class PacketFiller {
+ public:
+  PacketFiller(std::vector<Outbox::Packet>& out, MemberId from, const std::string& addr, size_t max_payload)
+      : out_(out), max_payload_(max_payload) {
+    packet_.from = from;
+    packet_.addr = addr;
+  }
+  void Add(SharedMessage m) {
+    size_t bytes = m->ByteSizeLong() + 3;
+    Add(std::move(m), bytes);
+  }
+  // `bytes`: its size plus framing, as measured by the caller.
+  void Add(SharedMessage m, size_t bytes) {
+    if (used_ + bytes > max_payload_ && !packet_.messages.empty()) Flush();
+    used_ += bytes;
+    packet_.messages.push_back(std::move(m));
+  }
+  // Adds `m` to the packet being filled whatever its size (the broadcast
+  // queue counts framing its own way, within room()).
+  void Append(SharedMessage m) { packet_.messages.push_back(std::move(m)); }
+  size_t room() const { return max_payload_ - std::min(max_payload_, used_); }
+  // Queues the packet being filled, if it holds anything.
+  void Flush() {
+    if (packet_.messages.empty()) return;
+    Outbox::Packet next;
+    next.from = packet_.from;
+    next.addr = packet_.addr;
+    out_.push_back(std::move(packet_));
+    packet_ = std::move(next);
+    used_ = kOverhead;
+  }
+
+ private:
+  static constexpr size_t kOverhead = 9;  // the sender's id
+  std::vector<Outbox::Packet>& out_;
+  size_t max_payload_;
+  Outbox::Packet packet_;
+  size_t used_ = kOverhead;
+};
+
+}  // namespace
+
+v1::GossipPacket Outbox::Packet::ToProto() const {
+  v1::GossipPacket p;
+  p.set_from(from);
+  for (const SharedMessage& m : messages) *p.add_messages() = *m;
+  return p;
+}
+
 void Core::Send(const std::string& addr, std::vector<v1::GossipMessage> messages) {
   if (addr.empty()) return;
-  v1::GossipPacket p;
-  p.set_from(self_);
-  size_t overhead = p.ByteSizeLong();
-  size_t used = overhead;
-  for (v1::GossipMessage& m : messages) {
-    size_t bytes = m.ByteSizeLong() + 3;
-    if (used + bytes > options_.max_payload && p.messages_size() > 0) {
-      out_.packets.push_back({addr, std::move(p)});
-      p = v1::GossipPacket();
-      p.set_from(self_);
-      used = overhead;
-    }
-    used += bytes;
-    *p.add_messages() = std::move(m);
+  PacketFiller filler(out_.packets, self_, addr, options_.max_payload);
+  for (v1::GossipMessage& m : messages) filler.Add(std::make_shared<const v1::GossipMessage>(std::move(m)));
+  if (filler.room() > 0) {
+    for (SharedMessage& m : queue_.Take(filler.room())) filler.Append(std::move(m));
   }
-  if (used < options_.max_payload) {
-    for (v1::GossipMessage& m : queue_.Take(options_.max_payload - used)) *p.add_messages() = std::move(m);
-  }
-  if (p.messages_size() > 0) out_.packets.push_back({addr, std::move(p)});
+  filler.Flush();
 }
 
 void Core::FlushUrgent() {
@@ -585,26 +661,20 @@ void Core::FlushUrgent() {
     }
     direct = std::min(targets.size(), direct + 1);
   }
+  // Measured once, not once per target (a thousand targets for critical news).
+  auto sizes = [](const std::vector<SharedMessage>& ms) {
+    std::vector<size_t> out;
+    for (const SharedMessage& m : ms) out.push_back(m->ByteSizeLong() + 3);
+    return out;
+  };
+  std::vector<size_t> critical_bytes = sizes(critical_), urgent_bytes = sizes(urgent_);
   for (size_t i = 0; i < targets.size(); ++i) {
-    v1::GossipPacket p;
-    p.set_from(self_);
-    size_t empty = p.ByteSizeLong();
-    size_t used = empty;
-    auto add = [&](const v1::GossipMessage& m) {
-      size_t bytes = m.ByteSizeLong() + 3;
-      if (used + bytes > options_.max_payload && p.messages_size() > 0) {
-        out_.packets.push_back({targets[i], p});
-        p.clear_messages();
-        used = empty;
-      }
-      used += bytes;
-      *p.add_messages() = m;
-    };
-    for (const v1::GossipMessage& m : critical_) add(m);
+    PacketFiller filler(out_.packets, self_, targets[i], options_.max_payload);
+    for (size_t k = 0; k < critical_.size(); ++k) filler.Add(critical_[k], critical_bytes[k]);
     if (i < direct) {
-      for (const v1::GossipMessage& m : urgent_) add(m);
+      for (size_t k = 0; k < urgent_.size(); ++k) filler.Add(urgent_[k], urgent_bytes[k]);
     }
-    if (p.messages_size() > 0) out_.packets.push_back({targets[i], std::move(p)});
+    filler.Flush();
   }
   urgent_.clear();
   critical_.clear();
@@ -782,8 +852,17 @@ void Core::Leave(absl::Time now) {
   Finish();
 }
 
-void Core::HandlePacket(absl::Time now, const std::string& from_addr, const v1::GossipPacket& packet) {
-  MemberId from = packet.from();
+void Core::HandlePacket(absl::Time now, const std::string& from_addr, v1::GossipPacket packet) {
+  std::vector<SharedMessage> messages;
+  messages.reserve(static_cast<size_t>(packet.messages_size()));
+  for (v1::GossipMessage& m : *packet.mutable_messages()) {
+    messages.push_back(std::make_shared<const v1::GossipMessage>(std::move(m)));
+  }
+  HandlePacket(now, from_addr, packet.from(), messages);
+}
+
+void Core::HandlePacket(absl::Time now, const std::string& from_addr, MemberId from,
+                        const std::vector<SharedMessage>& messages) {
   if (from == self_) return;
   Entry* sender = Find(from);
   if (sender != nullptr) {
@@ -798,7 +877,8 @@ void Core::HandlePacket(absl::Time now, const std::string& from_addr, const v1::
   // A sender we hold dead, or revived only just now, was cut off from us:
   // its word on who is dead is out of date.
   bool doubtful = sender == nullptr || CutOff(now, from);
-  for (const v1::GossipMessage& m : packet.messages()) {
+  for (const SharedMessage& shared : messages) {
+    const v1::GossipMessage& m = *shared;
     switch (m.kind_case()) {
       case v1::GossipMessage::kPing: {
         v1::GossipMessage ack;
@@ -818,7 +898,7 @@ void Core::HandlePacket(absl::Time now, const std::string& from_addr, const v1::
         uint32_t seq = next_seq_++;
         PendingAck p{PendingAck::Kind::kRelay, m.ping_req().target(), from_addr, m.ping_req().seq(),
                      now + options_.probe_timeout * 0.8};
-        pending_[seq] = p;
+        AddPending(seq, p);
         v1::GossipMessage ping;
         ping.mutable_ping()->set_seq(seq);
         ping.mutable_ping()->set_target(m.ping_req().target());
@@ -844,7 +924,7 @@ void Core::HandlePacket(absl::Time now, const std::string& from_addr, const v1::
                 if (Live(e->state)) CatchUp(now, *e, m.ack().record_version(), kProbeCatchUpDelay);
               }
             }
-            pending_.erase(it);
+            ErasePending(it);
             break;
           case PendingAck::Kind::kRelay:
             if (!wrong) {
@@ -852,10 +932,10 @@ void Core::HandlePacket(absl::Time now, const std::string& from_addr, const v1::
               ack.mutable_ack()->set_seq(p.origin_seq);
               Send(p.origin_addr, {ack});
             }
-            pending_.erase(it);
+            ErasePending(it);
             break;
           case PendingAck::Kind::kReconnect:
-            pending_.erase(it);
+            ErasePending(it);
             if (Entry* e = Find(p.member); e != nullptr && !wrong) {
               // A member we hold dead answers: merge what we each know.
               StartStream(e->addr, SyncRequest(), PendingStream{PendingStream::Kind::kSync, e->id, 0, ""});
@@ -871,7 +951,7 @@ void Core::HandlePacket(absl::Time now, const std::string& from_addr, const v1::
         Apply(now, m.member(), from_addr, /*from_sync=*/false, doubtful);
         break;
       case v1::GossipMessage::kRecord:
-        ApplyRecord(now, m.record(), /*from_sync=*/false);
+        ApplyRecord(now, m.record(), /*from_sync=*/false, &shared);
         break;
       case v1::GossipMessage::KIND_NOT_SET:
         break;
@@ -1021,8 +1101,8 @@ void Core::StartProbe(absl::Time now, MemberId target) {
   p.direct_deadline = now + Scaled(options_.probe_timeout);
   p.end = now + Scaled(options_.probe_interval) * 0.8;
   probe_ = p;
-  pending_[p.seq] = PendingAck{PendingAck::Kind::kProbe, target, "", 0,
-                               p.end + options_.stall_budget + options_.dead_grace};
+  AddPending(p.seq, PendingAck{PendingAck::Kind::kProbe, target, "", 0,
+                               p.end + options_.stall_budget + options_.dead_grace});
   v1::GossipMessage ping;
   ping.mutable_ping()->set_seq(p.seq);
   ping.mutable_ping()->set_target(target);
@@ -1216,8 +1296,8 @@ void Core::MaintenanceTick(absl::Time now) {
     next_seed_ = now + options_.seed_interval;
     for (const std::string& s : seeds_) {
       if (s == options_.addr) continue;
-      bool alive = false;
-      for (const auto& [id, e] : members_) alive |= id != self_ && e.addr == s && Live(e.state);
+      const Entry* e = FindByAddr(s);  // the live one, if any
+      bool alive = e != nullptr && Live(e->state);
       if (!alive) StartStream(s, SyncRequest(), PendingStream{PendingStream::Kind::kSync, 0, 0, ""});
     }
   }
@@ -1230,7 +1310,7 @@ void Core::MaintenanceTick(absl::Time now) {
     if (!dead.empty()) {
       Entry& e = members_.at(dead[std::uniform_int_distribution<size_t>(0, dead.size() - 1)(rng_)]);
       uint32_t seq = next_seq_++;
-      pending_[seq] = PendingAck{PendingAck::Kind::kReconnect, e.id, "", 0, now + absl::Seconds(1)};
+      AddPending(seq, PendingAck{PendingAck::Kind::kReconnect, e.id, "", 0, now + absl::Seconds(1)});
       v1::GossipMessage ping;
       ping.mutable_ping()->set_seq(seq);
       ping.mutable_ping()->set_target(e.id);
@@ -1239,13 +1319,14 @@ void Core::MaintenanceTick(absl::Time now) {
   }
   // Relays that heard nothing say so; stale entries go.
   std::vector<uint32_t> expired;
-  for (const auto& [seq, p] : pending_) {
-    if (now >= p.deadline) expired.push_back(seq);
+  for (auto d = pending_deadlines_.begin(); d != pending_deadlines_.end() && d->first <= now; ++d) {
+    expired.push_back(d->second);
   }
   std::sort(expired.begin(), expired.end());
   for (uint32_t seq : expired) {
-    PendingAck p = pending_.at(seq);
-    pending_.erase(seq);
+    auto it = pending_.find(seq);
+    PendingAck p = it->second;
+    ErasePending(it);
     if (p.kind == PendingAck::Kind::kRelay) {
       v1::GossipMessage nack;
       nack.mutable_nack()->set_seq(p.origin_seq);
@@ -1261,6 +1342,7 @@ void Core::MaintenanceTick(absl::Time now) {
   }
   for (MemberId id : reap) {
     Emit(MemberEvent::Kind::kReaped, members_.at(id));
+    IndexAddr(id, members_.at(id).addr, false);
     members_.erase(id);
     suspects_.erase(id);
     suspicion_wake_.reset();
@@ -1318,8 +1400,13 @@ absl::Time Core::NextWake() const {
     suspicion_wake_ = w;
   }
   t = std::min(t, *suspicion_wake_);
-  for (const auto& [seq, p] : pending_) {
-    if (p.kind == PendingAck::Kind::kRelay) t = std::min(t, p.deadline);
+  // The earliest relay's deadline (others are only forgotten at theirs).
+  for (const auto& [deadline, seq] : pending_deadlines_) {
+    if (deadline >= t) break;
+    if (pending_.at(seq).kind == PendingAck::Kind::kRelay) {
+      t = deadline;
+      break;
+    }
   }
   t = std::min(t, catch_up_wake_);
   return t;

@@ -138,9 +138,13 @@ struct MemberEvent {
 absl::string_view MemberEventName(MemberEvent::Kind k);
 
 struct Outbox {
+  // A datagram: a GossipPacket from this member, its messages shared with
+  // the broadcast queue (and, in a simulation, with the receivers).
   struct Packet {
     std::string addr;
-    v1::GossipPacket packet;
+    MemberId from = 0;
+    std::vector<SharedMessage> messages;
+    v1::GossipPacket ToProto() const;
   };
   struct Stream {
     uint64_t id = 0;
@@ -175,7 +179,9 @@ class Core {
   // Announces a graceful leave; probing stops.
   void Leave(absl::Time now);
 
-  void HandlePacket(absl::Time now, const std::string& from_addr, const v1::GossipPacket& packet);
+  void HandlePacket(absl::Time now, const std::string& from_addr, v1::GossipPacket packet);
+  void HandlePacket(absl::Time now, const std::string& from_addr, MemberId from,
+                    const std::vector<SharedMessage>& messages);
   v1::StreamResponse HandleStream(absl::Time now, const std::string& from_addr,
                                   const v1::StreamRequest& request);
   void HandleStreamResult(absl::Time now, uint64_t id, StreamResult result);
@@ -252,7 +258,8 @@ class Core {
   Entry& SelfEntry();
   const Entry& SelfEntry() const;
   Entry* Find(MemberId id);
-  Entry* FindByAddr(const std::string& addr);
+  Entry* FindByAddr(const std::string& addr);  // another member at `addr`
+  void IndexAddr(MemberId id, const std::string& addr, bool in);
   MemberView View(const Entry& e) const;
   void Emit(MemberEvent::Kind kind, const Entry& e, std::string reason = "");
   void SetState(absl::Time now, Entry& e, MemberState s);
@@ -264,7 +271,9 @@ class Core {
   // `doubtful_source`: the sender was cut off from us until just now.
   void Apply(absl::Time now, const v1::MemberUpdate& u, const std::string& informant_addr,
              bool from_sync, bool doubtful_source = false);
-  void ApplyRecord(absl::Time now, const v1::RecordUpdate& r, bool from_sync);
+  // `as_received`: the gossip message that carried it, queued on as it is.
+  void ApplyRecord(absl::Time now, const v1::RecordUpdate& r, bool from_sync,
+                   const SharedMessage* as_received = nullptr);
   // Asks `e` for its records if we stay behind `their_version` for `delay`
   // (0: a gossip interval).
   void CatchUp(absl::Time now, Entry& e, uint64_t their_version, absl::Duration delay = absl::ZeroDuration());
@@ -283,6 +292,8 @@ class Core {
   void Refute(absl::Time now, uint32_t accused_incarnation, const std::string& informant_addr);
   void Confirm(absl::Time now, Entry& e);
   void MarkHeard(absl::Time now, MemberId id);
+  void AddPending(uint32_t seq, PendingAck p);
+  void ErasePending(absl::flat_hash_map<uint32_t, PendingAck>::iterator it);
   void SetInRing(MemberId id, bool in);
   // Up to k distinct alive members other than self and `except`, at random.
   std::vector<MemberId> SampleAlive(int k, MemberId except);
@@ -298,6 +309,9 @@ class Core {
   // How far news goes at once, besides being queued for piggybacking.
   enum class Reach { kGossip, kDirect, kEveryone };
   void Broadcast(v1::GossipMessage m, Reach reach, bool soft = false);
+  void Broadcast(SharedMessage m, Reach reach, bool soft = false);
+  // Sends `messages` to `addr` (in as many packets as they need), filling
+  // the last with queued broadcasts.
   void Send(const std::string& addr, std::vector<v1::GossipMessage> messages);
   void FlushUrgent();
   void StartStream(const std::string& addr, v1::StreamRequest request, PendingStream p);
@@ -332,6 +346,7 @@ class Core {
   // Node-based: entries stay put while others are added. Never iterated in
   // hash order where the order could show (runs must be reproducible).
   absl::node_hash_map<MemberId, Entry> members_;
+  absl::flat_hash_map<std::string, std::vector<MemberId>> by_addr_;  // members at each address
   // When the earliest suspicion is due (NextWake); reset when it may change.
   mutable std::optional<absl::Time> suspicion_wake_;
   absl::Time last_revival_ = absl::InfinitePast();  // a member last went dead -> alive
@@ -342,8 +357,8 @@ class Core {
   // Alive and suspect members (self included unless it left), sorted by id.
   std::vector<MemberId> ring_;
   BroadcastQueue queue_;
-  std::vector<v1::GossipMessage> urgent_;    // to direct_limit members
-  std::vector<v1::GossipMessage> critical_;  // to critical_direct_limit members
+  std::vector<SharedMessage> urgent_;    // to direct_limit members
+  std::vector<SharedMessage> critical_;  // to critical_direct_limit members
   std::vector<std::string> urgent_extra_addrs_;  // also send the urgent batch here
   Outbox out_;
   bool left_ = false;
@@ -354,6 +369,7 @@ class Core {
   std::optional<Probe> probe_;
   absl::Time next_probe_at_;
   absl::flat_hash_map<uint32_t, PendingAck> pending_;
+  std::set<std::pair<absl::Time, uint32_t>> pending_deadlines_;  // (deadline, seq) of each
   absl::flat_hash_map<uint64_t, PendingStream> streams_;
 
   int lhm_ = 0;

@@ -43,6 +43,7 @@ struct Report {
   absl::Duration worst_silent = absl::ZeroDuration();  // silent host, dead at all
   int undetected = 0;
   bool converged_before_faults = false;
+  absl::Duration join_converged;  // after the last join (checked every 0.5 s)
   absl::Duration heal_merge = absl::InfiniteDuration();
   int stale_records = 0;  // at the end
   int stale_at_merge = -1;  // member pairs with an old record when membership merged
@@ -80,12 +81,19 @@ Report RunScenario(int n, uint64_t seed, int publish_every, absl::Duration parti
   // MP_SIM_VERBOSE=1 prints each phase's virtual time and every violation.
   static const bool verbose = std::getenv("MP_SIM_VERBOSE") != nullptr;
   auto real_start = absl::Now();
+  size_t events_seen = 0;
   auto phase = [&](const char* name, const GossipSim& sim) {
     if (verbose) {
-      std::printf("[%s] virtual +%s, real %s, %llu datagrams\n", name,
+      std::map<Kind, int> kinds;  // events since the last phase
+      const auto& log = sim.observations();
+      for (size_t i = events_seen; i < log.size(); ++i) ++kinds[log[i].kind];
+      events_seen = log.size();
+      std::printf("[%s] virtual +%s, real %s, %llu datagrams; events:", name,
                   absl::FormatDuration(sim.now() - sim.start()).c_str(),
                   absl::FormatDuration(absl::Now() - real_start).c_str(),
                   static_cast<unsigned long long>(sim.packets_sent()));
+      for (const auto& [kind, count] : kinds) std::printf(" %s %d", std::string(MemberEventName(kind)).c_str(), count);
+      std::printf("\n");
     }
   };
   GossipSim::Options o;
@@ -96,7 +104,7 @@ Report RunScenario(int n, uint64_t seed, int publish_every, absl::Duration parti
   GossipSim sim(o);
   Report r;
   sim.AddMany(n, absl::Milliseconds(10));
-  sim.RunFor(absl::Milliseconds(10) * n + absl::Seconds(10));
+  sim.RunFor(absl::Milliseconds(10) * n);  // the joins, 100 a second
   auto converged = [&] {
     for (int a = 0; a < sim.size(); ++a) {
       if (!sim.running(a)) continue;
@@ -106,7 +114,12 @@ Report RunScenario(int n, uint64_t seed, int publish_every, absl::Duration parti
     }
     return true;
   };
-  r.converged_before_faults = converged();
+  // Every member alive to every other within 10 s of the last join.
+  absl::Time last_join = sim.now();
+  while (!(r.converged_before_faults = converged()) && sim.now() - last_join < absl::Seconds(10)) {
+    sim.RunFor(absl::Milliseconds(500));
+  }
+  r.join_converged = sim.now() - last_join;
   phase("joined", sim);
   if (verbose && !r.converged_before_faults) ShowUnmerged(sim, nullptr);
 
@@ -157,6 +170,13 @@ Report RunScenario(int n, uint64_t seed, int publish_every, absl::Duration parti
     }
   }
   phase("stalls", sim);
+  if (verbose) {
+    std::printf("stalled:");
+    for (int s : stalled) std::printf(" m%d", s);
+    std::printf("\ncut:");
+    for (int c : cut) std::printf(" m%d", c);
+    std::printf("\n");
+  }
   // The last usage summaries, then a 60 s partition of `cut` from the rest;
   // heal and wait for the merge. The summaries must be everywhere by then.
   round = (round / publish_every + 1) * publish_every;
@@ -205,8 +225,9 @@ Report RunScenario(int n, uint64_t seed, int publish_every, absl::Duration parti
     if (r.stale_at_merge < 0) r.stale_at_merge = now_stale;
     if (verbose && now_stale > 0) {
       std::set<int> cut_set(cut.begin(), cut.end());
-      std::printf("+%s after the heal: %d stale record pairs, e.g.", absl::FormatDuration(sim.now() - healed).c_str(),
-                  now_stale);
+      std::printf("+%s after the heal (%llu datagrams): %d stale record pairs, e.g.",
+                  absl::FormatDuration(sim.now() - healed).c_str(),
+                  static_cast<unsigned long long>(sim.packets_sent()), now_stale);
       for (size_t i = 0; i < stale_pairs.size() && i < 6; ++i) {
         std::printf(" m%d%s lacks m%d%s's;", stale_pairs[i].first, cut_set.count(stale_pairs[i].first) ? "(cut)" : "",
                     stale_pairs[i].second, cut_set.count(stale_pairs[i].second) ? "(cut)" : "");
@@ -305,9 +326,10 @@ void ExpectProperties(const Report& r, Budgets b = {}) {
 }
 
 void PrintReport(int n, const Report& r) {
-  std::printf("{\"members\":%d,\"worst_crash_ms\":%lld,\"worst_silent_ms\":%lld,\"heal_merge_ms\":%lld,"
+  std::printf("{\"members\":%d,\"join_converged_ms\":%lld,\"worst_crash_ms\":%lld,\"worst_silent_ms\":%lld,\"heal_merge_ms\":%lld,"
               "\"records_converged_ms\":%lld,\"stale_pairs_at_merge\":%d,\"false_deaths\":%d,\"packets\":%llu}\n",
-              n, static_cast<long long>(absl::ToInt64Milliseconds(r.worst_crash)),
+              n, static_cast<long long>(absl::ToInt64Milliseconds(r.join_converged)),
+              static_cast<long long>(absl::ToInt64Milliseconds(r.worst_crash)),
               static_cast<long long>(absl::ToInt64Milliseconds(r.worst_silent)),
               static_cast<long long>(absl::ToInt64Milliseconds(r.heal_merge)),
               static_cast<long long>(absl::ToInt64Milliseconds(r.records_converged)), r.stale_at_merge,

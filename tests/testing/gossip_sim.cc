@@ -142,36 +142,37 @@ void GossipSim::Drain(int i) {
     Mix(static_cast<uint64_t>(e.kind));
   }
   for (auto& p : out.packets) {
-    DeliverPacket(i, p.addr, std::make_shared<const v1::GossipPacket>(std::move(p.packet)));
+    DeliverPacket(i, std::make_shared<const common::gossip::Outbox::Packet>(std::move(p)));
   }
   for (auto& s : out.streams) DeliverStream(i, s.id, s.addr, std::move(s.request));
   Schedule(i);
 }
 
-void GossipSim::DeliverPacket(int from, const std::string& to_addr,
-                              std::shared_ptr<const v1::GossipPacket> p) {
+void GossipSim::DeliverPacket(int from, std::shared_ptr<const common::gossip::Outbox::Packet> p) {
   ++packets_;
-  Mix(static_cast<uint64_t>(from) << 32 | p->ByteSizeLong());
+  Mix(static_cast<uint64_t>(from) << 32 | p->messages.size());
+  for (const common::gossip::SharedMessage& m : p->messages) Mix(static_cast<uint64_t>(m->kind_case()));
+  const std::string& to_addr = p->addr;
   int j = ByAddr(to_addr);
   if (j < 0 || !Connected(from, j)) return;
   if (std::uniform_real_distribution<double>(0, 1)(rng_) < options_.loss) return;
   std::string from_addr = members_[static_cast<size_t>(from)]->addr;
-  At(now_ + Delay(), [this, from, j, from_addr, to_addr, p] {
+  At(now_ + Delay(), [this, from, j, from_addr, p] {
     Member& to = *members_[static_cast<size_t>(j)];
     if (to.down) return;
     if (to.crashed) {
       // The host answers: ICMP port unreachable.
       if (std::uniform_real_distribution<double>(0, 1)(rng_) < options_.loss) return;
-      At(now_ + Delay(), [this, from, to_addr] {
-        OnMember(from, [this, from, to_addr] {
-          members_[static_cast<size_t>(from)]->core->HandleUnreachable(now_, to_addr);
+      At(now_ + Delay(), [this, from, p] {
+        OnMember(from, [this, from, p] {
+          members_[static_cast<size_t>(from)]->core->HandleUnreachable(now_, p->addr);
           Drain(from);
         });
       });
       return;
     }
     OnMember(j, [this, j, from_addr, p] {
-      members_[static_cast<size_t>(j)]->core->HandlePacket(now_, from_addr, *p);
+      members_[static_cast<size_t>(j)]->core->HandlePacket(now_, from_addr, p->from, p->messages);
       Drain(j);
     });
   });

@@ -118,7 +118,7 @@ class GossipSim {
   void Defer(int i, Action a);  // OnMember at thaw
   void Drain(int i);  // sends what member i's core wants sent
   void Schedule(int i);
-  void DeliverPacket(int from, const std::string& to_addr, std::shared_ptr<const v1::GossipPacket> p);
+  void DeliverPacket(int from, std::shared_ptr<const common::gossip::Outbox::Packet> p);
   void DeliverStream(int from, uint64_t id, const std::string& to_addr, v1::StreamRequest request);
   int ByAddr(const std::string& addr) const;
   absl::Duration Delay();
