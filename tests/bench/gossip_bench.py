@@ -168,7 +168,8 @@ def bytes_per_member(n, seconds):
     per = [e["counter"]["bytes"] / seconds for item in data["nftables"] if "rule" in item
            for e in item["rule"]["expr"] if "counter" in e]
     nft("delete", "table", "inet", "gmeter")
-    return round(statistics.mean(per), 1), round(max(per), 1)
+    busiest = max(range(len(per)), key=lambda i: per[i])  # rules were added in member order
+    return round(statistics.mean(per), 1), round(max(per), 1), f"n{busiest}"
 
 
 def p99(v):
@@ -263,9 +264,10 @@ def run(system, n, bin_dir, loss_seconds):
             res["state_update_seen_by_all_p50_s"] = round(statistics.median(lat), 3) if lat else None
             res["state_update_seen_by_all_p99_s"] = p99(lat)
             res["state_updates_never_seen_by_all"] = missing
-        mean, mx = bytes_per_member(n, 20)
+        mean, mx, busiest = bytes_per_member(n, 20)
         res["idle_bytes_per_s_per_member"] = mean
         res["idle_bytes_per_s_per_member_max"] = mx
+        res["idle_busiest_member"] = busiest
         # Kill -9, three victims.
         kills = []
         for vi in (n - 1, n - 2, n - 3):
@@ -323,8 +325,9 @@ def run(system, n, bin_dir, loss_seconds):
                 time.sleep(0.05)
             time.sleep(6)
             settled = time.time()  # every member has joined (agents' clocks: wall time)
-            mean, mx = bytes_per_member(n, 20)
+            mean, mx, busiest = bytes_per_member(n, 20)
             res["usage_1s_bytes_per_s_per_member"] = mean
+            res["usage_1s_bytes_per_s_per_member_max"] = mx
             # Updates seen by all: those published by n1..n3 once everyone had
             # joined, that had 3 s to spread (one never seen by all counts as
             # missing).
