@@ -589,8 +589,8 @@ class PacketFiller {
     used_ += bytes;
     packet_.messages.push_back(std::move(m));
   }
-  // Adds `m` to the packet being filled whatever its size (the broadcast
-  // queue counts framing its own way, within room()).
+  // Adds a message the broadcast queue took to fit room(): it has measured
+  // it already. Only Flush() may follow.
   void Append(SharedMessage m) { packet_.messages.push_back(std::move(m)); }
   size_t room() const { return max_payload_ - std::min(max_payload_, used_); }
   // Queues the packet being filled, if it holds anything.
