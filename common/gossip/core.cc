@@ -835,7 +835,8 @@ void Core::SetRecord(absl::Time now, const std::string& key, std::string value, 
   if (rec.version != 0 && rec.value == value) return;
   rec.version = ++me.record_version;
   rec.value = std::move(value);
-  Broadcast(RecordMessage(me, key), urgent ? Reach::kDirect : Reach::kGossip, /*soft=*/!urgent);
+  bool direct = urgent || LiveCount() - 1 <= options_.soft_direct_limit;
+  Broadcast(RecordMessage(me, key), direct ? Reach::kDirect : Reach::kGossip, /*soft=*/!urgent);
   Finish();
 }
 

@@ -36,7 +36,9 @@
 //    messages wait, a gossip round every `gossip_interval` sends them to
 //    `gossip_fanout` random members. Its own join, refutations, leave and a
 //    death its own probes established go straight to every member (up to
-//    `critical_direct_limit`), urgent records to `direct_limit` members.
+//    `critical_direct_limit`), urgent records to `direct_limit` members, and
+//    soft records to every member in clusters of up to `soft_direct_limit`
+//    others.
 //  * After a partition: verdicts from members we held dead, and silences
 //    longer than the budget that we (holding the member alive) did not
 //    share, are doubted, not adopted; the accused is told and refutes.
@@ -94,6 +96,10 @@ struct GossipOptions {
   int retransmit_mult = 4;
   int soft_retransmit_mult = 1;  // for records set with urgent = false
   int direct_limit = 64;  // joins and urgent records go straight to this many members
+  // Soft records too go straight to every member while there are at most
+  // this many others: a small cluster can afford a datagram per member for
+  // each usage summary (at 10 members ~1 KB/s each), a large one cannot.
+  int soft_direct_limit = 16;
   // Deaths this member declares, its refutations and its leave go straight
   // to this many (everyone, in clusters of up to this size).
   int critical_direct_limit = 1024;
@@ -174,7 +180,8 @@ class Core {
   void Join(absl::Time now, std::vector<std::string> seeds);
   // Sets one of this member's records. Urgent ones go straight to every
   // member; others ride on piggybacks and sync (for values that change all
-  // the time and where only the latest matters).
+  // the time and where only the latest matters), and in a small cluster
+  // (options().soft_direct_limit) go straight to every member too.
   void SetRecord(absl::Time now, const std::string& key, std::string value, bool urgent = true);
   // Announces a graceful leave; probing stops.
   void Leave(absl::Time now);

@@ -184,6 +184,29 @@ TEST(GossipCoreTest, UrgentRecordsReachAllAtOnceAndSoftOnesConverge) {
   }
 }
 
+// A usage summary (soft record) goes straight to everyone in a small
+// cluster, and only by gossip in a larger one.
+TEST(GossipCoreTest, SoftRecordsGoStraightToEveryoneOnlyInASmallCluster) {
+  for (int n : {10, 30}) {
+    GossipSim::Options o = Small();
+    o.gossip.soft_direct_limit = 16;
+    GossipSim sim(o);
+    sim.AddMany(n, absl::Milliseconds(20));
+    sim.RunFor(absl::Seconds(3));
+    sim.SetRecord(1, "usage", "42", /*urgent=*/false);
+    sim.RunFor(absl::Milliseconds(30));
+    int have = 0;
+    for (int i = 0; i < sim.size(); ++i) {
+      if (i != 1 && sim.core(i).RecordOf(sim.core(1).self_id(), "usage") == "42") ++have;
+    }
+    if (n == 10) {
+      EXPECT_EQ(have, n - 1) << "all at once in a cluster of " << n;
+    } else {
+      EXPECT_LT(have, n - 1) << "by gossip (not all within 30 ms) in a cluster of " << n;
+    }
+  }
+}
+
 TEST(GossipCoreTest, AGracefulLeaveIsALeaveNotADeath) {
   GossipSim sim(Small());
   sim.AddMany(6, absl::Milliseconds(20));
