@@ -47,10 +47,10 @@ class BroadcastQueue {
     Push(std::move(key), std::make_shared<const v1::GossipMessage>(std::move(message)), limit);
   }
 
-  // Takes messages that together fit in `budget` serialized bytes (each
-  // message costs its size plus its framing in the packet: a tag byte and
-  // the length as a varint), in send order, and
-  // counts a transmission for each; drops those at their limit.
+  // Takes messages that together fit in `budget` serialized bytes, in send
+  // order, and counts a transmission for each; drops those at their limit.
+  // A message costs its size plus its framing in the packet (a tag byte and
+  // its length as a varint).
   std::vector<SharedMessage> Take(size_t budget);
 
   // Drops every queued message about `subject` (it was reaped).
