@@ -431,6 +431,19 @@ void Core::ApplyRecord(absl::Time now, const v1::RecordUpdate& r, bool from_sync
   e->record_version = std::max(e->record_version, r.version());
   if (options_.report_updates) Emit(MemberEvent::Kind::kUpdated, *e);
   if (from_sync) return;
+  switch (r.spread()) {
+    case v1::SPREAD_DONE:
+      return;
+    case v1::SPREAD_FORWARD: {
+      v1::GossipMessage m;
+      *m.mutable_record() = r;
+      m.mutable_record()->set_spread(v1::SPREAD_DONE);
+      QueueForColumn(now, std::make_shared<const v1::GossipMessage>(std::move(m)));
+      return;
+    }
+    default:
+      break;
+  }
   if (as_received != nullptr) {
     Broadcast(*as_received, Reach::kGossip, /*soft=*/true);  // what we now hold
   } else {
@@ -472,15 +485,19 @@ void Core::Suspect(absl::Time now, Entry& e, MemberId accuser, absl::Time anchor
 
 void Core::DeclareDead(absl::Time now, Entry& e, const std::string& reason, bool confirmed, bool direct) {
   if (!Live(e.state)) return;
+  // How long we had not heard from it: a receiver that heard from it since
+  // knows our verdict is stale (we were cut off from it, it was not gone).
+  // Never heard from it directly (in a large cluster, quite possible): at
+  // least since the earliest unanswered probe. A crash confirmed just now
+  // is fresh evidence: no silence.
+  absl::Time since = e.last_heard;
+  if (since == absl::InfinitePast() && e.suspicion) since = e.suspicion->anchor;
   SetState(now, e, MemberState::kDead);
   e.confirming = false;
   Emit(MemberEvent::Kind::kDead, e, reason);
-  // How long we had not heard from it: a receiver that heard from it since
-  // knows our verdict is stale (we were cut off from it, it was not gone).
-  // A crash confirmed just now is fresh evidence: no silence.
   uint32_t silent = 0;
-  if (!confirmed && e.last_heard != absl::InfinitePast()) {
-    silent = static_cast<uint32_t>(std::clamp<int64_t>(absl::ToInt64Milliseconds(now - e.last_heard), 1, 1 << 30));
+  if (!confirmed && since != absl::InfinitePast()) {
+    silent = static_cast<uint32_t>(std::clamp<int64_t>(absl::ToInt64Milliseconds(now - since), 1, 1 << 30));
   }
   Broadcast(MemberMessage(e, self_, silent), direct ? Reach::kEveryone : Reach::kGossip);
 }
@@ -614,21 +631,106 @@ class PacketFiller {
 
 }  // namespace
 
+bool Outbox::Packet::anonymous() const {
+  return !messages.empty() &&
+         std::all_of(messages.begin(), messages.end(), [](const SharedMessage& m) { return m->has_ack(); });
+}
+
 v1::GossipPacket Outbox::Packet::ToProto() const {
   v1::GossipPacket p;
-  p.set_from(from);
+  if (!anonymous()) p.set_from(from);
   for (const SharedMessage& m : messages) *p.add_messages() = *m;
   return p;
 }
 
 void Core::Send(const std::string& addr, std::vector<v1::GossipMessage> messages) {
+  std::vector<SharedMessage> shared;
+  shared.reserve(messages.size());
+  for (v1::GossipMessage& m : messages) shared.push_back(std::make_shared<const v1::GossipMessage>(std::move(m)));
+  Send(addr, shared);
+}
+
+void Core::Send(const std::string& addr, const std::vector<SharedMessage>& messages) {
   if (addr.empty()) return;
   PacketFiller filler(out_.packets, self_, addr, options_.max_payload);
-  for (v1::GossipMessage& m : messages) filler.Add(std::make_shared<const v1::GossipMessage>(std::move(m)));
+  for (const SharedMessage& m : messages) filler.Add(m);
   if (filler.room() > 0) {
     for (SharedMessage& m : queue_.Take(filler.room())) filler.Append(std::move(m));
   }
   filler.Flush();
+}
+
+GridTargets PlanGrid(size_t n, size_t me, size_t rows) {
+  GridTargets t;
+  if (n < 2 || me >= n) return t;
+  rows = std::clamp<size_t>(rows, 1, n);
+  // Row r holds positions [start(r), start(r + 1)): sizes differ by one at most.
+  auto start = [&](size_t r) { return (r * n + rows - 1) / rows; };
+  size_t mine = me * rows / n;
+  size_t lo = start(mine), hi = start(mine + 1);
+  size_t len = hi - lo, col = me - lo;
+  for (size_t i = lo; i < hi; ++i) {
+    if (i != me) t.row.push_back(i);
+  }
+  for (size_t r = 0; r < rows; ++r) {
+    if (r == mine) continue;
+    size_t a = start(r), lr = start(r + 1) - a;
+    if (col < lr) t.column.push_back(a + col);
+    // A column our row lacks (its row is one longer): covered by the member
+    // at (column + row) mod our length, so no one of us takes them all.
+    for (size_t c = len; c < lr; ++c) {
+      if ((c + r) % len == col) t.column.push_back(a + c);
+    }
+  }
+  return t;
+}
+
+size_t GridRows(size_t n, absl::Duration interval) {
+  double rows = std::sqrt(static_cast<double>(n) * absl::ToDoubleSeconds(interval));
+  return std::max<size_t>(1, static_cast<size_t>(std::llround(rows)));
+}
+
+GridTargets Core::Grid() const {
+  auto it = std::lower_bound(ring_.begin(), ring_.end(), self_);
+  if (it == ring_.end() || *it != self_) return {};  // we left
+  return PlanGrid(ring_.size(), static_cast<size_t>(it - ring_.begin()),
+                  GridRows(ring_.size(), options_.grid_interval));
+}
+
+void Core::SpreadSoft(absl::Time now, const Entry& me, const std::string& key) {
+  v1::GossipMessage m = RecordMessage(me, key);
+  m.mutable_record()->set_spread(v1::SPREAD_DONE);
+  auto done = std::make_shared<const v1::GossipMessage>(m);
+  if (LiveCount() - 1 <= options_.soft_direct_limit) {
+    for (MemberId id : ring_) {
+      if (id != self_) Send(members_.at(id).addr, std::vector<SharedMessage>{done});
+    }
+    return;
+  }
+  m.mutable_record()->set_spread(v1::SPREAD_FORWARD);
+  std::vector<SharedMessage> forward{std::make_shared<const v1::GossipMessage>(std::move(m))};
+  for (size_t i : Grid().row) Send(members_.at(ring_[i]).addr, forward);
+  QueueForColumn(now, std::move(done));
+}
+
+void Core::QueueForColumn(absl::Time now, SharedMessage m) {
+  const v1::RecordUpdate& r = m->record();
+  for (SharedMessage& queued : column_batch_) {
+    if (queued->record().owner() == r.owner() && queued->record().key() == r.key()) {
+      if (queued->record().version() < r.version()) queued = std::move(m);
+      return;
+    }
+  }
+  column_batch_.push_back(std::move(m));
+  if (column_flush_at_ == absl::InfiniteFuture()) column_flush_at_ = now + options_.grid_interval;
+}
+
+void Core::GridTick(absl::Time now) {
+  if (now < column_flush_at_) return;
+  column_flush_at_ = absl::InfiniteFuture();
+  std::vector<SharedMessage> batch;
+  batch.swap(column_batch_);
+  for (size_t i : Grid().column) Send(members_.at(ring_[i]).addr, batch);
 }
 
 void Core::FlushUrgent() {
@@ -800,12 +902,15 @@ int Core::TellDoubted(absl::Time now, const google::protobuf::RepeatedPtrField<v
 }
 
 void Core::MergeEntries(absl::Time now, const google::protobuf::RepeatedPtrField<v1::MemberEntry>& entries,
-                        const std::string& from_addr) {
+                        const std::string& from_addr, MemberId from) {
+  // As for a packet: the view of a sender we held dead, or revived only just
+  // now, is out of date on who is dead.
+  bool doubtful = Find(from) == nullptr || CutOff(now, from);
   bool revived = false;
   for (const v1::MemberEntry& entry : entries) {
     const Entry* e = Find(entry.member().id());
     bool was_dead = e != nullptr && e->state == MemberState::kDead;
-    Apply(now, entry.member(), from_addr, /*from_sync=*/true);
+    Apply(now, entry.member(), from_addr, /*from_sync=*/true, doubtful);
     for (const v1::RecordUpdate& r : entry.records()) ApplyRecord(now, r, /*from_sync=*/true);
     e = Find(entry.member().id());
     revived |= was_dead && e != nullptr && Live(e->state);
@@ -822,7 +927,9 @@ void Core::MergeEntries(absl::Time now, const google::protobuf::RepeatedPtrField
 void Core::Join(absl::Time now, std::vector<std::string> seeds) {
   seeds_ = std::move(seeds);
   for (const std::string& s : seeds_) {
-    if (s != options_.addr) StartStream(s, SyncRequest(), PendingStream{PendingStream::Kind::kSync, 0, 0, ""});
+    if (s == options_.addr) continue;
+    StartStream(s, SyncRequest(), PendingStream{PendingStream::Kind::kSync, 0, 0, ""});
+    announced_ = false;  // once a sync answers: say so to everyone
   }
   next_seed_ = now + options_.seed_interval;
   Finish();
@@ -835,8 +942,11 @@ void Core::SetRecord(absl::Time now, const std::string& key, std::string value, 
   if (rec.version != 0 && rec.value == value) return;
   rec.version = ++me.record_version;
   rec.value = std::move(value);
-  bool direct = urgent || LiveCount() - 1 <= options_.soft_direct_limit;
-  Broadcast(RecordMessage(me, key), direct ? Reach::kDirect : Reach::kGossip, /*soft=*/!urgent);
+  if (urgent) {
+    Broadcast(RecordMessage(me, key), Reach::kDirect);
+  } else {
+    SpreadSoft(now, me, key);
+  }
   Finish();
 }
 
@@ -864,6 +974,13 @@ void Core::HandlePacket(absl::Time now, const std::string& from_addr, v1::Gossip
 
 void Core::HandlePacket(absl::Time now, const std::string& from_addr, MemberId from,
                         const std::vector<SharedMessage>& messages) {
+  // Acks alone travel without the sender's id (9 of ~90 bytes, at five a
+  // second): the address says who it is.
+  bool anonymous = from == 0;
+  if (anonymous) {
+    const Entry* e = FindByAddr(from_addr);
+    from = e != nullptr ? e->id : 0;
+  }
   if (from == self_) return;
   Entry* sender = Find(from);
   if (sender != nullptr) {
@@ -958,7 +1075,7 @@ void Core::HandlePacket(absl::Time now, const std::string& from_addr, MemberId f
         break;
     }
   }
-  if (Find(from) == nullptr) {
+  if (!anonymous && Find(from) == nullptr) {
     // A member that knows us, though we do not know it (nor did the packet
     // say who it is): exchange what we know.
     absl::Time& last = unknown_synced_[from_addr];
@@ -1001,7 +1118,7 @@ v1::StreamResponse Core::HandleStream(absl::Time now, const std::string& from_ad
       break;
     }
     case v1::StreamRequest::kPush:
-      MergeEntries(now, request.push().entries(), from_addr);
+      MergeEntries(now, request.push().entries(), from_addr, request.from());
       resp.mutable_empty();
       break;
     case v1::StreamRequest::kPing:
@@ -1028,7 +1145,7 @@ void Core::HandleStreamResult(absl::Time now, uint64_t id, StreamResult result) 
     case PendingStream::Kind::kSync: {
       if (r == nullptr || !r->has_sync()) break;
       bool first = !announced_;
-      MergeEntries(now, r->sync().entries(), p.addr);
+      MergeEntries(now, r->sync().entries(), p.addr, r->from());
       TellDoubted(now, r->sync().digest());
       std::vector<v1::MemberEntry> push = NewerThan(r->sync().digest(), /*partial=*/false);
       Entry* peer = Find(r->from());
@@ -1049,7 +1166,7 @@ void Core::HandleStreamResult(absl::Time now, uint64_t id, StreamResult result) 
       break;
     }
     case PendingStream::Kind::kCatchUp:
-      if (r != nullptr && r->has_sync()) MergeEntries(now, r->sync().entries(), p.addr);
+      if (r != nullptr && r->has_sync()) MergeEntries(now, r->sync().entries(), p.addr, r->from());
       break;
     case PendingStream::Kind::kPush:
       break;
@@ -1257,7 +1374,7 @@ void Core::GossipTick(absl::Time now) {
   if (static_cast<int>(targets.size()) > options_.gossip_fanout) targets.resize(options_.gossip_fanout);
   for (MemberId id : targets) {
     if (queue_.empty()) break;
-    Send(members_.at(id).addr, {});
+    Send(members_.at(id).addr, std::vector<SharedMessage>{});
   }
 }
 
@@ -1373,6 +1490,7 @@ void Core::Tick(absl::Time now) {
   CatchUpTick(now);
   SuspicionTick(now);
   GossipTick(now);
+  GridTick(now);
   MaintenanceTick(now);
   Finish();
 }
@@ -1409,7 +1527,7 @@ absl::Time Core::NextWake() const {
       break;
     }
   }
-  t = std::min(t, catch_up_wake_);
+  t = std::min({t, catch_up_wake_, column_flush_at_});
   return t;
 }
 

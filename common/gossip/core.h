@@ -36,9 +36,17 @@
 //    messages wait, a gossip round every `gossip_interval` sends them to
 //    `gossip_fanout` random members. Its own join, refutations, leave and a
 //    death its own probes established go straight to every member (up to
-//    `critical_direct_limit`), urgent records to `direct_limit` members, and
-//    soft records to every member in clusters of up to `soft_direct_limit`
-//    others.
+//    `critical_direct_limit`), urgent records to `direct_limit` members.
+//  * Soft records (usage summaries, updated every second by every member)
+//    do not gossip: a few copies per holder either miss members or cost
+//    more than the traffic budget. In clusters of up to `soft_direct_limit`
+//    others they go straight to every member. Beyond that, over a grid: the
+//    sorted member list is cut into rows (PlanGrid); the owner sends the
+//    record at once to its row, and every row member (the owner too) sends
+//    what it received to its column, batched every `grid_interval`. Each
+//    member gets each record once, two hops and at most one grid interval
+//    after it was set. A copy lost on the way is replaced by the next value,
+//    or fetched when a probe shows the holder behind, or by push-pull sync.
 //  * After a partition: verdicts from members we held dead, and silences
 //    longer than the budget that we (holding the member alive) did not
 //    share, are doubted, not adopted; the accused is told and refutes.
@@ -94,12 +102,15 @@ struct GossipOptions {
   int gossip_fanout = 3;
   // Piggyback limits: mult * ceil(log10(n + 1)) transmissions.
   int retransmit_mult = 4;
-  int soft_retransmit_mult = 1;  // for records set with urgent = false
+  int soft_retransmit_mult = 1;  // for records passed on by members that got them by gossip
   int direct_limit = 64;  // joins and urgent records go straight to this many members
-  // Soft records too go straight to every member while there are at most
-  // this many others: a small cluster can afford a datagram per member for
-  // each usage summary (at 10 members ~1 KB/s each), a large one cannot.
+  // Soft records go straight to every member while there are at most this
+  // many others (at 10 members ~1 KB/s each for a summary a second), over
+  // the grid beyond.
   int soft_direct_limit = 16;
+  // Grid members batch what they send on to their column this long: the
+  // most a soft record waits there.
+  absl::Duration grid_interval = absl::Milliseconds(250);
   // Deaths this member declares, its refutations and its leave go straight
   // to this many (everyone, in clusters of up to this size).
   int critical_direct_limit = 1024;
@@ -150,6 +161,8 @@ struct Outbox {
     std::string addr;
     MemberId from = 0;
     std::vector<SharedMessage> messages;
+    // Only acks: sent without `from` (the receiver knows the address).
+    bool anonymous() const;
     v1::GossipPacket ToProto() const;
   };
   struct Stream {
@@ -162,6 +175,27 @@ struct Outbox {
   std::vector<MemberEvent> events;
   bool empty() const { return packets.empty() && streams.empty() && events.empty(); }
 };
+
+// Who a member sends soft records to on the grid (positions in the sorted
+// list of `n` live members; `me` is its own). The list is cut into `rows`
+// rows of nearly equal size, consecutive positions each; a member's column
+// is its place in its row. `row`: the others in its row (a record it owns
+// goes to them first). `column`: in every other row, the member at its
+// column, to which it sends on what its row sent it; a row one longer than
+// its own has a column its row lacks, which one member of its row covers
+// (chosen by the longer row's number, to spread the load). Every member
+// other than the owner is then reached exactly once, and no member sends
+// to more than `rows` others of its column.
+struct GridTargets {
+  std::vector<size_t> row;
+  std::vector<size_t> column;
+};
+GridTargets PlanGrid(size_t n, size_t me, size_t rows);
+// Rows for `n` members batching every `interval`, for records updated about
+// once a second: sqrt(n * interval / 1 s), which balances the datagrams a
+// member sends to its row (one per record) against those to its column (one
+// per column member per interval).
+size_t GridRows(size_t n, absl::Duration interval);
 
 // How a TCP request ended.
 struct StreamResult {
@@ -179,9 +213,9 @@ class Core {
   // not alive members.
   void Join(absl::Time now, std::vector<std::string> seeds);
   // Sets one of this member's records. Urgent ones go straight to every
-  // member; others ride on piggybacks and sync (for values that change all
-  // the time and where only the latest matters), and in a small cluster
-  // (options().soft_direct_limit) go straight to every member too.
+  // member (up to direct_limit) and by gossip; soft ones (values that change
+  // all the time, where only the latest matters) straight to everyone in a
+  // small cluster and over the grid in a larger one, not by gossip.
   void SetRecord(absl::Time now, const std::string& key, std::string value, bool urgent = true);
   // Announces a graceful leave; probing stops.
   void Leave(absl::Time now);
@@ -320,6 +354,14 @@ class Core {
   // Sends `messages` to `addr` (in as many packets as they need), filling
   // the last with queued broadcasts.
   void Send(const std::string& addr, std::vector<v1::GossipMessage> messages);
+  void Send(const std::string& addr, const std::vector<SharedMessage>& messages);
+  // A soft record of ours: to everyone in a small cluster, else over the grid.
+  void SpreadSoft(absl::Time now, const Entry& me, const std::string& key);
+  GridTargets Grid() const;  // this member's targets in the present ring
+  // Queues `m` (SPREAD_DONE) for this member's column, replacing an older
+  // value of the same record.
+  void QueueForColumn(absl::Time now, SharedMessage m);
+  void GridTick(absl::Time now);
   void FlushUrgent();
   void StartStream(const std::string& addr, v1::StreamRequest request, PendingStream p);
   // A push-pull request; with `only`, asks about that one member.
@@ -330,8 +372,9 @@ class Core {
   std::vector<v1::MemberEntry> NewerThan(const google::protobuf::RepeatedPtrField<v1::DigestEntry>& digest,
                                          bool partial) const;
   int TellDoubted(absl::Time now, const google::protobuf::RepeatedPtrField<v1::DigestEntry>& digest);
+  // `from`: the member that sent them.
   void MergeEntries(absl::Time now, const google::protobuf::RepeatedPtrField<v1::MemberEntry>& entries,
-                    const std::string& from_addr);
+                    const std::string& from_addr, MemberId from);
 
   // ---- timers ---------------------------------------------------------------
   void ProbeTick(absl::Time now);
@@ -367,9 +410,13 @@ class Core {
   std::vector<SharedMessage> urgent_;    // to direct_limit members
   std::vector<SharedMessage> critical_;  // to critical_direct_limit members
   std::vector<std::string> urgent_extra_addrs_;  // also send the urgent batch here
+  std::vector<SharedMessage> column_batch_;  // soft records for our grid column
+  absl::Time column_flush_at_ = absl::InfiniteFuture();
   Outbox out_;
   bool left_ = false;
-  bool announced_ = false;  // told everyone of our join
+  // Told everyone of our join; a member that joined through no one (the
+  // first) has nothing to announce: those who join through it learn of it.
+  bool announced_ = true;
 
   uint32_t next_seq_ = 1;
   uint64_t next_stream_ = 1;

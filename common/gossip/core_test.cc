@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "tests/testing/gossip_sim.h"
 
 namespace marketprism::common::gossip {
@@ -184,25 +185,107 @@ TEST(GossipCoreTest, UrgentRecordsReachAllAtOnceAndSoftOnesConverge) {
   }
 }
 
+// The grid reaches every member but the owner exactly once: the owner's
+// row directly, everyone else through the one row member at their column;
+// and no member sends on to more than one per other row, plus one.
+TEST(GossipGridTest, EveryMemberIsReachedExactlyOnce) {
+  for (size_t n = 2; n <= 1200; n += (n < 80 ? 1 : 37)) {
+    size_t rows = GridRows(n, absl::Milliseconds(250));
+    for (size_t owner = 0; owner < n; ++owner) {
+      std::vector<int> got(n, 0);
+      GridTargets plan = PlanGrid(n, owner, rows);
+      EXPECT_LE(plan.column.size(), rows) << "n=" << n << " member " << owner << " carries too much";
+      for (size_t i : plan.row) ++got[i];
+      std::vector<size_t> senders = plan.row;
+      senders.push_back(owner);
+      for (size_t s : senders) {
+        GridTargets theirs = PlanGrid(n, s, rows);
+        EXPECT_EQ(theirs.row.size() + 1, plan.row.size() + 1) << "rows differ: n=" << n;
+        for (size_t i : theirs.column) ++got[i];
+      }
+      for (size_t i = 0; i < n; ++i) {
+        ASSERT_EQ(got[i], i == owner ? 0 : 1) << "n=" << n << " rows=" << rows << " owner=" << owner << " member=" << i;
+      }
+    }
+  }
+}
+
+TEST(GossipGridTest, RowsBalanceRowSendsAgainstColumnBatches) {
+  EXPECT_EQ(GridRows(18, absl::Milliseconds(250)), 2u);
+  EXPECT_EQ(GridRows(50, absl::Milliseconds(250)), 4u);   // rows of 12-13
+  EXPECT_EQ(GridRows(1000, absl::Milliseconds(250)), 16u);
+  EXPECT_EQ(GridRows(3, absl::Milliseconds(250)), 1u);    // one row: everyone directly
+  GridTargets t = PlanGrid(50, 49, 4);
+  EXPECT_EQ(t.row.size(), 11u);  // positions 38..49
+  EXPECT_THAT(t.column, ::testing::ElementsAre(11, 24, 36));
+}
+
+// Acks alone go without the sender's id: the receiver finds the sender by
+// its address. Anything else says who sent it.
+TEST(GossipCoreTest, AckOnlyPacketsCarryNoSenderId) {
+  auto message = [](auto set) {
+    v1::GossipMessage m;
+    set(m);
+    return std::make_shared<const v1::GossipMessage>(std::move(m));
+  };
+  Outbox::Packet acks{"127.0.0.12:7946", 42, {message([](v1::GossipMessage& m) { m.mutable_ack()->set_seq(7); })}};
+  EXPECT_TRUE(acks.anonymous());
+  EXPECT_EQ(acks.ToProto().from(), 0u);
+  Outbox::Packet with_news = acks;
+  with_news.messages.push_back(message([](v1::GossipMessage& m) { m.mutable_member()->set_id(9); }));
+  EXPECT_FALSE(with_news.anonymous());
+  EXPECT_EQ(with_news.ToProto().from(), 42u);
+
+  // Probes answered by anonymous acks count as answered: nobody is even
+  // suspected in a quiet cluster.
+  GossipSim sim(Small());
+  sim.AddMany(10, absl::Milliseconds(20));
+  absl::Time t = sim.now();
+  sim.RunFor(absl::Seconds(20));
+  EXPECT_EQ(CountAny(sim, Kind::kSuspect, t), 0);
+  EXPECT_TRUE(Converged(sim));
+}
+
 // A usage summary (soft record) goes straight to everyone in a small
-// cluster, and only by gossip in a larger one.
-TEST(GossipCoreTest, SoftRecordsGoStraightToEveryoneOnlyInASmallCluster) {
-  for (int n : {10, 30}) {
+// cluster; in a larger one at once to the owner's row and within a grid
+// interval to everyone, each member getting it once.
+TEST(GossipCoreTest, SoftRecordsReachEveryoneWithinAGridInterval) {
+  for (int n : {10, 30, 60}) {
     GossipSim::Options o = Small();
     o.gossip.soft_direct_limit = 16;
     GossipSim sim(o);
     sim.AddMany(n, absl::Milliseconds(20));
     sim.RunFor(absl::Seconds(3));
+    ASSERT_TRUE(Converged(sim));
+    auto have = [&](const std::string& v) {
+      int k = 0;
+      for (int i = 0; i < sim.size(); ++i) k += i != 1 && sim.core(i).RecordOf(sim.core(1).self_id(), "usage") == v;
+      return k;
+    };
     sim.SetRecord(1, "usage", "42", /*urgent=*/false);
     sim.RunFor(absl::Milliseconds(30));
-    int have = 0;
-    for (int i = 0; i < sim.size(); ++i) {
-      if (i != 1 && sim.core(i).RecordOf(sim.core(1).self_id(), "usage") == "42") ++have;
-    }
     if (n == 10) {
-      EXPECT_EQ(have, n - 1) << "all at once in a cluster of " << n;
+      EXPECT_EQ(have("42"), n - 1) << "all at once in a cluster of " << n;
     } else {
-      EXPECT_LT(have, n - 1) << "by gossip (not all within 30 ms) in a cluster of " << n;
+      size_t rows = GridRows(static_cast<size_t>(n), o.gossip.grid_interval);
+      EXPECT_EQ(have("42"), n / static_cast<int>(rows) - 1) << "its row at once in a cluster of " << n;
+    }
+    sim.RunFor(o.gossip.grid_interval);
+    EXPECT_EQ(have("42"), n - 1) << "everyone within a grid interval in a cluster of " << n;
+
+    // Every member publishing at once: all of it everywhere within the
+    // interval, and nothing queued for gossip.
+    absl::Time t = sim.now();
+    for (int i = 0; i < sim.size(); ++i) sim.SetRecord(i, "usage", absl::StrCat("all-", i), false);
+    sim.RunFor(o.gossip.grid_interval + absl::Milliseconds(5));
+    for (int a = 0; a < sim.size(); ++a) {
+      for (int b = 0; b < sim.size(); ++b) {
+        if (a != b) {
+          ASSERT_EQ(sim.core(a).RecordOf(sim.core(b).self_id(), "usage"), absl::StrCat("all-", b))
+              << "m" << a << " lacks m" << b << "'s summary " << (sim.now() - t) << " after, n=" << n;
+        }
+      }
+      EXPECT_EQ(sim.core(a).queued_broadcasts(), 0u) << "m" << a;
     }
   }
 }

@@ -352,9 +352,11 @@ void PrintReport(int n, const Report& r) {
               r.false_deaths, static_cast<unsigned long long>(r.packets));
 }
 
-// 300 members, 60 s partition, two seeds: about 6 s each on 2 cores.
+// 300 members, 60 s partition, three seeds: about 3 s each on 2 cores.
+// Seed 1 once showed a member taking a death verdict from across the healed
+// partition by push-pull sync (the sender's view was not doubted there).
 TEST(GossipSimulationTest, ThreeHundredMembersWithLossStallsCrashesAndAPartition) {
-  for (uint64_t seed : {20261121ULL, 7ULL}) {
+  for (uint64_t seed : {20261121ULL, 7ULL, 1ULL}) {
     Report r = RunScenario(300, seed, 10);
     ExpectProperties(r);
     PrintReport(300, r);

@@ -172,7 +172,7 @@ void GossipSim::DeliverPacket(int from, std::shared_ptr<const common::gossip::Ou
       return;
     }
     OnMember(j, [this, j, from_addr, p] {
-      members_[static_cast<size_t>(j)]->core->HandlePacket(now_, from_addr, p->from, p->messages);
+      members_[static_cast<size_t>(j)]->core->HandlePacket(now_, from_addr, p->anonymous() ? 0 : p->from, p->messages);
       Drain(j);
     });
   });
