@@ -94,8 +94,10 @@ Core::Core(GossipOptions options, MemberId self, absl::Time now, uint64_t seed)
   ring_.push_back(self_);
   next_probe_at_ = NextSlotStart(now);
   next_gossip_ = now + options_.gossip_interval;
-  std::uniform_real_distribution<double> spread(0.5, 1.5);
-  next_sync_ = now + options_.sync_interval * spread(rng_);
+  int64_t sync_us = std::max<int64_t>(1, absl::ToInt64Microseconds(options_.sync_interval));
+  sync_phase_us_ = std::uniform_int_distribution<int64_t>(0, sync_us - 1)(rng_);
+  next_round_sync_ = NextSyncRound(now);
+  next_sync_ = next_round_sync_;
   next_seed_ = absl::InfiniteFuture();
   next_reconnect_ = now + options_.reconnect_interval;
   next_reap_ = now + absl::Seconds(1);
@@ -1400,13 +1402,46 @@ std::vector<MemberId> Core::SampleAlive(int k, MemberId except) {
   return all;
 }
 
+absl::Time Core::NextSyncRound(absl::Time now) const {
+  int64_t sync_us = std::max<int64_t>(1, absl::ToInt64Microseconds(options_.sync_interval));
+  int64_t round = FloorDiv(absl::ToUnixMicros(now) - sync_phase_us_, sync_us);
+  return absl::FromUnixMicros((round + 1) * sync_us + sync_phase_us_);
+}
+
+MemberId Core::SyncPeer(absl::Time now) const {
+  // Round r: the member at position i syncs with position
+  // i + 1 + (r mod (n - 1)), as in probing. With the same list everywhere
+  // each member is asked once a round, so no member carries several syncs
+  // in a round while another carries none. The next alive one if that one
+  // is suspect.
+  int64_t n = static_cast<int64_t>(ring_.size());
+  if (n < 2) return 0;
+  int64_t sync_us = std::max<int64_t>(1, absl::ToInt64Microseconds(options_.sync_interval));
+  int64_t round = FloorDiv(absl::ToUnixMicros(now) - sync_phase_us_, sync_us);
+  int64_t pos = std::lower_bound(ring_.begin(), ring_.end(), self_) - ring_.begin();
+  int64_t offset = 1 + (round % (n - 1) + (n - 1)) % (n - 1);
+  for (int64_t k = 0; k < n - 1; ++k) {
+    MemberId id = ring_[static_cast<size_t>((pos + offset + k) % n)];
+    if (id != self_ && members_.at(id).state == MemberState::kAlive) return id;
+  }
+  return 0;
+}
+
 void Core::MaintenanceTick(absl::Time now) {
   if (now >= next_sync_) {
-    std::uniform_real_distribution<double> spread(0.5, 1.5);
-    next_sync_ = now + options_.sync_interval * spread(rng_);
-    std::vector<MemberId> peers = SampleAlive(1, 0);
-    if (!peers.empty()) {
-      Entry& peer = members_.at(peers[0]);
+    // A round's sync (each member at its own phase of the interval), or an
+    // extra one while a merge goes on: then with a member at random, for
+    // variety.
+    MemberId peer_id = 0;
+    if (now >= next_round_sync_) {
+      peer_id = SyncPeer(now);
+      next_round_sync_ = NextSyncRound(now);
+    } else if (std::vector<MemberId> peers = SampleAlive(1, 0); !peers.empty()) {
+      peer_id = peers[0];
+    }
+    next_sync_ = next_round_sync_;
+    if (peer_id != 0) {
+      Entry& peer = members_.at(peer_id);
       StartStream(peer.addr, SyncRequest(), PendingStream{PendingStream::Kind::kSync, peer.id, 0, ""});
     }
   }

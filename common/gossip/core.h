@@ -53,7 +53,8 @@
 //  * Records: each member's state as versioned key/value records; a newer
 //    value replaces a queued older one. Push-pull sync over TCP (a digest,
 //    answered with what is newer, then the other way) runs every
-//    `sync_interval` with a random member, with seeds that are not alive
+//    `sync_interval`, at a random phase of it, with a member chosen round
+//    robin as probes are (so each member also answers one a round), with seeds that are not alive
 //    every `seed_interval`, and with a dead member that answers one of the
 //    pings sent to one every `reconnect_interval` — so a healed partition
 //    merges by itself.
@@ -386,6 +387,8 @@ class Core {
   absl::Duration SpreadTime() const;
   void GossipTick(absl::Time now);
   void MaintenanceTick(absl::Time now);
+  absl::Time NextSyncRound(absl::Time now) const;
+  MemberId SyncPeer(absl::Time now) const;  // this round's sync partner (0: none)
   absl::Duration Scaled(absl::Duration d) const { return d * (lhm_ + 1); }
   void RaiseHealth(int by);
   absl::Time NextSlotStart(absl::Time now) const;
@@ -431,7 +434,9 @@ class Core {
   absl::Time expected_wake_ = absl::InfiniteFuture();
 
   absl::Time next_gossip_;
-  absl::Time next_sync_;
+  absl::Time next_sync_;        // the next sync: a round's, or an extra one sooner
+  absl::Time next_round_sync_;  // this member's next sync round
+  int64_t sync_phase_us_ = 0;   // where in each sync interval its rounds fall (random)
   absl::Time next_seed_;
   absl::Time next_reconnect_;
   absl::Time next_reap_;

@@ -220,6 +220,29 @@ TEST(GossipGridTest, RowsBalanceRowSendsAgainstColumnBatches) {
   EXPECT_THAT(t.column, ::testing::ElementsAre(11, 24, 36));
 }
 
+// Push-pull syncs run in rounds: each member starts one a sync interval,
+// at its own phase, with a partner chosen round robin, so each is also
+// asked for about one (a random partner would leave some asked four
+// times and others not at all).
+TEST(GossipCoreTest, EachMemberStartsAndAnswersAboutOneSyncARound) {
+  GossipSim sim(Small());
+  sim.AddMany(20, absl::Milliseconds(20));
+  sim.RunFor(absl::Seconds(5));
+  std::vector<int> started(20), answered(20);
+  for (int i = 0; i < 20; ++i) {
+    started[static_cast<size_t>(i)] = sim.syncs_started(i);
+    answered[static_cast<size_t>(i)] = sim.syncs_answered(i);
+  }
+  sim.RunFor(absl::Seconds(300));  // ten rounds
+  for (int i = 0; i < 20; ++i) {
+    int s = sim.syncs_started(i) - started[static_cast<size_t>(i)];
+    int a = sim.syncs_answered(i) - answered[static_cast<size_t>(i)];
+    EXPECT_EQ(s, 10) << "m" << i << " started";
+    EXPECT_GE(a, 9) << "m" << i << " answered";
+    EXPECT_LE(a, 11) << "m" << i << " answered";
+  }
+}
+
 // Acks alone go without the sender's id: the receiver finds the sender by
 // its address. Anything else says who sent it.
 TEST(GossipCoreTest, AckOnlyPacketsCarryNoSenderId) {

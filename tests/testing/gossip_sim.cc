@@ -197,6 +197,10 @@ void GossipSim::DeliverStream(int from, uint64_t id, const std::string& to_addr,
     At(now_ + Delay() * 2, [finish] { finish(std::make_shared<StreamResult>(StreamResult{std::nullopt, true})); });
     return;
   }
+  if (req->has_sync() && !req->sync().partial()) {
+    ++syncs_started_[from];
+    ++syncs_answered_[j];
+  }
   if (!Connected(from, j)) return;  // times out
   auto rto = [this] {
     return std::uniform_real_distribution<double>(0, 1)(rng_) < options_.loss ? absl::Milliseconds(200)

@@ -79,6 +79,9 @@ class GossipSim {
   // A digest of every event and datagram so far, for reproducibility checks.
   uint64_t trace_hash() const { return trace_; }
   uint64_t packets_sent() const { return packets_; }
+  // Full push-pull syncs member i started, and those it was asked for.
+  int syncs_started(int i) const { return SyncCount(syncs_started_, i); }
+  int syncs_answered(int i) const { return SyncCount(syncs_answered_, i); }
   // Ticks after which a core still wanted a tick at the same instant (a
   // timer that never advances): always 0 unless the core has a bug.
   uint64_t stuck_ticks() const { return stuck_ticks_; }
@@ -147,6 +150,11 @@ class GossipSim {
   std::vector<Observation> log_;
   uint64_t trace_ = 1469598103934665603ULL;
   uint64_t packets_ = 0;
+  std::map<int, int> syncs_started_, syncs_answered_;  // by member index
+  static int SyncCount(const std::map<int, int>& m, int i) {
+    auto it = m.find(i);
+    return it == m.end() ? 0 : it->second;
+  }
   uint64_t stuck_ticks_ = 0;
 };
 
