@@ -200,9 +200,9 @@ Report RunScenario(int n, uint64_t seed, int publish_every, absl::Duration parti
       break;
     }
   }
-  // Records travel by gossip (best effort, a few copies) and by push-pull
-  // sync; a record that missed a member by gossip arrives by the next sync,
-  // at most 1.5 sync intervals (45 s) later.
+  // Usage summaries travel over the grid (best effort, one copy each) and
+  // by push-pull sync; one that missed a member arrives by its next sync,
+  // a sync interval (30 s) later at most (the bound allows 45 s).
   int last_round = round - 1;
   // (holder, owner) pairs whose holder lacks the owner's last summary.
   // Nothing is published after the last round, so a pair once current
@@ -364,8 +364,8 @@ TEST(GossipSimulationTest, ThreeHundredMembersWithLossStallsCrashesAndAPartition
 }
 
 // 1000 members, a 20 s partition of 20 of them: every property holds, in
-// ~40 s on a 2-core machine (most of it waiting for the last records that
-// gossip missed to come by push-pull sync). MP_SIM_SKIP_1000=1 skips it.
+// ~30 s on a 2-core machine (half of it waiting for the last record copies
+// lost on the grid to come by push-pull sync). MP_SIM_SKIP_1000=1 skips it.
 TEST(GossipSimulationTest, AThousandMembers) {
   if (std::getenv("MP_SIM_SKIP_1000") != nullptr) GTEST_SKIP() << "MP_SIM_SKIP_1000 is set";
   Report r = RunScenario(1000, 20261121, 10, absl::Seconds(20));
