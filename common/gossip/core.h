@@ -54,10 +54,10 @@
 //    value replaces a queued older one. Push-pull sync over TCP (a digest,
 //    answered with what is newer, then the other way) runs every
 //    `sync_interval`, at a random phase of it, with a member chosen round
-//    robin as probes are (so each member also answers one a round), with seeds that are not alive
-//    every `seed_interval`, and with a dead member that answers one of the
-//    pings sent to one every `reconnect_interval` — so a healed partition
-//    merges by itself.
+//    robin as probes are (so each member also answers one a round); with
+//    seeds that are not alive every `seed_interval`; and with a dead member
+//    that answers one of the pings sent to one every `reconnect_interval` —
+//    so a healed partition merges by itself.
 //
 // Not thread-safe: one caller at a time (the agent's loop thread).
 #pragma once
