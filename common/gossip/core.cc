@@ -1286,12 +1286,8 @@ void Core::ProbeTick(absl::Time now) {
     }
     probe_.reset();
   }
-  const std::vector<MemberId>& ring = ring_;
-  int64_t n = static_cast<int64_t>(ring.size());
-  if (n < 2) return;
-  int64_t pos = std::lower_bound(ring.begin(), ring.end(), self_) - ring.begin();
-  int64_t offset = 1 + (slot % (n - 1) + (n - 1)) % (n - 1);
-  StartProbe(now, ring[static_cast<size_t>((pos + offset) % n)]);
+  if (ring_.size() < 2) return;
+  StartProbe(now, RoundRobin(slot, 0));
 }
 
 int Core::Confirmations() const {
@@ -1418,13 +1414,18 @@ MemberId Core::SyncPeer(absl::Time now) const {
   if (n < 2) return 0;
   int64_t sync_us = std::max<int64_t>(1, absl::ToInt64Microseconds(options_.sync_interval));
   int64_t round = FloorDiv(absl::ToUnixMicros(now) - sync_phase_us_, sync_us);
-  int64_t pos = std::lower_bound(ring_.begin(), ring_.end(), self_) - ring_.begin();
-  int64_t offset = 1 + (round % (n - 1) + (n - 1)) % (n - 1);
   for (int64_t k = 0; k < n - 1; ++k) {
-    MemberId id = ring_[static_cast<size_t>((pos + offset + k) % n)];
+    MemberId id = RoundRobin(round, k);
     if (id != self_ && members_.at(id).state == MemberState::kAlive) return id;
   }
   return 0;
+}
+
+MemberId Core::RoundRobin(int64_t round, int64_t skip) const {
+  int64_t n = static_cast<int64_t>(ring_.size());
+  int64_t pos = std::lower_bound(ring_.begin(), ring_.end(), self_) - ring_.begin();
+  int64_t offset = 1 + (round % (n - 1) + (n - 1)) % (n - 1);
+  return ring_[static_cast<size_t>((pos + offset + skip) % n)];
 }
 
 void Core::MaintenanceTick(absl::Time now) {

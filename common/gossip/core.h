@@ -389,6 +389,10 @@ class Core {
   void MaintenanceTick(absl::Time now);
   absl::Time NextSyncRound(absl::Time now) const;
   MemberId SyncPeer(absl::Time now) const;  // this round's sync partner (0: none)
+  // In round r, the member i + 1 + (r mod (n - 1)) + skip places after this
+  // one (position i) in the ring, wrapping; needs n >= 2. Probes and syncs
+  // choose their partners so.
+  MemberId RoundRobin(int64_t round, int64_t skip) const;
   absl::Duration Scaled(absl::Duration d) const { return d * (lhm_ + 1); }
   void RaiseHealth(int by);
   absl::Time NextSlotStart(absl::Time now) const;
