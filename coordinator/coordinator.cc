@@ -491,6 +491,9 @@ Coordinator::Coordinator(CoordinatorOptions options, common::Clock& clock, commo
     if (election_) election_->ObserveTerm(highest);
   };
   router_ = std::make_unique<Router>(*scheduler_, *node_client_, ro);
+  leases_ = std::make_unique<AccountLeases>(scheduler_->rules(), options_.leases);
+  // Without gossip this coordinator leads term 1 from the start.
+  if (!options_.membership.enabled()) leases_->TakeLead(clock_.Now(), /*fresh=*/true);
   client_service_ = std::make_unique<ClientService>(*this);
   control_service_ = std::make_unique<ControlService>(*this);
 }
@@ -662,6 +665,10 @@ void Coordinator::Reelect() {
     }
   }
   if (now.claimed_now) {
+    {
+      absl::MutexLock lock(&leases_mu_);
+      leases_->TakeLead(clock_.Now(), /*fresh=*/now.term == 1);
+    }
     scheduler_->ForgetLedgers();
     router_->set_term(now.term);
     gossip_->SetRecord(g::kTermRecord, absl::StrCat(now.term));
@@ -696,6 +703,20 @@ std::shared_ptr<v1::Coordinator::Stub> Coordinator::StubFor(const std::string& a
 
 void Coordinator::Route(const v1::ExecuteRequest& req, absl::Time deadline, ExecuteDone done,
                         std::function<bool()> cancelled) {
+  if (!req.headers().empty()) {
+    if (const common::ExchangeRules* rules = scheduler_->rules().Find(req.exchange())) {
+      std::vector<std::pair<std::string, std::string>> headers;
+      for (const auto& h : req.headers()) headers.emplace_back(h.name(), h.value());
+      if (std::string account = common::AccountOf(*rules, headers); !account.empty()) {
+        bool added;
+        {
+          absl::MutexLock lock(&leases_mu_);
+          added = leases_->AddAccount(req.exchange(), account);
+        }
+        if (added) LeaseTick();
+      }
+    }
+  }
   Leadership l;
   bool taking_over = false;
   {
@@ -809,6 +830,7 @@ void Coordinator::ExpireHeld() {
 
 void Coordinator::TimerLoop() {
   while (true) {
+    LeaseTick();
     absl::Time next = scheduler_->Poll();
     absl::MutexLock lock(&mu_);
     if (stopping_) return;
@@ -816,7 +838,8 @@ void Coordinator::TimerLoop() {
       wakeup_moved_ = false;
       continue;
     }
-    absl::Duration wait = std::min(next - clock_.Now(), absl::Seconds(1));
+    // Leases are looked at 4x a second (renewals, lapsed shares).
+    absl::Duration wait = std::min(next - clock_.Now(), absl::Milliseconds(250));
     if (wait > absl::ZeroDuration()) {
       mu_.AwaitWithTimeout(absl::Condition(+[](Coordinator* c) ABSL_NO_THREAD_SAFETY_ANALYSIS {
                                              return c->stopping_ || c->wakeup_moved_;
@@ -1013,6 +1036,21 @@ void Coordinator::OnRegister(const std::shared_ptr<NodeConn>& conn, const v1::Re
   for (const v1::Ban& b : r.bans()) {
     scheduler_->Park(r.node_id(), b.exchange(), absl::FromUnixMillis(b.until_ms()), b.kind());
   }
+  if (!r.leases().empty()) {
+    std::vector<LeaseGrant> held;
+    for (const v1::AccountLease& l : r.leases()) {
+      const common::ExchangeRules* rules = scheduler_->rules().Find(l.exchange());
+      if (rules == nullptr || rules->PoolIndex(l.pool()) < 0) continue;
+      LeaseGrant g;
+      g.key = {l.exchange(), l.account(), rules->PoolIndex(l.pool())};
+      g.units = l.units();
+      g.version = l.version();
+      for (const v1::LeaseHolder& h : l.holders()) g.holders.emplace_back(h.node_id(), h.units());
+      held.push_back(std::move(g));
+    }
+    absl::MutexLock lock(&leases_mu_);
+    leases_->Adopt(clock_.Now(), held);
+  }
   std::shared_ptr<NodeConn> old;
   {
     absl::MutexLock lock(&mu_);
@@ -1047,6 +1085,7 @@ void Coordinator::OnRegister(const std::shared_ptr<NodeConn>& conn, const v1::Re
   common::Log(common::LogLevel::kInfo, "coordinator",
               absl::StrCat("node ", r.node_id(), " registered: egress ", r.egress_ip(), ", dispatch at ",
                            r.grpc_address(), ", ", exchanges.size(), " exchanges"));
+  LeaseTick();
   ReleaseHeld();  // requests that found no node may find this one
 }
 
@@ -1076,6 +1115,55 @@ void Coordinator::OnSessionEnd(const std::shared_ptr<NodeConn>& conn) {
   if (current) {
     scheduler_->DisconnectNode(conn->node_id);
     common::Log(common::LogLevel::kWarning, "coordinator", absl::StrCat("node ", conn->node_id, " disconnected"));
+  }
+}
+
+void Coordinator::LeaseTick() {
+  absl::MutexLock lease_lock(&leases_mu_);
+  Leadership l;
+  std::map<std::string, std::shared_ptr<NodeConn>> sessions;
+  {
+    absl::MutexLock lock(&mu_);
+    l = lead_;
+    sessions = sessions_;
+  }
+  if (gossip_ && !l.leading) return;
+  std::map<std::string, std::set<std::string>> in_view;
+  for (const NodeSnapshot& n : scheduler_->Snapshot().nodes) {
+    if (n.state == "disconnected" || !sessions.contains(n.node_id)) continue;
+    for (const std::string& e : n.ready) in_view[e].insert(n.node_id);
+  }
+  absl::Time now = clock_.Now();
+  std::map<std::string, std::vector<LeaseGrant>> grants = leases_->Tick(now, in_view);
+  if (grants.empty()) return;
+  Scheduler::LeaseShares shares;
+  for (const auto& [holder, units] : leases_->Shares()) {
+    const auto& [node, key] = holder;
+    shares[{key.exchange, key.account, node}][key.pool] = units;
+  }
+  scheduler_->SetLeaseShares(shares);
+  for (const auto& [node, list] : grants) {
+    auto conn = sessions.find(node);
+    if (conn == sessions.end()) continue;
+    v1::CoordinatorMessage m;
+    v1::Leases* out = m.mutable_leases();
+    out->set_term(router_->term());
+    if (gossip_) out->set_coordinator_id(options_.name);
+    out->set_duration_ms(absl::ToInt64Milliseconds(leases_->options().duration));
+    for (const LeaseGrant& g : list) {
+      v1::AccountLease* a = out->add_leases();
+      a->set_exchange(g.key.exchange);
+      a->set_account(g.key.account);
+      a->set_pool(scheduler_->rules().Find(g.key.exchange)->pools()[g.key.pool].name);
+      a->set_units(g.units);
+      a->set_version(g.version);
+      for (const auto& [holder, units] : g.holders) {
+        v1::LeaseHolder* h = a->add_holders();
+        h->set_node_id(holder);
+        h->set_units(units);
+      }
+    }
+    conn->second->Write(m);
   }
 }
 

@@ -31,6 +31,7 @@
 #include "common/gossip/agent.h"
 #include "coordinator/coordinator_options.h"
 #include "coordinator/election.h"
+#include "coordinator/leases.h"
 #include "coordinator/router.h"
 #include "coordinator/scheduler.h"
 #include "marketprism/v1/coordinator.grpc.pb.h"
@@ -93,6 +94,9 @@ class Coordinator {
   void ReleaseHeld();
   void ExpireHeld();
   std::shared_ptr<v1::Coordinator::Stub> StubFor(const std::string& address);
+  // Account leases: reshares and renews (leader only), tells the scheduler
+  // the shares and sends each node in view its leases.
+  void LeaseTick();
 
   CoordinatorOptions options_;
   common::Clock& clock_;
@@ -128,6 +132,9 @@ class Coordinator {
   std::deque<common::gossip::MemberEvent> events_ ABSL_GUARDED_BY(mu_);
   std::vector<Held> held_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<v1::Coordinator::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
+  // Taken before mu_ when both are needed.
+  absl::Mutex leases_mu_;
+  std::unique_ptr<AccountLeases> leases_ ABSL_GUARDED_BY(leases_mu_);
 };
 
 }  // namespace marketprism::coordinator

@@ -47,6 +47,8 @@ absl::StatusOr<std::optional<CoordinatorOptions>> ParseCoordinatorOptions(
              "with no live leader, wait this long before claiming the lead");
   f.Duration("takeover-grace", &o.takeover_grace,
              "a new leader holds requests that find no node this long while nodes register");
+  f.Duration("account-lease", &o.leases.duration,
+             "how long a node's share of an account pool lasts unrenewed (no leader: it spends that, then nothing)");
   MP_ASSIGN_OR_RETURN(std::vector<std::string> rest, f.ParseWithSources(args, "MP_", getenv));
   if (f.help_requested()) {
     *help = f.Help();
@@ -59,6 +61,8 @@ absl::StatusOr<std::optional<CoordinatorOptions>> ParseCoordinatorOptions(
   if (o.leader_hold_down < absl::ZeroDuration() || o.takeover_grace < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--leader-hold-down and --takeover-grace must be >= 0");
   }
+  if (o.leases.duration < absl::Seconds(1)) return absl::InvalidArgumentError("--account-lease must be >= 1s");
+  o.leases.renew = o.leases.duration / 5;
   if (o.name.empty()) {
     o.name = o.membership.enabled() ? "coordinator-" + o.membership.gossip : "coordinator";
   }

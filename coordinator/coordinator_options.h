@@ -14,6 +14,7 @@
 #include "common/flags.h"
 #include "common/gossip/membership.h"
 #include "coordinator/health.h"
+#include "coordinator/leases.h"
 #include "coordinator/scheduler.h"
 
 namespace marketprism::coordinator {
@@ -41,6 +42,9 @@ struct CoordinatorOptions {
   // A new leader holds requests that find no node yet this long, while the
   // nodes gossip knows register with it.
   absl::Duration takeover_grace = absl::Seconds(3);
+  // Account leases (coordinator/leases.h): each node's share of each
+  // account pool lasts `duration` unless renewed (every duration / 5).
+  LeaseOptions leases;
 };
 
 // Parses and validates. Returns nullopt (with *help set) for --help.

@@ -30,6 +30,11 @@ void Router::Execute(const v1::ExecuteRequest& request, absl::Time deadline, Don
   spec.priority = request.priority();
   spec.deadline = deadline - options_.dispatch_margin;
   spec.limits_probe = limits_probe;
+  if (const common::ExchangeRules* rules = scheduler_.rules().Find(spec.exchange)) {
+    std::vector<std::pair<std::string, std::string>> headers;
+    for (const auto& h : request.headers()) headers.emplace_back(h.name(), h.value());
+    spec.account = common::AccountOf(*rules, headers);
+  }
   absl::Status st = scheduler_.Submit(
       std::move(spec), [this, call](absl::StatusOr<Placement> p) { OnPlaced(call, std::move(p)); });
   if (!st.ok()) call->done(st);
@@ -52,6 +57,8 @@ void Router::OnPlaced(const std::shared_ptr<Call>& call, absl::StatusOr<Placemen
   req.set_path(call->request.path());
   *req.mutable_query() = call->request.query();
   req.set_body(call->request.body());
+  *req.mutable_headers() = call->request.headers();
+  req.set_account(placement->account);
   const common::ExchangeRules& rules = *scheduler_.rules().Find(placement->exchange);
   for (const common::Cost::Charge& c : placement->cost.charges) {
     v1::PoolCharge* pc = req.add_cost();

@@ -301,6 +301,42 @@ std::vector<std::tuple<std::string, std::string, int64_t>> Scheduler::Limits() c
   return out;
 }
 
+// ---- account leases ----------------------------------------------------------
+
+common::BudgetBook* Scheduler::AccountBook(const std::string& exchange, const std::string& account,
+                                           const std::string& node) {
+  auto it = account_books_.find({exchange, account, node});
+  return it == account_books_.end() ? nullptr : it->second.get();
+}
+
+void Scheduler::SetLeaseShares(const LeaseShares& shares) {
+  Ready ready;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [key, book] : account_books_) {
+      if (shares.contains(key)) continue;
+      for (size_t i = 0; i < book->rules().pools().size(); ++i) book->SetCapacity(static_cast<int>(i), 0);
+    }
+    for (const auto& [key, units] : shares) {
+      const auto& [exchange, account, node] = key;
+      const common::ExchangeRules* rules = rules_.Find(exchange);
+      if (rules == nullptr) continue;
+      std::unique_ptr<common::BudgetBook>& book = account_books_[key];
+      if (book == nullptr) {
+        book = std::make_unique<common::BudgetBook>(*rules, options_.default_uncertainty, common::Scope::kAccount);
+      }
+      auto n = nodes_.find(node);
+      if (n != nodes_.end()) book->set_uncertainty(Book(exchange, n->second.ip).uncertainty());
+      for (size_t i = 0; i < rules->pools().size(); ++i) {
+        auto u = units.find(static_cast<int>(i));
+        book->SetCapacity(static_cast<int>(i), u == units.end() ? 0 : u->second);
+      }
+    }
+    PollLocked(clock_.Now(), ready);
+  }
+  Run(ready);
+}
+
 // ---- requests ----------------------------------------------------------------
 
 std::optional<Placement> Scheduler::TryPlace(Pending& p, absl::Time now) {
@@ -321,6 +357,11 @@ std::optional<Placement> Scheduler::TryPlace(Pending& p, absl::Time now) {
     absl::Time t = now + ExchangeOffset(n, p.exchange);
     if (!book.Fits(t, p.cost)) continue;
     double h = book.Headroom(t, p.cost);
+    if (!p.account.empty()) {
+      common::BudgetBook* lease = AccountBook(p.exchange, p.account, n.id);
+      if (lease == nullptr || !lease->Fits(t, p.cost)) continue;
+      h = std::min(h, lease->Headroom(t, p.cost));
+    }
     if (h > best_headroom) {
       best = &n;
       best_headroom = h;
@@ -335,6 +376,10 @@ std::optional<Placement> Scheduler::TryPlace(Pending& p, absl::Time now) {
   pl.exchange = p.exchange;
   pl.cost = p.cost;
   pl.ticket = Book(p.exchange, best->ip).Charge(best_t, p.cost);
+  if (!p.account.empty()) {
+    pl.account = p.account;
+    pl.account_ticket = AccountBook(p.exchange, p.account, best->id)->Charge(best_t, p.cost);
+  }
   pl.attempt = ++p.attempts;
   pl.enqueued = p.enqueued;
   pl.placed = now;
@@ -353,6 +398,10 @@ absl::Time Scheduler::EarliestStart(const Pending& p, absl::Time now) {
     if (lane != n.lanes.end()) start = std::max(start, lane->second.parked_until);
     absl::Duration offset = ExchangeOffset(n, p.exchange);
     absl::Time fit = Book(p.exchange, n.ip).EarliestFit(start + offset, p.cost);
+    if (!p.account.empty()) {
+      common::BudgetBook* lease = AccountBook(p.exchange, p.account, n.id);
+      fit = lease == nullptr ? absl::InfiniteFuture() : std::max(fit, lease->EarliestFit(start + offset, p.cost));
+    }
     if (fit != absl::InfiniteFuture()) best = std::min(best, fit - offset);
   }
   return best;
@@ -391,6 +440,15 @@ absl::StatusOr<common::Cost> Scheduler::Price(const ExecuteSpec& spec) const {
     }
     return absl::InvalidArgumentError(absl::StrCat("query: ", cost.status().message()));
   }
+  if (spec.account.empty() && rules->ChargesAccount(*cost)) {
+    std::vector<std::string> pools;
+    for (const common::Cost::Charge& c : cost->charges) {
+      if (rules->pools()[c.pool].scope == common::Scope::kAccount) pools.push_back(rules->pools()[c.pool].name);
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        "headers: ", spec.method, " ", spec.path, " is charged to the account's pools (",
+        absl::StrJoin(pools, ", "), "): name the account in header ", rules->account_header()));
+  }
   return cost;
 }
 
@@ -419,6 +477,7 @@ absl::Status Scheduler::EnqueueLocked(ExecuteSpec& spec, common::Cost cost, Done
   p.done = std::move(done);
   p.limits_probe = spec.limits_probe;
   p.method = spec.method;
+  p.account = spec.account;
   p.idempotent = Idempotent(spec);
   Key key{-p.priority, p.seq};
   queue_.emplace(key, std::move(p));
@@ -516,6 +575,14 @@ Scheduler::ReportResult Scheduler::Report(const Placement& pl, const DispatchOut
     common::BudgetBook& book = Book(pl.exchange, pl.egress_ip);
     const common::ExchangeRules& rules = book.rules();
     absl::Time t = now + ExchangeOffset(n, pl.exchange);
+    if (!pl.account.empty()) {
+      // The lease's book settles as the node's does: kept when it may have
+      // been sent, refunded when it surely was not.
+      common::BudgetBook* lease = AccountBook(pl.exchange, pl.account, pl.node_id);
+      bool sent = outcome.kind == DispatchOutcome::Kind::kReplied || outcome.kind == DispatchOutcome::Kind::kLost;
+      if (lease != nullptr && sent) lease->Complete(pl.account_ticket, t, std::nullopt);
+      if (lease != nullptr && !sent) lease->Cancel(pl.account_ticket);
+    }
     Lane& lane = n.lanes[pl.exchange];
     auto park = [&](absl::Time until, const std::string& kind) {
       if (until > lane.parked_until) {
@@ -601,6 +668,11 @@ void Scheduler::Abandon(const Placement& pl) {
     auto n = nodes_.find(pl.node_id);
     if (n != nodes_.end()) --n->second.in_flight;
     Book(pl.exchange, pl.egress_ip).Cancel(pl.ticket);
+    if (!pl.account.empty()) {
+      if (common::BudgetBook* lease = AccountBook(pl.exchange, pl.account, pl.node_id)) {
+        lease->Cancel(pl.account_ticket);
+      }
+    }
     PollLocked(clock_.Now(), ready);
   }
   Run(ready);

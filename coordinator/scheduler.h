@@ -28,6 +28,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -73,6 +74,9 @@ struct ExecuteSpec {
   int priority = 0;
   absl::Time deadline = absl::InfiniteFuture();  // local clock
   bool limits_probe = false;  // the request that reads the published limits
+  // Whose account pools it spends (the exchange's account header), or "".
+  // Such a request goes only to a node whose lease of the account has room.
+  std::string account;
 };
 
 // Whether sending the request twice is harmless (a read): such a request
@@ -87,6 +91,8 @@ struct Placement {
   std::string exchange;
   common::Cost cost;
   common::BudgetBook::Ticket ticket;
+  std::string account;                      // set: also charged to the node's lease
+  common::BudgetBook::Ticket account_ticket;
   int attempt = 1;
   absl::Time enqueued;  // local clock
   absl::Time placed;    // local clock
@@ -198,6 +204,12 @@ class Scheduler {
                  const std::vector<std::pair<std::string, int64_t>>& pools_used,
                  const std::vector<RecentSend>& recent = {}, bool rolling_exact = false);
 
+  // ---- account leases ----
+  // Each node's share of each account pool: (exchange, account, node) ->
+  // pool index -> units. Replaces the previous shares (one not given is 0).
+  using LeaseShares = std::map<std::tuple<std::string, std::string, std::string>, std::map<int, int64_t>>;
+  void SetLeaseShares(const LeaseShares& shares);
+
   // ---- limits ----
   // kNotFound for an unknown exchange or pool; kInvalidArgument for < 1.
   absl::Status ApplyLimit(const std::string& exchange, const std::string& pool, int64_t capacity);
@@ -249,6 +261,7 @@ class Scheduler {
     // GET/HEAD/OPTIONS: safe to send again after a node was lost mid-way.
     bool idempotent = true;
     std::string method;
+    std::string account;
   };
   struct Lane {
     absl::Time parked_until = absl::InfinitePast();
@@ -274,6 +287,9 @@ class Scheduler {
 
   common::BudgetBook& Book(const std::string& exchange, const std::string& ip)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The node's lease book for an account, or nullptr when it holds none.
+  common::BudgetBook* AccountBook(const std::string& exchange, const std::string& account,
+                                  const std::string& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Duration ExchangeOffset(const Node& n, const std::string& exchange) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshUncertainty(Node& n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -307,6 +323,8 @@ class Scheduler {
   std::map<std::string, Node> nodes_ ABSL_GUARDED_BY(mu_);
   std::map<std::pair<std::string, std::string>, std::unique_ptr<common::BudgetBook>> books_
       ABSL_GUARDED_BY(mu_);
+  std::map<std::tuple<std::string, std::string, std::string>, std::unique_ptr<common::BudgetBook>>
+      account_books_ ABSL_GUARDED_BY(mu_);  // (exchange, account, node) -> its lease
   std::map<Key, Pending> queue_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> awaiting_limits_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Pending> in_flight_ ABSL_GUARDED_BY(mu_);  // placed, awaiting Report

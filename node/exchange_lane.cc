@@ -11,6 +11,11 @@
 
 namespace marketprism::node {
 
+// An account key as logs and errors show it: enough to tell keys apart.
+std::string ShortAccount(absl::string_view account) {
+  return account.size() <= 8 ? std::string(account) : absl::StrCat(account.substr(0, 8), "...");
+}
+
 using Json = nlohmann::json;
 
 absl::StatusOr<int64_t> JsonPathInt(absl::string_view body, absl::string_view path) {
@@ -210,6 +215,38 @@ std::optional<ExchangeLane::Admission> ExchangeLane::Admit(const LaneRequest& re
     return std::nullopt;
   }
   Admission a;
+  if (rules_.ChargesAccount(r->cost)) {
+    // Account pools are shared by every IP: this node may spend only its
+    // lease of them, whoever dispatched the request.
+    a.account = common::AccountOf(rules_, request.headers);
+    if (a.account.empty()) {
+      r->outcome = LaneResult::Outcome::kInvalid;
+      r->detail = absl::StrCat(request.method, " ", request.path,
+                               " is charged to the account's pools: name the account in header ",
+                               rules_.account_header());
+      return std::nullopt;
+    }
+    auto it = leases_.find(a.account);
+    if (it == leases_.end() || now >= it->second.expires) {
+      r->outcome = LaneResult::Outcome::kRefused;
+      r->retry_after = absl::Seconds(1);
+      r->detail = it == leases_.end()
+                      ? absl::StrCat("this node holds no lease of account ", ShortAccount(a.account))
+                      : absl::StrCat("this node's lease of account ", ShortAccount(a.account),
+                                     " expired ", absl::FormatDuration(now - it->second.expires),
+                                     " ago (no leader has renewed it)");
+      return std::nullopt;
+    }
+    if (!it->second.book->Fits(t, r->cost)) {
+      absl::Time fit = it->second.book->EarliestFit(t, r->cost);
+      r->outcome = LaneResult::Outcome::kRefused;
+      r->retry_after = fit == absl::InfiniteFuture() ? absl::ZeroDuration() : fit - t;
+      r->usage = it->second.book->Snapshot(t);
+      r->detail = absl::StrCat("this node's lease of account ", ShortAccount(a.account), " has no room for it");
+      return std::nullopt;
+    }
+    a.account_ticket = it->second.book->Charge(t, r->cost);
+  }
   // MP_TRACE_LEDGER=1 logs every admission with the pools' use (diagnostics).
   static const bool trace = std::getenv("MP_TRACE_LEDGER") != nullptr;
   if (trace) {
@@ -237,6 +274,7 @@ absl::StatusOr<common::HttpReply> ExchangeLane::Send(const Admission& a, const L
   spec.body = request.body;
   spec.timeout = options_.request_timeout;
   if (!request.body.empty()) spec.headers.emplace_back("Content-Type", "application/json");
+  for (const auto& h : request.headers) spec.headers.push_back(h);
   absl::Time start = clock_.SteadyNow();
   absl::StatusOr<common::HttpReply> reply = a.http->Send(spec);
   r->exchange_time = clock_.SteadyNow() - start;
@@ -252,15 +290,20 @@ void ExchangeLane::Settle(Admission& a, absl::StatusOr<common::HttpReply> reply,
   absl::Duration shift = offset_.offset() - a.offset_at_send;
   if (shift != absl::ZeroDuration()) {
     for (auto& [pool, part] : a.ticket.parts) common::RebaseTicket(part, shift, book_.uncertainty());
+    for (auto& [pool, part] : a.account_ticket.parts) common::RebaseTicket(part, shift, book_.uncertainty());
     r->sent_ex += shift;
   }
   r->replied_ex = ExchangeNow();
+  // The lease's book lives as long as the lane (a withdrawn lease keeps it).
+  common::BudgetBook* account = a.account.empty() ? nullptr : leases_[a.account].book.get();
   if (!reply.ok()) {
     if (common::MaybeDelivered(reply.status())) {
       book_.Complete(a.ticket, r->replied_ex, std::nullopt);
+      if (account != nullptr) account->Complete(a.account_ticket, r->replied_ex, std::nullopt);
       r->outcome = LaneResult::Outcome::kLost;
     } else {
       book_.Cancel(a.ticket);
+      if (account != nullptr) account->Cancel(a.account_ticket);
       r->outcome = LaneResult::Outcome::kNotSent;
     }
     r->detail = std::string(reply.status().message());
@@ -271,6 +314,7 @@ void ExchangeLane::Settle(Admission& a, absl::StatusOr<common::HttpReply> reply,
   std::optional<std::pair<int, int64_t>> seen;
   if (r->observed) seen = std::make_pair(rules_.PoolIndex(r->observed->first), r->observed->second);
   book_.Complete(a.ticket, r->replied_ex, seen);
+  if (account != nullptr) account->Complete(a.account_ticket, r->replied_ex, std::nullopt);
   r->outcome = LaneResult::Outcome::kReplied;
 
   const common::RejectionRule* rejection = rules_.MatchRejection(
@@ -331,6 +375,39 @@ LaneResult ExchangeLane::Execute(const LaneRequest& request) {
   absl::StatusOr<common::HttpReply> reply = Send(*a, request, &r);
   Settle(*a, std::move(reply), /*own=*/false, &r);
   return r;
+}
+
+void ExchangeLane::SetLeases(const std::vector<LeasedPool>& leases, absl::Time expires) {
+  absl::MutexLock lock(&mu_);
+  std::map<std::string, std::map<int, int64_t>> units;
+  for (const LeasedPool& l : leases) {
+    int pool = rules_.PoolIndex(l.pool);
+    if (pool < 0 || rules_.pools()[pool].scope != common::Scope::kAccount) continue;
+    units[l.account][pool] = l.units;
+  }
+  for (auto& [account, lease] : leases_) {
+    if (!units.contains(account)) lease.expires = absl::InfinitePast();
+  }
+  for (const auto& [account, pools] : units) {
+    Lease& lease = leases_[account];
+    if (lease.book == nullptr) {
+      lease.book = std::make_unique<common::BudgetBook>(rules_, book_.uncertainty(), common::Scope::kAccount);
+    }
+    lease.book->set_uncertainty(book_.uncertainty());
+    for (size_t i = 0; i < rules_.pools().size(); ++i) {
+      if (rules_.pools()[i].scope != common::Scope::kAccount) continue;
+      auto u = pools.find(static_cast<int>(i));
+      lease.book->SetCapacity(static_cast<int>(i), u == pools.end() ? 0 : u->second);
+    }
+    lease.expires = expires;
+  }
+}
+
+std::vector<common::BudgetBook::PoolView> ExchangeLane::AccountUsage(const std::string& account) {
+  absl::MutexLock lock(&mu_);
+  auto it = leases_.find(account);
+  if (it == leases_.end()) return {};
+  return it->second.book->Snapshot(ExchangeNow());
 }
 
 absl::Status ExchangeLane::ProbeClock() {

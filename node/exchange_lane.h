@@ -14,6 +14,7 @@
 #pragma once
 
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -45,6 +46,14 @@ struct LaneRequest {
   std::string path;
   common::QueryParams query;
   std::string body;
+  common::HttpHeaders headers;  // sent as given; the account header names the account
+};
+
+// This node's share of one account pool, as the leader leased it.
+struct LeasedPool {
+  std::string account;
+  std::string pool;
+  int64_t units = 0;
 };
 
 // The exchange stopped this IP.
@@ -117,6 +126,13 @@ class ExchangeLane {
   // A capacity the coordinator (or the exchange) says every ledger must use.
   absl::Status SetCapacity(absl::string_view pool, int64_t capacity);
 
+  // The account leases this node holds on this exchange from now on, each
+  // until `expires` (local clock); an account not listed has none. A request
+  // charged to an account pool is refused beyond the lease, or without one.
+  void SetLeases(const std::vector<LeasedPool>& leases, absl::Time expires);
+  // The account's ledger against its lease (empty without one).
+  std::vector<common::BudgetBook::PoolView> AccountUsage(const std::string& account);
+
   // Which pool's usage header a reply carries, and its value.
   static std::optional<std::pair<std::string, int64_t>> ObservedUsage(
       const common::ExchangeRules& rules, const common::HttpReply& reply);
@@ -128,6 +144,8 @@ class ExchangeLane {
   // A request admitted against the ledger, on its way.
   struct Admission {
     common::BudgetBook::Ticket ticket;
+    std::string account;                    // charged to its lease too, when set
+    common::BudgetBook::Ticket account_ticket;
     std::shared_ptr<common::HttpClient> http;
     std::string base;
     absl::Duration offset_at_send;
@@ -157,7 +175,15 @@ class ExchangeLane {
   std::vector<UsageEventRecord> events_ ABSL_GUARDED_BY(mu_);
   std::deque<UsageEventRecord> recent_rolling_ ABSL_GUARDED_BY(mu_);
   absl::Duration longest_rolling_ = absl::ZeroDuration();
+  struct Lease {
+    std::unique_ptr<common::BudgetBook> book;  // capacities: the leased units
+    absl::Time expires = absl::InfinitePast();
+  };
+  std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);  // by account
 };
+
+// An account key shortened for logs and errors.
+std::string ShortAccount(absl::string_view account);
 
 // Reads a dotted path ("data.0.ts") from a JSON body as an integer; numbers
 // written as strings are accepted.

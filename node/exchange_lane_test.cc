@@ -233,5 +233,62 @@ TEST(JsonPathIntTest, ReadsTheServerTimeFields) {
   EXPECT_FALSE(JsonPathInt(R"({"data":[]})", "data.0.ts").ok());
 }
 
+LaneResult Order(ExchangeLane& lane, const std::string& key) {
+  LaneRequest r;
+  r.method = "POST";
+  r.path = "/api/v3/order";
+  r.query = {{"symbol", "BTCUSDT"}, {"side", "BUY"}, {"signature", "x"}};
+  if (!key.empty()) r.headers = {{"X-MBX-APIKEY", key}};
+  return lane.Execute(r);
+}
+
+TEST_F(LaneTest, AccountRequestsSpendOnlyTheNodesLeaseOfTheAccount) {
+  Make("binance_spot");
+  Probe(absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}"));
+  LaneResult r = Order(*lane_, "");
+  EXPECT_EQ(r.outcome, LaneResult::Outcome::kInvalid);
+  EXPECT_THAT(r.detail, HasSubstr("X-MBX-APIKEY"));
+  r = Order(*lane_, "KEY-ONE-0123456789");
+  EXPECT_EQ(r.outcome, LaneResult::Outcome::kRefused);
+  EXPECT_THAT(r.detail, HasSubstr("no lease of account KEY-ONE-..."));
+  size_t sent = http_->sent.size();
+
+  lane_->SetLeases({{"KEY-ONE-0123456789", "ORDERS_10S", 2}, {"KEY-ONE-0123456789", "ORDERS_1D", 100}},
+                   clock_.Now() + absl::Seconds(10));
+  EXPECT_EQ(Order(*lane_, "KEY-ONE-0123456789").outcome, LaneResult::Outcome::kReplied);
+  EXPECT_EQ(Order(*lane_, "KEY-ONE-0123456789").outcome, LaneResult::Outcome::kReplied);
+  ASSERT_EQ(http_->sent.size(), sent + 2);
+  EXPECT_THAT(http_->sent.back().headers,
+              ::testing::Contains(std::make_pair(std::string("X-MBX-APIKEY"), std::string("KEY-ONE-0123456789"))));
+  r = Order(*lane_, "KEY-ONE-0123456789");
+  EXPECT_EQ(r.outcome, LaneResult::Outcome::kRefused);
+  EXPECT_THAT(r.detail, HasSubstr("has no room"));
+  EXPECT_GT(r.retry_after, absl::ZeroDuration());
+  // Another account has no lease here; public requests never need one.
+  EXPECT_EQ(Order(*lane_, "KEY-TWO").outcome, LaneResult::Outcome::kRefused);
+  EXPECT_EQ(Run("/api/v3/ping").outcome, LaneResult::Outcome::kReplied);
+  EXPECT_EQ(http_->sent.size(), sent + 3);
+}
+
+TEST_F(LaneTest, AnUnrenewedLeaseExpiresAndAWithdrawnOneStopsAtOnce) {
+  Make("binance_spot");
+  Probe(absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}"));
+  lane_->SetLeases({{"K", "ORDERS_10S", 50}, {"K", "ORDERS_1D", 1000}}, clock_.Now() + absl::Seconds(10));
+  EXPECT_EQ(Order(*lane_, "K").outcome, LaneResult::Outcome::kReplied);
+  clock_.AdvanceBy(absl::Seconds(10));
+  LaneResult r = Order(*lane_, "K");
+  EXPECT_EQ(r.outcome, LaneResult::Outcome::kRefused);
+  EXPECT_THAT(r.detail, HasSubstr("expired"));
+  // Renewed with a smaller share: one more in this window, then none.
+  clock_.AdvanceBy(absl::Milliseconds(500));  // clear of the window's edge
+  lane_->SetLeases({{"K", "ORDERS_10S", 1}, {"K", "ORDERS_1D", 1000}}, clock_.Now() + absl::Seconds(10));
+  EXPECT_EQ(Order(*lane_, "K").outcome, LaneResult::Outcome::kReplied);
+  EXPECT_EQ(Order(*lane_, "K").outcome, LaneResult::Outcome::kRefused);
+  // A lease message without the account withdraws it.
+  lane_->SetLeases({}, clock_.Now() + absl::Seconds(10));
+  clock_.AdvanceBy(absl::Seconds(10));
+  EXPECT_THAT(Order(*lane_, "K").detail, HasSubstr("expired"));
+}
+
 }  // namespace
 }  // namespace marketprism::node

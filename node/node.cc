@@ -253,6 +253,8 @@ class Node::Session {
       }
     } else if (msg.has_limits()) {
       apply_limits(msg.limits());
+    } else if (msg.has_leases()) {
+      node_.ApplyLeases(msg.leases());
     } else if (msg.has_drain()) {
       common::Log(common::LogLevel::kInfo, "node",
                   msg.drain().draining() ? "drained by the coordinator" : "back in rotation");
@@ -297,6 +299,14 @@ class Node::Session {
     for (auto& [exchange, lane] : node_.lanes_) r.add_exchanges(exchange);
     r.set_highest_term(node_.fence_.highest().first);
     FillCommon(&r);
+    {
+      // The leases still running, with the allocation they came from, so
+      // a new leader shares out no account twice.
+      absl::MutexLock lock(&node_.mu_);
+      if (node_.clock_.Now() < node_.leases_expire_) {
+        for (const v1::AccountLease& l : node_.leases_.leases()) *r.add_leases() = l;
+      }
+    }
     for (auto& [exchange, lane] : node_.lanes_) {
       for (const UsageEventRecord& ev : lane->RecentRolling()) {
         v1::UsageEvent* u = r.add_recent();
@@ -382,6 +392,7 @@ class Node::Service final : public v1::Node::CallbackService {
     lr.path = req.path();
     for (const auto& q : req.query()) lr.query.emplace_back(q.key(), q.value());
     lr.body = req.body();
+    for (const v1::Header& h : req.headers()) lr.headers.emplace_back(h.name(), h.value());
     LaneResult r = lane->Execute(lr);
     switch (r.outcome) {
       case LaneResult::Outcome::kReplied:
@@ -503,6 +514,20 @@ std::optional<Node::LeaderClaim> Node::GossipLeader() {
   }
   if (best) (void)AdmitTerm(best->term, best->name);
   return best;
+}
+
+void Node::ApplyLeases(const v1::Leases& leases) {
+  // Only the newest leader hands out shares of an account.
+  if (!AdmitTerm(leases.term(), leases.coordinator_id())) return;
+  absl::Time expires = clock_.Now() + absl::Milliseconds(leases.duration_ms());
+  std::map<std::string, std::vector<LeasedPool>> by_exchange;
+  for (const v1::AccountLease& l : leases.leases()) {
+    by_exchange[l.exchange()].push_back({l.account(), l.pool(), l.units()});
+  }
+  for (auto& [exchange, lane] : lanes_) lane->SetLeases(by_exchange[exchange], expires);
+  absl::MutexLock lock(&mu_);
+  leases_ = leases;
+  leases_expire_ = expires;
 }
 
 bool Node::AdmitTerm(int64_t term, const std::string& coordinator) {

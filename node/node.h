@@ -29,6 +29,7 @@
 #include "node/node_options.h"
 #include "node/proxy.h"
 #include "node/term_fence.h"
+#include "marketprism/v1/node.pb.h"
 
 namespace grpc {
 class Server;
@@ -75,6 +76,8 @@ class Node {
   // Admits (term, coordinator) through the fence; publishes a raised fence.
   bool AdmitTerm(int64_t term, const std::string& coordinator);
   void PublishUsage();
+  // Account leases from the leader (fenced by term like any assignment).
+  void ApplyLeases(const marketprism::v1::Leases& leases);
 
   NodeOptions options_;
   common::Clock& clock_;
@@ -95,6 +98,8 @@ class Node {
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool reprobe_ ABSL_GUARDED_BY(mu_) = false;
+  marketprism::v1::Leases leases_ ABSL_GUARDED_BY(mu_);  // the last admitted
+  absl::Time leases_expire_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace marketprism::node

@@ -4,11 +4,11 @@
 
 namespace marketprism::common {
 
-BudgetBook::BudgetBook(const ExchangeRules& rules, absl::Duration uncertainty)
+BudgetBook::BudgetBook(const ExchangeRules& rules, absl::Duration uncertainty, Scope scope)
     : rules_(rules), uncertainty_(uncertainty) {
   ledgers_.resize(rules.pools().size());
   for (size_t i = 0; i < rules.pools().size(); ++i) {
-    if (rules.pools()[i].scope == Scope::kIp) ledgers_[i].emplace(rules.pools()[i], uncertainty);
+    if (rules.pools()[i].scope == scope) ledgers_[i].emplace(rules.pools()[i], uncertainty);
   }
 }
 

@@ -1,7 +1,7 @@
 // File: common/budget/budget_book.h
 //
-// The client-side ledgers of one exchange for one scope key (an egress IP):
-// one PoolLedger per IP-scoped pool of the exchange, charged together. A
+// The client-side ledgers of one exchange for one scope key (an egress IP,
+// or an account): one PoolLedger per pool of that scope, charged together. A
 // request fits only if it fits in every pool it touches. Nodes keep one per
 // exchange for their own IP; the coordinator keeps one per (exchange, IP).
 //
@@ -37,8 +37,9 @@ class BudgetBook {
   };
 
   // Keeps a reference to `rules`, which must outlive the book. Only pools
-  // with scope ip are tracked; charges to other pools are ignored here.
-  BudgetBook(const ExchangeRules& rules, absl::Duration uncertainty);
+  // of `scope` are tracked (ip: an egress IP's book; account: one account's
+  // pools, or a node's lease of them); charges to other pools are ignored.
+  BudgetBook(const ExchangeRules& rules, absl::Duration uncertainty, Scope scope = Scope::kIp);
 
   bool Fits(absl::Time t, const Cost& cost) const;
   // The latest of the pools' earliest fits; InfiniteFuture when in-flight

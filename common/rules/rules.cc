@@ -384,6 +384,7 @@ absl::StatusOr<std::unique_ptr<ExchangeRules>> RulesParser::ParseExchange(
   }
   MP_ASSIGN_OR_RETURN(ex->rest_base_, String(at, "rest_base"));
   MP_ASSIGN_OR_RETURN(ex->ws_base_, String(at, "ws_base", /*required=*/false));
+  MP_ASSIGN_OR_RETURN(ex->account_header_, String(at, "account_header", /*required=*/false));
   MP_ASSIGN_OR_RETURN(ex->server_time_, ParseEndpointRef(at, "server_time"));
   MP_ASSIGN_OR_RETURN(ex->published_limits_, ParseEndpointRef(at, "published_limits"));
 
@@ -438,6 +439,13 @@ absl::StatusOr<std::unique_ptr<ExchangeRules>> RulesParser::ParseExchange(
     MP_ASSIGN_OR_RETURN(At cost, Need(e, "cost"));
     MP_RETURN_IF_ERROR(ParseCostMap(cost, *ex, &ep.costs));
     MP_RETURN_IF_ERROR(Sources(e, &ep.sources));
+    for (const auto& [pool, rule] : ep.costs) {
+      if (ex->pools_[pool].scope == Scope::kAccount && ex->account_header_.empty()) {
+        return Error(At::Join(e.path, "cost"),
+                     absl::StrCat("charges account pool '", ex->pools_[pool].name,
+                                  "' but the exchange names no account_header to tell accounts apart"));
+      }
+    }
     std::string key = absl::StrCat(ep.method, " ", ep.path);
     if (!ex->endpoint_index_.emplace(key, static_cast<int>(ex->endpoints_.size())).second) {
       return Error(e.path, absl::StrCat("duplicate endpoint ", key));
@@ -641,6 +649,22 @@ int ExchangeRules::PoolIndex(absl::string_view name) const {
     if (pools_[i].name == name) return static_cast<int>(i);
   }
   return -1;
+}
+
+std::string AccountOf(const ExchangeRules& rules,
+                      const std::vector<std::pair<std::string, std::string>>& headers) {
+  if (rules.account_header().empty()) return "";
+  for (const auto& [name, value] : headers) {
+    if (absl::EqualsIgnoreCase(name, rules.account_header())) return value;
+  }
+  return "";
+}
+
+bool ExchangeRules::ChargesAccount(const Cost& cost) const {
+  for (const Cost::Charge& c : cost.charges) {
+    if (c.units > 0 && pools_[c.pool].scope == Scope::kAccount) return true;
+  }
+  return false;
 }
 
 absl::Status ExchangeRules::SetCapacity(absl::string_view pool, int64_t capacity) {

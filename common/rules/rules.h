@@ -163,6 +163,11 @@ class ExchangeRules {
   Family family() const { return family_; }
   const std::string& rest_base() const { return rest_base_; }
   const std::string& ws_base() const { return ws_base_; }
+  // The request header that names the account an account-scoped request
+  // spends (Binance: "X-MBX-APIKEY"); empty when no endpoint has one.
+  const std::string& account_header() const { return account_header_; }
+  // Whether `cost` charges any account-scoped pool.
+  bool ChargesAccount(const Cost& cost) const;
   const std::vector<PoolRule>& pools() const { return pools_; }
   const std::vector<EndpointRule>& endpoints() const { return endpoints_; }
   const std::vector<RejectionRule>& rejections() const { return rejections_; }
@@ -207,6 +212,7 @@ class ExchangeRules {
   Family family_ = Family::kBinance;
   std::string rest_base_;
   std::string ws_base_;
+  std::string account_header_;
   std::vector<PoolRule> pools_;
   std::vector<EndpointRule> endpoints_;
   absl::flat_hash_map<std::string, int> endpoint_index_;  // "METHOD path"
@@ -247,6 +253,11 @@ class RulesBook {
   std::map<std::string, std::string> sources_;
   std::vector<std::unique_ptr<ExchangeRules>> exchanges_;
 };
+
+// The account a request with these headers spends: the value of the
+// exchange's account header (names compared case-insensitively), or "".
+std::string AccountOf(const ExchangeRules& rules,
+                      const std::vector<std::pair<std::string, std::string>>& headers);
 
 // Parses a JSON array of symbols as Binance takes it in `symbols=[...]`.
 absl::StatusOr<std::vector<std::string>> ParseSymbolList(absl::string_view value);

@@ -50,6 +50,20 @@ TEST_F(ShippedRulesTest, HasTheFourExchanges) {
 
 // ---- Binance spot ----------------------------------------------------------
 
+TEST_F(ShippedRulesTest, BinanceSpotOrdersChargeTheAccountPoolsNamedByTheApiKey) {
+  const ExchangeRules* ex = book_->Find("binance_spot");
+  EXPECT_EQ(Units("binance_spot", "/api/v3/order", {{"symbol", "BTCUSDT"}}, "ORDERS_10S", "POST"), 1);
+  EXPECT_EQ(Units("binance_spot", "/api/v3/order", {{"symbol", "BTCUSDT"}}, "ORDERS_1D", "POST"), 1);
+  EXPECT_EQ(Units("binance_spot", "/api/v3/order", {{"symbol", "BTCUSDT"}}, "REQUEST_WEIGHT", "POST"), 1);
+  auto order = ex->Price("POST", "/api/v3/order", {});
+  ASSERT_TRUE(order.ok());
+  EXPECT_TRUE(ex->ChargesAccount(*order));
+  EXPECT_FALSE(ex->ChargesAccount(*ex->Price("GET", "/api/v3/ping", {})));
+  EXPECT_EQ(AccountOf(*ex, {{"Content-Type", "x"}, {"x-mbx-apikey", "K1"}}), "K1");
+  EXPECT_EQ(AccountOf(*ex, {{"Content-Type", "x"}}), "");
+  EXPECT_EQ(AccountOf(*book_->Find("okx"), {{"X-MBX-APIKEY", "K1"}}), "") << "OKX names no account header";
+}
+
 TEST_F(ShippedRulesTest, BinanceSpotFixedWeights) {
   const std::map<std::string, int64_t> expected = {
       {"/api/v3/ping", 1},          {"/api/v3/time", 1},     {"/api/v3/exchangeInfo", 20},
@@ -503,6 +517,9 @@ TEST(RulesValidationTest, ErrorsNameFileKeyAndProblem) {
        "exchanges.x.pools[0].src[0]: unknown source id 'B99'"},
       {MinimalRules(kGoodPool, R"([{"method": "GET", "path": "/p", "cost": {"Q": 1}, "src": ["S1"]}])"),
        "exchanges.x.endpoints[0].cost.Q: unknown pool 'Q'"},
+      {MinimalRules(R"([{"name": "O", "scope": "account", "window": "fixed", "seconds": 10, "capacity": 5, "src": ["S1"]}])",
+                    R"([{"method": "POST", "path": "/o", "cost": {"O": 1}, "src": ["S1"]}])"),
+       "exchanges.x.endpoints[0].cost: charges account pool 'O' but the exchange names no account_header"},
       {MinimalRules(kGoodPool, R"([{"method": "GET", "path": "/p", "cost": {"W": "1"}, "src": ["S1"]}])"),
        "exchanges.x.endpoints[0].cost.W: expected an integer or a cost rule object, got string"},
       {MinimalRules(kGoodPool, R"([{"method": "GET", "path": "/p", "cost": {"W": {"param": "limit", "default": 5, "bands": [{"max": 10, "cost": 1}, {"max": 10, "cost": 2}]}}, "src": ["S1"]}])"),

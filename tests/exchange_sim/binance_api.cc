@@ -384,6 +384,16 @@ class Handler {
 
 HttpResponse Serve(ApiContext& ctx) { return Handler(ctx).Serve(); }
 
+HttpResponse TooManyOrders(const common::PoolRule& pool, absl::Duration retry) {
+  std::string per = pool.published_as
+                        ? absl::StrCat(pool.published_as->interval_num, " ", pool.published_as->interval)
+                        : absl::FormatDuration(pool.length);
+  HttpResponse r = Error(429, -1015, absl::StrCat("Too many new orders; current limit is ", pool.capacity,
+                                                  " orders per ", per, "."));
+  r.headers.emplace_back("Retry-After", absl::StrCat(absl::ToInt64Seconds(absl::Ceil(retry, absl::Seconds(1)))));
+  return r;
+}
+
 HttpResponse Error(int status, int code, absl::string_view msg) {
   HttpResponse r;
   r.status = status;

@@ -214,6 +214,17 @@ struct SimServer::Impl {
     c.req.path = uri != nullptr ? uri : "/";
     c.req.query = UrlArgs(wsi);
     c.req.peer_ip = PeerIp(wsi);
+    {
+      static constexpr char kKey[] = "x-mbx-apikey:";
+      int n = lws_hdr_custom_length(wsi, kKey, sizeof(kKey) - 1);
+      if (n > 0) {
+        std::string v(static_cast<size_t>(n) + 1, '\0');
+        if (lws_hdr_custom_copy(wsi, v.data(), n + 1, kKey, sizeof(kKey) - 1) >= 0) {
+          v.resize(static_cast<size_t>(n));
+          c.req.api_key = std::move(v);
+        }
+      }
+    }
     int64_t length = 0;
     std::string cl = Header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
     if (!cl.empty() && absl::SimpleAtoi(cl, &length) && length > 0) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -106,25 +107,60 @@ void Simulator::RecordUse(IpAccount& acct, int pool, absl::Time now) {
   acct.current_used[pool] = used;
 }
 
-std::optional<int> Simulator::Charge(const std::string& exchange, const std::string& ip,
-                                     const common::Cost& cost, absl::Time now,
-                                     absl::Duration* retry_after) {
-  IpAccount& acct = Account(exchange, ip);
+namespace {
+
+// Charges `cost` to those of `pools` that are set (the others belong to
+// another scope), all or nothing: on refusal the refusing pool's index and
+// *retry_after. `spent(pool)` runs for each pool charged.
+std::optional<int> ChargeWindows(std::vector<std::optional<common::ExchangeWindow>>& pools,
+                                 const common::Cost& cost, absl::Time now, absl::Duration* retry_after,
+                                 const std::function<void(int)>& spent) {
   for (const common::Cost::Charge& c : cost.charges) {
-    if (!acct.pools[c.pool]) continue;  // account/connection scope: not per IP
-    absl::Duration wait = acct.pools[c.pool]->RetryAfter(now, c.units);
+    if (!pools[c.pool]) continue;
+    absl::Duration wait = pools[c.pool]->RetryAfter(now, c.units);
     if (wait > absl::ZeroDuration()) {
       *retry_after = wait;
       return c.pool;
     }
   }
   for (const common::Cost::Charge& c : cost.charges) {
-    if (!acct.pools[c.pool]) continue;
-    bool ok = acct.pools[c.pool]->TrySpend(now, c.units);
+    if (!pools[c.pool]) continue;
+    bool ok = pools[c.pool]->TrySpend(now, c.units);
     MP_CHECK(ok);
-    RecordUse(acct, c.pool, now);
+    spent(c.pool);
   }
   return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<int> Simulator::Charge(const std::string& exchange, const std::string& ip,
+                                     const common::Cost& cost, absl::Time now,
+                                     absl::Duration* retry_after) {
+  IpAccount& acct = Account(exchange, ip);
+  return ChargeWindows(acct.pools, cost, now, retry_after, [&](int pool) { RecordUse(acct, pool, now); });
+}
+
+UserAccount& Simulator::User(const std::string& exchange, const std::string& api_key) {
+  UserAccount& u = users_[exchange][api_key];
+  if (u.pools.empty()) {
+    const common::ExchangeRules& rules = *rules_.Find(exchange);
+    u.pools.resize(rules.pools().size());
+    u.peak.assign(rules.pools().size(), 0);
+    for (size_t i = 0; i < rules.pools().size(); ++i) {
+      if (rules.pools()[i].scope == common::Scope::kAccount) u.pools[i].emplace(rules.pools()[i]);
+    }
+  }
+  return u;
+}
+
+std::optional<int> Simulator::ChargeUser(const std::string& exchange, const std::string& api_key,
+                                         const common::Cost& cost, absl::Time now,
+                                         absl::Duration* retry_after) {
+  UserAccount& u = User(exchange, api_key);
+  return ChargeWindows(u.pools, cost, now, retry_after, [&](int pool) {
+    u.peak[pool] = std::max(u.peak[pool], u.pools[pool]->Used(now));
+  });
 }
 
 absl::Status Simulator::SetLimit(absl::string_view spec) {
@@ -134,6 +170,14 @@ absl::Status Simulator::SetLimit(absl::string_view spec) {
     for (auto& [ip, acct] : by_ip) {
       for (size_t i = 0; i < acct.pools.size(); ++i) {
         if (acct.pools[i]) acct.pools[i]->set_capacity(rules->pools()[i].capacity);
+      }
+    }
+  }
+  for (auto& [exchange, users] : users_) {
+    const common::ExchangeRules* rules = rules_.Find(exchange);
+    for (auto& [key, u] : users) {
+      for (size_t i = 0; i < u.pools.size(); ++i) {
+        if (u.pools[i]) u.pools[i]->set_capacity(rules->pools()[i].capacity);
       }
     }
   }
@@ -304,6 +348,43 @@ HttpResponse Simulator::HandleExchange(const std::string& exchange, const HttpRe
         return deribit::RateLimited(ctx, *call);
     }
   }
+  // Account pools (orders): counted per API key, whichever IP sends.
+  if (rules.ChargesAccount(*cost) && !bad_input) {
+    if (req.api_key.empty()) {
+      ++acct.errors;
+      return with_usage(binance::Error(401, -2014, "API-key format invalid."));
+    }
+    if (Param(req, "signature") == nullptr) {
+      ++acct.errors;
+      return with_usage(binance::Error(
+          400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed."));
+    }
+    std::optional<int> full = ChargeUser(exchange, req.api_key, *cost, now, &retry_after);
+    UserAccount& user = User(exchange, req.api_key);
+    if (full) {
+      ++user.rejections;
+      ++acct.rejections["-1015"];
+      return with_usage(binance::TooManyOrders(rules.pools()[*full], retry_after));
+    }
+    ++user.orders;
+    ++acct.accepted;
+    HttpResponse r = with_usage(HttpResponse{});
+    const std::string* symbol = Param(req, "symbol");
+    r.body = Json{{"symbol", symbol != nullptr ? *symbol : ""},
+                  {"orderId", next_order_id_++},
+                  {"orderListId", -1},
+                  {"transactTime", ctx.now_ms},
+                  {"status", "NEW"}}
+                 .dump();
+    for (size_t i = 0; i < rules.pools().size(); ++i) {
+      const common::PoolRule& pool = rules.pools()[i];
+      if (!user.pools[i] || !pool.published_as) continue;
+      std::string letter = pool.published_as->interval.substr(0, 1);
+      r.headers.emplace_back(absl::StrCat("X-MBX-ORDER-COUNT-", pool.published_as->interval_num, letter),
+                             absl::StrCat(user.pools[i]->Used(now)));
+    }
+    return r;
+  }
   ++acct.accepted;
 
   if (bad_input) {
@@ -415,7 +496,10 @@ HttpResponse Simulator::HandleAdmin(const HttpRequest& req) {
   return AdminError(404, absl::StrCat("no admin endpoint ", req.path));
 }
 
-void Simulator::ResetStats() { accounts_.clear(); }
+void Simulator::ResetStats() {
+  accounts_.clear();
+  users_.clear();
+}
 
 std::string Simulator::StatsJson() {
   absl::Time now = ServerNow();
@@ -470,6 +554,21 @@ std::string Simulator::StatsJson() {
       ips[ip] = std::move(entry);
     }
     exchanges[exchange] = {{"totals", std::move(totals)}, {"ips", std::move(ips)}};
+  }
+  for (auto& [exchange, users] : users_) {
+    const common::ExchangeRules& rules = *rules_.Find(exchange);
+    Json accounts = Json::object();
+    for (auto& [key, u] : users) {
+      Json pools = Json::object();
+      for (size_t i = 0; i < u.pools.size(); ++i) {
+        if (!u.pools[i]) continue;
+        pools[rules.pools()[i].name] = {{"used", u.pools[i]->Used(now)},
+                                        {"capacity", u.pools[i]->capacity()},
+                                        {"peak", u.peak[i]}};
+      }
+      accounts[key] = {{"orders", u.orders}, {"rejections", u.rejections}, {"pools", std::move(pools)}};
+    }
+    exchanges[exchange]["accounts"] = std::move(accounts);
   }
   out["exchanges"] = std::move(exchanges);
   return out.dump(-1, ' ', false, kDumpReplacingBadUtf8);

@@ -74,6 +74,7 @@ struct HttpRequest {
   common::QueryParams query;
   std::string body;
   std::string peer_ip;
+  std::string api_key;  // Binance's X-MBX-APIKEY header ("" when absent)
 };
 
 struct HttpResponse {
@@ -117,6 +118,15 @@ struct IpAccount {
   int64_t ws_refused = 0;
 };
 
+// One exchange's accounting for one account (API key): its account-scoped
+// pools (Binance's ORDERS), shared by every IP the key is used from.
+struct UserAccount {
+  std::vector<std::optional<common::ExchangeWindow>> pools;  // account-scoped pools only
+  std::vector<int64_t> peak;
+  int64_t orders = 0;
+  int64_t rejections = 0;  // -1015 TOO_MANY_ORDERS
+};
+
 class Simulator;
 
 // What a REST handler needs, bundled.
@@ -147,6 +157,10 @@ class Simulator {
   std::optional<int> Charge(const std::string& exchange, const std::string& ip,
                             const common::Cost& cost, absl::Time now, absl::Duration* retry_after);
   IpAccount& Account(const std::string& exchange, const std::string& ip);
+  UserAccount& User(const std::string& exchange, const std::string& api_key);
+  // Charges the account-scoped part of `cost`; on refusal as Charge().
+  std::optional<int> ChargeUser(const std::string& exchange, const std::string& api_key,
+                                const common::Cost& cost, absl::Time now, absl::Duration* retry_after);
 
   // Admission of a WebSocket connection attempt from `ip` to `exchange`.
   // Returns false (and counts a refusal) when a connection limit says no.
@@ -186,6 +200,9 @@ class Simulator {
   std::mt19937_64 rng_;
   // exchange -> ip -> account
   std::map<std::string, absl::flat_hash_map<std::string, IpAccount>> accounts_;
+  // exchange -> API key -> account
+  std::map<std::string, std::map<std::string, UserAccount>> users_;
+  int64_t next_order_id_ = 1;
   int ws_drop_generation_ = 0;
 };
 
@@ -194,6 +211,8 @@ class Simulator {
 namespace binance {
 HttpResponse Serve(ApiContext& ctx);
 HttpResponse RateLimited(ApiContext& ctx, const common::PoolRule& pool, absl::Duration retry);
+// TOO_MANY_ORDERS (-1015): an account's ORDERS pool is full.
+HttpResponse TooManyOrders(const common::PoolRule& pool, absl::Duration retry);
 HttpResponse Banned(ApiContext& ctx, absl::Time until);
 HttpResponse Error(int status, int code, absl::string_view msg);
 HttpResponse Maintenance();

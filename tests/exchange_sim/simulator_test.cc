@@ -55,6 +55,40 @@ class SimulatorTest : public ::testing::Test {
 
 // ---- Binance ---------------------------------------------------------------
 
+TEST_F(SimulatorTest, BinanceOrdersAreCountedPerApiKeyAcrossIps) {
+  Make(SimOptions{});
+  auto order = [&](const std::string& ip, const std::string& key, bool signed_ = true) {
+    HttpRequest r;
+    r.method = "POST";
+    r.path = "/api/v3/order";
+    r.query = {{"symbol", "BTCUSDT"}, {"side", "BUY"}, {"type", "LIMIT"}};
+    if (signed_) r.query.emplace_back("signature", "abc");
+    r.peer_ip = ip;
+    r.api_key = key;
+    return sim_->Handle(r);
+  };
+  EXPECT_EQ(order("10.0.0.1", "").status, 401);
+  EXPECT_THAT(order("10.0.0.1", "K1", false).body, HasSubstr("signature"));
+  // 50 per 10 s for the key, whichever of two IPs sends them.
+  for (int i = 0; i < 50; ++i) {
+    HttpResponse r = order(i % 2 ? "10.0.0.1" : "10.0.0.2", "K1");
+    ASSERT_EQ(r.status, 200) << i << " " << r.body;
+    EXPECT_EQ(HeaderOf(r, "X-MBX-ORDER-COUNT-10S"), absl::StrCat(i + 1));
+  }
+  HttpResponse full = order("10.0.0.3", "K1");
+  EXPECT_EQ(full.status, 429);
+  EXPECT_THAT(full.body, HasSubstr("-1015"));
+  EXPECT_FALSE(HeaderOf(full, "Retry-After").empty());
+  EXPECT_EQ(order("10.0.0.3", "K2").status, 200) << "another account is not affected";
+  Json stats = Json::parse(sim_->StatsJson());
+  EXPECT_EQ(stats["exchanges"]["binance_spot"]["accounts"]["K1"]["orders"], 50);
+  EXPECT_EQ(stats["exchanges"]["binance_spot"]["accounts"]["K1"]["rejections"], 1);
+  EXPECT_EQ(stats["exchanges"]["binance_spot"]["totals"]["rejections"]["-1015"], 1);
+  // The next 10-second window takes orders again.
+  clock_.AdvanceBy(absl::Seconds(10));
+  EXPECT_EQ(order("10.0.0.3", "K1").status, 200);
+}
+
 TEST_F(SimulatorTest, BinanceFirstRejectionIsExactlyAtTheBudget) {
   Make(SimOptions{.limit_overrides = {"binance_spot.REQUEST_WEIGHT=100"}});
   for (int i = 1; i <= 20; ++i) {
