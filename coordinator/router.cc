@@ -116,6 +116,7 @@ DispatchOutcome ToOutcome(const absl::Status& status, const v1::DispatchResponse
     o.node_replied = absl::FromUnixMicros(r.node_replied_unix_us());
   }
   o.detail = r.detail();
+  o.account_refused = r.account_refused();
   return o;
 }
 

@@ -360,6 +360,10 @@ std::optional<Placement> Scheduler::TryPlace(Pending& p, absl::Time now) {
     if (!p.account.empty()) {
       common::BudgetBook* lease = AccountBook(p.exchange, p.account, n.id);
       if (lease == nullptr || !lease->Fits(t, p.cost)) continue;
+      if (auto held = account_held_.find({p.exchange, p.account, n.id});
+          held != account_held_.end() && now < held->second) {
+        continue;
+      }
       h = std::min(h, lease->Headroom(t, p.cost));
     }
     if (h > best_headroom) {
@@ -399,6 +403,9 @@ absl::Time Scheduler::EarliestStart(const Pending& p, absl::Time now) {
     absl::Duration offset = ExchangeOffset(n, p.exchange);
     absl::Time fit = Book(p.exchange, n.ip).EarliestFit(start + offset, p.cost);
     if (!p.account.empty()) {
+      if (auto held = account_held_.find({p.exchange, p.account, n.id}); held != account_held_.end()) {
+        start = std::max(start, held->second);
+      }
       common::BudgetBook* lease = AccountBook(p.exchange, p.account, n.id);
       fit = lease == nullptr ? absl::InfiniteFuture() : std::max(fit, lease->EarliestFit(start + offset, p.cost));
     }
@@ -620,7 +627,12 @@ Scheduler::ReportResult Scheduler::Report(const Placement& pl, const DispatchOut
       }
       case DispatchOutcome::Kind::kRefused:
         book.Cancel(pl.ticket);
-        park(now + std::max(outcome.retry_after, options_.refused_backoff), "refused");
+        if (outcome.account_refused && !pl.account.empty()) {
+          account_held_[{pl.exchange, pl.account, pl.node_id}] =
+              now + std::max(outcome.retry_after, options_.refused_backoff);
+        } else {
+          park(now + std::max(outcome.retry_after, options_.refused_backoff), "refused");
+        }
         Requeue(std::move(p), now, ready);
         break;
       case DispatchOutcome::Kind::kParked:
@@ -710,7 +722,11 @@ void Scheduler::PollLocked(absl::Time now, Ready& ready) {
       it = queue_.erase(it);
       continue;
     }
-    std::string sig = p.excluded.empty() && !p.limits_probe ? Signature(p.exchange, p.cost) : "";
+    // Requests alike (same exchange, cost and account) fit alike: once one
+    // does not, the others are not tried in this pass.
+    std::string sig = p.excluded.empty() && !p.limits_probe
+                          ? absl::StrCat(Signature(p.exchange, p.cost), "|", p.account)
+                          : "";
     if (sig.empty() || !failed.count(sig)) {
       std::optional<Placement> placed = TryPlace(p, now);
       if (placed) {

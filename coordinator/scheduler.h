@@ -115,6 +115,9 @@ struct DispatchOutcome {
   std::optional<absl::Time> node_received;
   std::optional<absl::Time> node_replied;
   std::string detail;
+  // kRefused by the node's lease of the request's account: the node stays
+  // in rotation; only that account waits there for retry_after.
+  bool account_refused = false;
 };
 
 struct NodeClock {
@@ -325,6 +328,8 @@ class Scheduler {
       ABSL_GUARDED_BY(mu_);
   std::map<std::tuple<std::string, std::string, std::string>, std::unique_ptr<common::BudgetBook>>
       account_books_ ABSL_GUARDED_BY(mu_);  // (exchange, account, node) -> its lease
+  // (exchange, account, node) -> no placements for the account there until then.
+  std::map<std::tuple<std::string, std::string, std::string>, absl::Time> account_held_ ABSL_GUARDED_BY(mu_);
   std::map<Key, Pending> queue_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> awaiting_limits_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Pending> in_flight_ ABSL_GUARDED_BY(mu_);  // placed, awaiting Report

@@ -86,6 +86,102 @@ class SchedulerTest : public ::testing::Test {
   std::vector<absl::Status> errors_;
 };
 
+// ---- account leases ----
+
+TEST_F(SchedulerTest, AccountRequestsGoOnlyWhereALeaseOfTheAccountHasRoom) {
+  Make();
+  AddNode("n1", "10.0.0.1");
+  AddNode("n2", "10.0.0.2");
+  auto order = [&](const std::string& account) {
+    ExecuteSpec spec;
+    spec.exchange = "binance_spot";
+    spec.method = "POST";
+    spec.path = "/api/v3/order";
+    spec.account = account;
+    spec.deadline = clock_.Now() + absl::Seconds(30);
+    return sched_->Submit(std::move(spec), [this](absl::StatusOr<Placement> r) {
+      if (r.ok()) {
+        placed_.push_back(*r);
+        placed_priority_.push_back(0);
+      } else {
+        errors_.push_back(r.status());
+      }
+    });
+  };
+  EXPECT_THAT(order(""), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("X-MBX-APIKEY")));
+  // No lease anywhere yet: it waits (rather than failing at once).
+  ASSERT_TRUE(order("K").ok());
+  EXPECT_TRUE(placed_.empty());
+  EXPECT_TRUE(errors_.empty());
+  const common::ExchangeRules& rules = *sched_->rules().Find("binance_spot");
+  int s10 = rules.PoolIndex("ORDERS_10S"), d1 = rules.PoolIndex("ORDERS_1D");
+  sched_->SetLeaseShares({{{"binance_spot", "K", "n2"}, {{s10, 2}, {d1, 100}}}});
+  ASSERT_EQ(placed_.size(), 1u);
+  EXPECT_EQ(placed_[0].node_id, "n2");
+  EXPECT_EQ(placed_[0].account, "K");
+  ASSERT_TRUE(order("K").ok());
+  ASSERT_TRUE(order("K").ok());
+  EXPECT_EQ(placed_.size(), 2u) << "n2's share is 2 per window; n1 has none";
+  // Another account has no lease; public requests need none.
+  ASSERT_TRUE(order("OTHER").ok());
+  EXPECT_EQ(placed_.size(), 2u);
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  EXPECT_EQ(placed_.size(), 3u);
+  // A share for n1 lets the waiting order go there.
+  sched_->SetLeaseShares({{{"binance_spot", "K", "n2"}, {{s10, 2}, {d1, 100}}},
+                          {{"binance_spot", "K", "n1"}, {{s10, 1}, {d1, 100}}}});
+  ASSERT_EQ(placed_.size(), 4u);
+  EXPECT_EQ(placed_.back().node_id, "n1");
+  // A refused dispatch gives the lease's units back; a reply keeps them.
+  Placement first = placed_.front();
+  DispatchOutcome refused;
+  refused.kind = DispatchOutcome::Kind::kRefused;
+  refused.retry_after = absl::Milliseconds(1);
+  placed_.pop_front();
+  placed_priority_.pop_front();
+  EXPECT_EQ(sched_->Report(first, refused), Scheduler::ReportResult::kRequeued);
+  ReplyAll();
+  EXPECT_TRUE(placed_.empty()) << "n2 is skipped for a moment after refusing";
+  clock_.AdvanceBy(absl::Milliseconds(250));
+  sched_->Poll();
+  ASSERT_EQ(placed_.size(), 1u) << "the refund left room in n2's lease";
+  EXPECT_EQ(placed_[0].node_id, "n2");
+  ReplyAll();
+  // A node refusing for want of lease stays in rotation for everything else.
+  clock_.AdvanceBy(absl::Seconds(10));  // the next window
+  ASSERT_TRUE(order("K").ok());
+  ASSERT_EQ(placed_.size(), 1u) << "not held up behind OTHER's order, which has no lease";
+  Placement held = placed_.front();
+  placed_.pop_front();
+  placed_priority_.pop_front();
+  DispatchOutcome no_lease;
+  no_lease.kind = DispatchOutcome::Kind::kRefused;
+  no_lease.account_refused = true;
+  no_lease.retry_after = absl::Seconds(2);
+  EXPECT_EQ(sched_->Report(held, no_lease), Scheduler::ReportResult::kRequeued);
+  ASSERT_EQ(placed_.size(), 1u);
+  EXPECT_NE(placed_.front().node_id, held.node_id) << "the other node's lease takes it";
+  ReplyAll();
+  // The refusing node's IP is not parked: a ping can go there.
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  EXPECT_GE(CountByIp({placed_.begin(), placed_.end()})[held.egress_ip], 1);
+  ReplyAll();
+  // But the account waits there for the node's retry-after.
+  ASSERT_TRUE(order("K").ok());
+  EXPECT_TRUE(placed_.empty());
+  clock_.AdvanceBy(absl::Seconds(2));
+  sched_->Poll();
+  ASSERT_EQ(placed_.size(), 1u);
+  EXPECT_EQ(placed_.front().node_id, held.node_id);
+  ReplyAll();
+  // Shares withdrawn: nothing more is placed for the account.
+  sched_->SetLeaseShares({});
+  clock_.AdvanceBy(absl::Seconds(10));
+  ASSERT_TRUE(order("K").ok());
+  sched_->Poll();
+  EXPECT_TRUE(placed_.empty());
+}
+
 TEST_F(SchedulerTest, BadRequestsNameTheField) {
   Make();
   AddNode("n1", "10.0.0.1");

@@ -227,6 +227,14 @@ std::optional<ExchangeLane::Admission> ExchangeLane::Admit(const LaneRequest& re
       return std::nullopt;
     }
     auto it = leases_.find(a.account);
+    r->account_refusal = true;
+    if (it != leases_.end() && now < it->second.blocked_until) {
+      r->outcome = LaneResult::Outcome::kRefused;
+      r->retry_after = it->second.blocked_until - now;
+      r->detail = absl::StrCat(rules_.name(), " said account ", ShortAccount(a.account),
+                               " has too many orders; held until it frees");
+      return std::nullopt;
+    }
     if (it == leases_.end() || now >= it->second.expires) {
       r->outcome = LaneResult::Outcome::kRefused;
       r->retry_after = absl::Seconds(1);
@@ -246,6 +254,7 @@ std::optional<ExchangeLane::Admission> ExchangeLane::Admit(const LaneRequest& re
       return std::nullopt;
     }
     a.account_ticket = it->second.book->Charge(t, r->cost);
+    r->account_refusal = false;
   }
   // MP_TRACE_LEDGER=1 logs every admission with the pools' use (diagnostics).
   static const bool trace = std::getenv("MP_TRACE_LEDGER") != nullptr;
@@ -350,10 +359,30 @@ void ExchangeLane::Settle(Admission& a, absl::StatusOr<common::HttpReply> reply,
       case common::RejectionKind::kBusy:
         wait = options_.busy_park;
         break;
+      case common::RejectionKind::kAccountLimited:
+        break;
     }
-    Park p{std::string(common::RejectionKindName(rejection->kind)), now + wait, r->reply.status};
-    if (!park_ || p.until > park_->until) park_ = p;
-    r->park = p;
+    if (rejection->kind == common::RejectionKind::kAccountLimited) {
+      // The account's orders are full, not this IP: hold the account here
+      // (its lease) until the exchange says, and leave the IP in rotation.
+      const std::string* header = rejection->retry_after_header.empty()
+                                      ? nullptr
+                                      : r->reply.Header(rejection->retry_after_header);
+      int64_t seconds = 1;
+      if (header != nullptr) (void)absl::SimpleAtoi(*header, &seconds);
+      if (account != nullptr) {
+        absl::Time& until = leases_[a.account].blocked_until;
+        until = std::max(until, now + absl::Seconds(std::max<int64_t>(1, seconds)));
+      }
+      common::Log(common::LogLevel::kWarning, "lane",
+                  absl::StrCat(rules_.name(), " says account ", ShortAccount(a.account),
+                               " has too many orders (orders sent outside this cluster?); holding it ",
+                               seconds, " s"));
+    } else {
+      Park p{std::string(common::RejectionKindName(rejection->kind)), now + wait, r->reply.status};
+      if (!park_ || p.until > park_->until) park_ = p;
+      r->park = p;
+    }
   }
   if (own) events_.push_back({r->cost, r->sent_ex, r->replied_ex, r->observed});
   if (longest_rolling_ > absl::ZeroDuration()) {

@@ -83,6 +83,7 @@ struct LaneResult {
   absl::Duration retry_after;                               // kRefused / kParked
   std::string detail;
   std::vector<common::BudgetBook::PoolView> usage;          // kRefused
+  bool account_refusal = false;  // kRefused by the account's lease, not the IP's budget
 };
 
 struct ClockView {
@@ -178,6 +179,7 @@ class ExchangeLane {
   struct Lease {
     std::unique_ptr<common::BudgetBook> book;  // capacities: the leased units
     absl::Time expires = absl::InfinitePast();
+    absl::Time blocked_until = absl::InfinitePast();  // the exchange said the account is full
   };
   std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);  // by account
 };

@@ -290,5 +290,25 @@ TEST_F(LaneTest, AnUnrenewedLeaseExpiresAndAWithdrawnOneStopsAtOnce) {
   EXPECT_THAT(Order(*lane_, "K").detail, HasSubstr("expired"));
 }
 
+TEST_F(LaneTest, TooManyOrdersHoldsTheAccountButNotTheIp) {
+  Make("binance_spot");
+  Probe(absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}"));
+  lane_->SetLeases({{"K", "ORDERS_10S", 10}, {"K", "ORDERS_1D", 1000}}, clock_.Now() + absl::Seconds(60));
+  // Orders sent with the same key outside the cluster filled the account.
+  http_->Then(FakeHttpClient::Reply(429, R"({"code":-1015,"msg":"Too many new orders."})", {{"Retry-After", "7"}}));
+  LaneResult r = Order(*lane_, "K");
+  EXPECT_EQ(r.outcome, LaneResult::Outcome::kReplied);
+  EXPECT_EQ(r.reply.status, 429);
+  EXPECT_FALSE(r.park.has_value()) << "the IP is not limited";
+  EXPECT_FALSE(lane_->ActivePark().has_value());
+  r = Order(*lane_, "K");
+  EXPECT_EQ(r.outcome, LaneResult::Outcome::kRefused);
+  EXPECT_TRUE(r.account_refusal);
+  EXPECT_EQ(r.retry_after, absl::Seconds(7));
+  EXPECT_EQ(Run("/api/v3/ping").outcome, LaneResult::Outcome::kReplied);
+  clock_.AdvanceBy(absl::Seconds(7));
+  EXPECT_EQ(Order(*lane_, "K").outcome, LaneResult::Outcome::kReplied);
+}
+
 }  // namespace
 }  // namespace marketprism::node

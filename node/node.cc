@@ -400,6 +400,7 @@ class Node::Service final : public v1::Node::CallbackService {
         break;
       case LaneResult::Outcome::kRefused:
         resp->set_outcome(v1::DispatchResponse::REFUSED);
+        resp->set_account_refused(r.account_refusal);
         break;
       case LaneResult::Outcome::kParked:
         resp->set_outcome(v1::DispatchResponse::PARKED);

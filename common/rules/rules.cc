@@ -68,6 +68,8 @@ absl::string_view RejectionKindName(RejectionKind kind) {
       return "waf";
     case RejectionKind::kBusy:
       return "busy";
+    case RejectionKind::kAccountLimited:
+      return "account_limited";
   }
   return "?";
 }
@@ -468,9 +470,11 @@ absl::StatusOr<std::unique_ptr<ExchangeRules>> RulesParser::ParseExchange(
         rule.kind = RejectionKind::kWaf;
       } else if (kind == "busy") {
         rule.kind = RejectionKind::kBusy;
+      } else if (kind == "account_limited") {
+        rule.kind = RejectionKind::kAccountLimited;
       } else {
         return Error(At::Join(r.path, "kind"),
-                     absl::StrCat("must be rate_limited, banned, waf or busy, got \"", kind, "\""));
+                     absl::StrCat("must be rate_limited, banned, waf, busy or account_limited, got \"", kind, "\""));
       }
       MP_ASSIGN_OR_RETURN(int64_t status, IntKey(r, "http_status", 100, 0));
       rule.http_status = static_cast<int>(status);

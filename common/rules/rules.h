@@ -111,7 +111,8 @@ struct EndpointRule {
   std::vector<std::string> sources;
 };
 
-enum class RejectionKind { kRateLimited, kBanned, kWaf, kBusy };
+// kAccountLimited: an account pool (orders) is full; the IP is not limited.
+enum class RejectionKind { kRateLimited, kBanned, kWaf, kBusy, kAccountLimited };
 absl::string_view RejectionKindName(RejectionKind kind);
 
 // A reply shape that means the exchange refused for load reasons.
