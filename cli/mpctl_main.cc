@@ -5,6 +5,7 @@
 //     (nodes: with gossip, every member with its gossip state, incarnation
 //     and when it was last heard; any coordinator answers)
 //   mpctl exec EXCHANGE METHOD PATH [key=value ...] [--priority N] [--body JSON]
+//             [--header NAME:VALUE ...]
 //
 // Tables by default; --json prints the reply as JSON for scripts.
 #include <grpcpp/grpcpp.h>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -92,6 +94,8 @@ int main(int argc, char** argv) {
   f.Duration("timeout", &timeout, "deadline of the call");
   f.Int("priority", &priority, "exec: higher goes first");
   f.String("body", &body, "exec: request body (Deribit JSON-RPC over POST)");
+  std::vector<std::string> headers;
+  f.List("header", &headers, "exec: NAME:VALUE sent to the exchange (repeatable), e.g. X-MBX-APIKEY:<key> for orders");
   f.Bool("undrain", &undrain, "drain: put the node back in rotation");
   auto args = f.ParseWithSources({argv + 1, argv + argc}, "MP_");
   if (f.help_requested()) {
@@ -125,9 +129,12 @@ int main(int argc, char** argv) {
       }
       bool any = false;
       for (const v1::PoolUsage& p : n.pools()) {
-        if (p.used() == 0 && p.reserved() == 0) continue;
+        // A node's lease of an account pool shows while it holds a share.
+        bool lease = absl::StartsWith(p.scope_key(), "account:");
+        if (p.used() == 0 && p.reserved() == 0 && !(lease && p.capacity() > 0)) continue;
         any = true;
-        t.Add({n.node_id(), n.egress_ip(), n.state(), p.exchange(), p.pool(), absl::StrCat(p.used()),
+        std::string pool = lease ? absl::StrCat(p.pool(), " (lease, ", p.scope_key(), ")") : p.pool();
+        t.Add({n.node_id(), n.egress_ip(), n.state(), p.exchange(), pool, absl::StrCat(p.used()),
                absl::StrCat(p.reserved()), absl::StrCat(p.capacity()),
                absl::StrFormat("%.0f%%", 100.0 * p.used() / std::max<int64_t>(1, p.capacity())),
                absl::StrJoin(bans, "; ")});
@@ -211,6 +218,16 @@ int main(int argc, char** argv) {
     req.set_path((*args)[3]);
     req.set_priority(static_cast<int32_t>(priority));
     req.set_body(body);
+    for (const std::string& h : headers) {
+      size_t colon = h.find(':');
+      if (colon == std::string::npos || colon == 0) {
+        std::fprintf(stderr, "mpctl: error: --header \"%s\" must be NAME:VALUE\n", h.c_str());
+        return 2;
+      }
+      v1::Header* out = req.add_headers();
+      out->set_name(h.substr(0, colon));
+      out->set_value(std::string(absl::StripLeadingAsciiWhitespace(h.substr(colon + 1))));
+    }
     for (size_t i = 4; i < args->size(); ++i) {
       const std::string& kv = (*args)[i];
       size_t eq = kv.find('=');

@@ -269,6 +269,21 @@ class Coordinator::ClientService final : public v1::Coordinator::CallbackService
           if (p.window_start != absl::InfinitePast()) u->set_window_start_ms(absl::ToUnixMillis(p.window_start));
         }
       }
+      for (const NodeSnapshot::Lease& lease : n.leases) {
+        for (const auto& p : lease.pools) {
+          v1::PoolUsage* u = ns->add_pools();
+          u->set_exchange(lease.exchange);
+          u->set_pool(p.name);
+          // An API key is not a secret, but need not be shown whole.
+          u->set_scope_key(absl::StrCat("account:", lease.account.substr(0, 8),
+                                        lease.account.size() > 8 ? "..." : ""));
+          u->set_window(std::string(common::WindowKindName(p.window)));
+          u->set_used(p.used);
+          u->set_reserved(p.reserved);
+          u->set_capacity(p.capacity);
+          if (p.window_start != absl::InfinitePast()) u->set_window_start_ms(absl::ToUnixMillis(p.window_start));
+        }
+      }
       for (const LaneStatus& l : n.lanes) {
         if (l.parked_until <= now) continue;
         v1::Ban* b = ns->add_bans();
@@ -1120,6 +1135,7 @@ void Coordinator::OnSessionEnd(const std::shared_ptr<NodeConn>& conn) {
 
 void Coordinator::LeaseTick() {
   absl::MutexLock lease_lock(&leases_mu_);
+  if (leases_->empty()) return;
   Leadership l;
   std::map<std::string, std::shared_ptr<NodeConn>> sessions;
   {

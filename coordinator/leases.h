@@ -95,8 +95,8 @@ class AccountLeases {
   std::map<std::pair<std::string, LeaseKey>, int64_t> Shares() const;
   // Units of the pool not held by anyone now and not waiting to be freed.
   int64_t Available(const LeaseKey& key, absl::Time now) const;
-  // When the leader next needs to run Tick.
-  absl::Time NextTick() const { return next_renewal_; }
+  // No account has been seen: Tick has nothing to do.
+  bool empty() const { return pools_.empty(); }
 
   const LeaseOptions& options() const { return options_; }
 

@@ -800,6 +800,11 @@ SchedulerSnapshot Scheduler::Snapshot() {
       if (ClockKnown(n, e)) ns.ready.push_back(e);
       ns.pools.emplace_back(e, Book(e, n.ip).Snapshot(now + ExchangeOffset(n, e)));
     }
+    for (const auto& [key, book] : account_books_) {
+      const auto& [exchange, account, node] = key;
+      if (node != n.id) continue;
+      ns.leases.push_back({exchange, account, book->Snapshot(now + ExchangeOffset(n, exchange))});
+    }
     s.nodes.push_back(std::move(ns));
   }
   return s;

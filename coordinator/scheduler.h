@@ -148,6 +148,12 @@ struct NodeSnapshot {
   std::vector<LaneStatus> lanes;
   std::vector<std::string> ready;  // exchanges it can take work for (clock known)
   std::vector<std::pair<std::string, std::vector<common::BudgetBook::PoolView>>> pools;
+  // Its leases of account pools: capacities are its shares.
+  struct Lease {
+    std::string exchange, account;
+    std::vector<common::BudgetBook::PoolView> pools;
+  };
+  std::vector<Lease> leases;
 };
 
 struct SchedulerSnapshot {

@@ -243,6 +243,21 @@ TEST(FailoverTest, AccountOrdersStayWithinTheAccountsLimitAcrossIpsAndAFailover)
   EXPECT_GE(late, 40) << "the new leader shares the account out";
   EXPECT_LE(static_cast<int64_t>(load.completions.size()), 50 * 4) << "at most 50 per 10-second window";
   EXPECT_EQ(load.http[200], static_cast<int64_t>(load.completions.size()));
+  // The new leader's status shows each node's share: together the pool's capacity.
+  grpc::ClientContext ctx;
+  v1::GetStatusResponse status;
+  ASSERT_TRUE((*c)->Stub(1)->GetStatus(&ctx, {}, &status).ok());
+  int64_t shares = 0;
+  int holders = 0;
+  for (const auto& n : status.nodes()) {
+    for (const auto& p : n.pools()) {
+      if (p.scope_key() != "account:test-acc..." || p.pool() != "ORDERS_10S") continue;
+      shares += p.capacity();
+      holders += p.capacity() > 0 ? 1 : 0;
+    }
+  }
+  EXPECT_EQ(holders, 3);
+  EXPECT_EQ(shares, 50);
 }
 
 }  // namespace
