@@ -1051,7 +1051,8 @@ void Coordinator::OnRegister(const std::shared_ptr<NodeConn>& conn, const v1::Re
   for (const v1::Ban& b : r.bans()) {
     scheduler_->Park(r.node_id(), b.exchange(), absl::FromUnixMillis(b.until_ms()), b.kind());
   }
-  if (!r.leases().empty()) {
+  {
+    // The leases it still holds (none: a new process, or they lapsed).
     std::vector<LeaseGrant> held;
     for (const v1::AccountLease& l : r.leases()) {
       const common::ExchangeRules* rules = scheduler_->rules().Find(l.exchange());
@@ -1061,10 +1062,13 @@ void Coordinator::OnRegister(const std::shared_ptr<NodeConn>& conn, const v1::Re
       g.units = l.units();
       g.version = l.version();
       for (const v1::LeaseHolder& h : l.holders()) g.holders.emplace_back(h.node_id(), h.units());
+      for (const v1::LeaseFreeing& f : l.freeing()) {
+        g.freeing.push_back({f.id(), f.units(), absl::Milliseconds(f.ms_left())});
+      }
       held.push_back(std::move(g));
     }
     absl::MutexLock lock(&leases_mu_);
-    leases_->Adopt(clock_.Now(), held);
+    leases_->Registered(clock_.Now(), r.node_id(), held);
   }
   std::shared_ptr<NodeConn> old;
   {
@@ -1145,12 +1149,21 @@ void Coordinator::LeaseTick() {
   }
   if (gossip_ && !l.leading) return;
   std::map<std::string, std::set<std::string>> in_view;
-  for (const NodeSnapshot& n : scheduler_->Snapshot().nodes) {
+  SchedulerSnapshot snapshot = scheduler_->Snapshot();
+  for (const NodeSnapshot& n : snapshot.nodes) {
     if (n.state == "disconnected" || !sessions.contains(n.node_id)) continue;
     for (const std::string& e : n.ready) in_view[e].insert(n.node_id);
   }
+  AccountLeases::Usage used;
+  for (const NodeSnapshot& n : snapshot.nodes) {
+    for (const NodeSnapshot::Lease& lease : n.leases) {
+      for (const common::BudgetBook::PoolView& p : lease.pools) {
+        used[{n.node_id, LeaseKey{lease.exchange, lease.account, p.pool}}] = p.used;
+      }
+    }
+  }
   absl::Time now = clock_.Now();
-  std::map<std::string, std::vector<LeaseGrant>> grants = leases_->Tick(now, in_view);
+  std::map<std::string, std::vector<LeaseGrant>> grants = leases_->Tick(now, in_view, used);
   if (grants.empty()) return;
   Scheduler::LeaseShares shares;
   for (const auto& [holder, units] : leases_->Shares()) {
@@ -1177,6 +1190,12 @@ void Coordinator::LeaseTick() {
         v1::LeaseHolder* h = a->add_holders();
         h->set_node_id(holder);
         h->set_units(units);
+      }
+      for (const Freeing& f : g.freeing) {
+        v1::LeaseFreeing* out = a->add_freeing();
+        out->set_id(f.id);
+        out->set_units(f.units);
+        out->set_ms_left(absl::ToInt64Milliseconds(absl::Ceil(f.left, absl::Milliseconds(1))));
       }
     }
     conn->second->Write(m);

@@ -38,6 +38,8 @@ bool AccountLeases::AddAccount(const std::string& exchange, const std::string& a
 void AccountLeases::TakeLead(absl::Time now, bool fresh) {
   pools_.clear();
   led_since_ = now;
+  // Ids of this leadership's reductions, apart from any earlier leader's.
+  next_freeing_id_ = static_cast<uint64_t>(absl::ToUnixNanos(now)) << 8;
   fresh_ = fresh;
   next_renewal_ = now;
 }
@@ -58,24 +60,41 @@ void AccountLeases::Adopt(absl::Time now, const std::vector<LeaseGrant>& reporte
       h.units = std::max(h.units, units);
       h.expires = std::max(h.expires, now + options_.duration + options_.slack);
     }
+    // Units an earlier leader took back that may still be spent or count.
+    for (const Freeing& f : g.freeing) {
+      bool known = std::any_of(p.freeing.begin(), p.freeing.end(),
+                               [&](const Pool::Pending& e) { return e.id == f.id; });
+      if (!known) p.freeing.push_back({now + f.left + options_.slack, f.units, f.id});
+    }
     p.version = std::max(p.version, g.version);
     p.usable_from = absl::InfinitePast();
   }
 }
 
+void AccountLeases::Registered(absl::Time now, const std::string& node, const std::vector<LeaseGrant>& reported) {
+  for (auto& [pool_key, p] : pools_) {
+    const LeaseKey& key = pool_key;
+    auto h = p.holders.find(node);
+    if (h == p.holders.end() || h->second.units == 0) continue;
+    bool kept = std::any_of(reported.begin(), reported.end(), [&](const LeaseGrant& g) { return g.key == key; });
+    if (!kept) Reduce(p, key, node, 0);
+  }
+  Adopt(now, reported);
+}
+
 void AccountLeases::Reduce(Pool& p, const LeaseKey& key, const std::string& node, int64_t to) {
   Holding& h = p.holders[node];
   if (to >= h.units) return;
-  p.freeing.emplace_back(h.expires + WindowOf(key.pool, key.exchange), h.units - to);
+  p.freeing.push_back({h.expires + WindowOf(key.pool, key.exchange), h.units - to, next_freeing_id_++});
   h.units = to;
   ++p.version;
 }
 
 int64_t AccountLeases::Free(Pool& p, absl::Time now) const {
-  std::erase_if(p.freeing, [now](const auto& f) { return f.first <= now; });
+  std::erase_if(p.freeing, [now](const Pool::Pending& f) { return f.at <= now; });
   int64_t free = p.capacity;
   for (const auto& [node, h] : p.holders) free -= h.units;
-  for (const auto& f : p.freeing) free -= f.second;
+  for (const Pool::Pending& f : p.freeing) free -= f.units;
   return free;
 }
 
@@ -87,7 +106,7 @@ int64_t AccountLeases::Available(const LeaseKey& key, absl::Time now) const {
 }
 
 std::map<std::string, std::vector<LeaseGrant>> AccountLeases::Tick(
-    absl::Time now, const std::map<std::string, std::set<std::string>>& in_view) {
+    absl::Time now, const std::map<std::string, std::set<std::string>>& in_view, const Usage& used) {
   static const std::set<std::string> kNone;
   bool changed = false;
   std::set<std::string> audience;
@@ -114,10 +133,30 @@ std::map<std::string, std::vector<LeaseGrant>> AccountLeases::Tick(
     }
     if (holders == 0 && now < p.usable_from) continue;
     for (auto& [node, h] : p.holders) {
-      if (!view.contains(node)) Reduce(p, key, node, 0);
+      if (view.contains(node)) {
+        h.out_since = absl::InfiniteFuture();
+        continue;
+      }
+      h.out_since = std::min(h.out_since, now);
+      if (now - h.out_since >= options_.absence_grace) Reduce(p, key, node, 0);
     }
     std::erase_if(p.holders, [&](const auto& e) { return e.second.units == 0 && !view.contains(e.first); });
-    if (!view.empty()) {
+    if (!view.empty() && WindowOf(key.pool, key.exchange) > options_.long_window) {
+      // A chunk more for each node whose share is running low.
+      int64_t chunk = std::max<int64_t>(1, p.capacity / std::max<int64_t>(1, options_.chunks));
+      int64_t avail = Free(p, now);
+      for (const std::string& node : view) {
+        Holding& h = p.holders[node];
+        auto u = used.find({node, key});
+        int64_t spent = u == used.end() ? 0 : u->second;
+        if (h.units - spent > chunk / 2) continue;
+        int64_t add = std::min(chunk, std::max<int64_t>(0, avail));
+        if (add <= 0) continue;
+        h.units += add;
+        avail -= add;
+        ++p.version;
+      }
+    } else if (!view.empty()) {
       // Equal shares among the nodes in view; the first ones take the remainder.
       int64_t n = static_cast<int64_t>(view.size());
       std::map<std::string, int64_t> target;
@@ -146,6 +185,9 @@ std::map<std::string, std::vector<LeaseGrant>> AccountLeases::Tick(
     proto.key = key;
     proto.version = p.version;
     for (const auto& [node, h] : p.holders) proto.holders.emplace_back(node, h.units);
+    for (const Pool::Pending& f : p.freeing) {
+      if (f.at > now) proto.freeing.push_back({f.id, f.units, f.at - now});
+    }
     auto v = in_view.find(key.exchange);
     if (v == in_view.end()) continue;
     for (const std::string& node : v->second) {

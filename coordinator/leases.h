@@ -48,6 +48,16 @@ struct LeaseOptions {
   // to report leases before sharing a pool out afresh: nobody led before it
   // but the same lone coordinator, restarted, whose nodes re-register at once.
   absl::Duration fresh_wait = absl::Seconds(3);
+  // Pools with a window longer than this (Binance's ORDERS_1D) are handed out
+  // in chunks of capacity / chunks as the shares get used, not split evenly:
+  // a share taken back returns only when such a window ends, so a node that
+  // joins or restarts takes a chunk from what was never handed out.
+  absl::Duration long_window = absl::Minutes(5);
+  // A holder out of view keeps its share this long before it is taken back
+  // (a new leader's nodes take a moment to register with it; a share taken
+  // back returns only a window later).
+  absl::Duration absence_grace = absl::Seconds(3);
+  int64_t chunks = 16;
 };
 
 struct LeaseKey {
@@ -57,12 +67,20 @@ struct LeaseKey {
   auto operator<=>(const LeaseKey&) const = default;
 };
 
+// Units taken from a holder that still count as held for a while.
+struct Freeing {
+  uint64_t id = 0;          // the same reduction reported by several nodes counts once
+  int64_t units = 0;
+  absl::Duration left;      // until they are free (from when the lease was sent)
+};
+
 // One node's lease as sent, with the allocation it belongs to.
 struct LeaseGrant {
   LeaseKey key;
   int64_t units = 0;
   int64_t version = 0;
   std::vector<std::pair<std::string, int64_t>> holders;  // node id -> units
+  std::vector<Freeing> freeing;
 };
 
 class AccountLeases {
@@ -79,17 +97,25 @@ class AccountLeases {
   // the cluster's first term (see fresh_wait).
   void TakeLead(absl::Time now, bool fresh);
 
-  // A node registering reports the leases it holds; the newest allocation
-  // of each pool (highest version) is adopted, its holders taken to hold
-  // their shares until `now` + duration + slack at least.
+  // A node registering reports the leases it holds; the allocation of each
+  // pool reported is adopted, its holders taken to hold their shares until
+  // `now` + duration + slack at least.
   void Adopt(absl::Time now, const std::vector<LeaseGrant>& reported);
+  // `node` registered (again) reporting `reported`. A share it held here
+  // that it does not report belongs to a process that is gone (restarted, or
+  // its lease lapsed): what that one spent is unknown to the new one, so the
+  // share is taken back (returning a window later) rather than handed on.
+  void Registered(absl::Time now, const std::string& node, const std::vector<LeaseGrant>& reported);
 
   // Reallocates and renews. `in_view`, per exchange: the nodes with a
   // session here that serve it. Returns every lease each node in view is to
   // hold from now (an empty list withdraws all), for every node that should
   // hear now: all of them when a renewal is due or anything changed.
+  // `used`: what each node's share has spent in the pool's current window
+  // as far as the leader knows, for the chunked (long-window) pools.
+  using Usage = std::map<std::pair<std::string, LeaseKey>, int64_t>;
   std::map<std::string, std::vector<LeaseGrant>> Tick(
-      absl::Time now, const std::map<std::string, std::set<std::string>>& in_view);
+      absl::Time now, const std::map<std::string, std::set<std::string>>& in_view, const Usage& used = {});
 
   // Each node's current share of each pool (for placement).
   std::map<std::pair<std::string, LeaseKey>, int64_t> Shares() const;
@@ -104,13 +130,19 @@ class AccountLeases {
   struct Holding {
     int64_t units = 0;
     absl::Time expires = absl::InfinitePast();  // latest time it may still be spent
+    absl::Time out_since = absl::InfiniteFuture();  // first seen out of view
   };
   struct Pool {
     int64_t capacity = 0;
     int64_t version = 0;
     std::map<std::string, Holding> holders;
     // Units taken from a holder that count as held until the time given.
-    std::vector<std::pair<absl::Time, int64_t>> freeing;
+    struct Pending {
+      absl::Time at;
+      int64_t units = 0;
+      uint64_t id = 0;
+    };
+    std::vector<Pending> freeing;
     absl::Time usable_from = absl::InfinitePast();  // before it, no new allocation
   };
 
@@ -124,6 +156,7 @@ class AccountLeases {
   std::map<LeaseKey, Pool> pools_;
   absl::Time led_since_ = absl::InfinitePast();
   bool fresh_ = true;
+  uint64_t next_freeing_id_ = 1;
   absl::Time next_renewal_ = absl::InfinitePast();
 };
 

@@ -303,8 +303,15 @@ class Node::Session {
       // The leases still running, with the allocation they came from, so
       // a new leader shares out no account twice.
       absl::MutexLock lock(&node_.mu_);
-      if (node_.clock_.Now() < node_.leases_expire_) {
-        for (const v1::AccountLease& l : node_.leases_.leases()) *r.add_leases() = l;
+      absl::Time now = node_.clock_.Now();
+      if (now < node_.leases_expire_) {
+        // What the leader was still taking back, counted from when it came.
+        int64_t since = absl::ToInt64Milliseconds(now - node_.leases_received_);
+        for (const v1::AccountLease& l : node_.leases_.leases()) {
+          v1::AccountLease* out = r.add_leases();
+          *out = l;
+          for (v1::LeaseFreeing& f : *out->mutable_freeing()) f.set_ms_left(std::max<int64_t>(0, f.ms_left() - since));
+        }
       }
     }
     for (auto& [exchange, lane] : node_.lanes_) {
@@ -528,6 +535,7 @@ void Node::ApplyLeases(const v1::Leases& leases) {
   for (auto& [exchange, lane] : lanes_) lane->SetLeases(by_exchange[exchange], expires);
   absl::MutexLock lock(&mu_);
   leases_ = leases;
+  leases_received_ = clock_.Now();
   leases_expire_ = expires;
 }
 

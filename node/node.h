@@ -99,6 +99,7 @@ class Node {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool reprobe_ ABSL_GUARDED_BY(mu_) = false;
   marketprism::v1::Leases leases_ ABSL_GUARDED_BY(mu_);  // the last admitted
+  absl::Time leases_received_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time leases_expire_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
