@@ -90,19 +90,16 @@ void AccountLeases::Reduce(Pool& p, const LeaseKey& key, const std::string& node
   ++p.version;
 }
 
-int64_t AccountLeases::Free(Pool& p, absl::Time now) const {
-  std::erase_if(p.freeing, [now](const Pool::Pending& f) { return f.at <= now; });
+int64_t AccountLeases::Free(const Pool& p, absl::Time now) {
   int64_t free = p.capacity;
   for (const auto& [node, h] : p.holders) free -= h.units;
-  for (const Pool::Pending& f : p.freeing) free -= f.units;
+  for (const Pool::Pending& f : p.freeing) free -= f.at > now ? f.units : 0;
   return free;
 }
 
 int64_t AccountLeases::Available(const LeaseKey& key, absl::Time now) const {
   auto it = pools_.find(key);
-  if (it == pools_.end()) return 0;
-  Pool copy = it->second;
-  return Free(copy, now);
+  return it == pools_.end() ? 0 : Free(it->second, now);
 }
 
 std::map<std::string, std::vector<LeaseGrant>> AccountLeases::Tick(
@@ -116,6 +113,7 @@ std::map<std::string, std::vector<LeaseGrant>> AccountLeases::Tick(
     auto v = in_view.find(key.exchange);
     const std::set<std::string>& view = v == in_view.end() ? kNone : v->second;
     audience.insert(view.begin(), view.end());
+    std::erase_if(p.freeing, [now](const Pool::Pending& f) { return f.at <= now; });
     int holders = 0, seen = 0;
     for (const auto& [node, h] : p.holders) {
       if (h.units <= 0) continue;

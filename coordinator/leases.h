@@ -149,7 +149,8 @@ class AccountLeases {
   absl::Duration WindowOf(int pool, const std::string& exchange) const;
   // Takes units from a holder: they free a window after its lease's end.
   void Reduce(Pool& p, const LeaseKey& key, const std::string& node, int64_t to);
-  int64_t Free(Pool& p, absl::Time now) const;
+  // Capacity neither held nor waiting to be freed at `now`.
+  static int64_t Free(const Pool& p, absl::Time now);
 
   const common::RulesBook& rules_;
   LeaseOptions options_;
