@@ -275,8 +275,7 @@ class Coordinator::ClientService final : public v1::Coordinator::CallbackService
           u->set_exchange(lease.exchange);
           u->set_pool(p.name);
           // An API key is not a secret, but need not be shown whole.
-          u->set_scope_key(absl::StrCat("account:", lease.account.substr(0, 8),
-                                        lease.account.size() > 8 ? "..." : ""));
+          u->set_scope_key(absl::StrCat("account:", common::ShortAccount(lease.account)));
           u->set_window(std::string(common::WindowKindName(p.window)));
           u->set_used(p.used);
           u->set_reserved(p.reserved);
@@ -505,6 +504,14 @@ Coordinator::Coordinator(CoordinatorOptions options, common::Clock& clock, commo
     absl::MutexLock lock(&mu_);
     if (election_) election_->ObserveTerm(highest);
   };
+  ro.on_account = [this](const std::string& exchange, const std::string& account) {
+    bool added;
+    {
+      absl::MutexLock lock(&leases_mu_);
+      added = leases_->AddAccount(exchange, account);
+    }
+    if (added) LeaseTick();  // its shares go out before the request waits long
+  };
   router_ = std::make_unique<Router>(*scheduler_, *node_client_, ro);
   leases_ = std::make_unique<AccountLeases>(scheduler_->rules(), options_.leases);
   // Without gossip this coordinator leads term 1 from the start.
@@ -718,20 +725,6 @@ std::shared_ptr<v1::Coordinator::Stub> Coordinator::StubFor(const std::string& a
 
 void Coordinator::Route(const v1::ExecuteRequest& req, absl::Time deadline, ExecuteDone done,
                         std::function<bool()> cancelled) {
-  if (!req.headers().empty()) {
-    if (const common::ExchangeRules* rules = scheduler_->rules().Find(req.exchange())) {
-      std::vector<std::pair<std::string, std::string>> headers;
-      for (const auto& h : req.headers()) headers.emplace_back(h.name(), h.value());
-      if (std::string account = common::AccountOf(*rules, headers); !account.empty()) {
-        bool added;
-        {
-          absl::MutexLock lock(&leases_mu_);
-          added = leases_->AddAccount(req.exchange(), account);
-        }
-        if (added) LeaseTick();
-      }
-    }
-  }
   Leadership l;
   bool taking_over = false;
   {

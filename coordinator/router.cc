@@ -34,6 +34,7 @@ void Router::Execute(const v1::ExecuteRequest& request, absl::Time deadline, Don
     std::vector<std::pair<std::string, std::string>> headers;
     for (const auto& h : request.headers()) headers.emplace_back(h.name(), h.value());
     spec.account = common::AccountOf(*rules, headers);
+    if (!spec.account.empty() && options_.on_account) options_.on_account(spec.exchange, spec.account);
   }
   absl::Status st = scheduler_.Submit(
       std::move(spec), [this, call](absl::StatusOr<Placement> p) { OnPlaced(call, std::move(p)); });

@@ -45,6 +45,9 @@ struct RouterOptions {
   std::function<void(int64_t highest)> on_stale_term;
   // Called when an exchange refused a request for load (429, 418, ...).
   std::function<void(const std::string& exchange)> on_rejection;
+  // A request names an account (it spends the account's pools): called
+  // before it is submitted, so the account's pools get leased out.
+  std::function<void(const std::string& exchange, const std::string& account)> on_account;
 };
 
 class Router {

@@ -11,10 +11,6 @@
 
 namespace marketprism::node {
 
-// An account key as logs and errors show it: enough to tell keys apart.
-std::string ShortAccount(absl::string_view account) {
-  return account.size() <= 8 ? std::string(account) : absl::StrCat(account.substr(0, 8), "...");
-}
 
 using Json = nlohmann::json;
 
@@ -231,7 +227,7 @@ std::optional<ExchangeLane::Admission> ExchangeLane::Admit(const LaneRequest& re
     if (it != leases_.end() && now < it->second.blocked_until) {
       r->outcome = LaneResult::Outcome::kRefused;
       r->retry_after = it->second.blocked_until - now;
-      r->detail = absl::StrCat(rules_.name(), " said account ", ShortAccount(a.account),
+      r->detail = absl::StrCat(rules_.name(), " said account ", common::ShortAccount(a.account),
                                " has too many orders; held until it frees");
       return std::nullopt;
     }
@@ -239,8 +235,8 @@ std::optional<ExchangeLane::Admission> ExchangeLane::Admit(const LaneRequest& re
       r->outcome = LaneResult::Outcome::kRefused;
       r->retry_after = absl::Seconds(1);
       r->detail = it == leases_.end()
-                      ? absl::StrCat("this node holds no lease of account ", ShortAccount(a.account))
-                      : absl::StrCat("this node's lease of account ", ShortAccount(a.account),
+                      ? absl::StrCat("this node holds no lease of account ", common::ShortAccount(a.account))
+                      : absl::StrCat("this node's lease of account ", common::ShortAccount(a.account),
                                      " expired ", absl::FormatDuration(now - it->second.expires),
                                      " ago (no leader has renewed it)");
       return std::nullopt;
@@ -250,7 +246,7 @@ std::optional<ExchangeLane::Admission> ExchangeLane::Admit(const LaneRequest& re
       r->outcome = LaneResult::Outcome::kRefused;
       r->retry_after = fit == absl::InfiniteFuture() ? absl::ZeroDuration() : fit - t;
       r->usage = it->second.book->Snapshot(t);
-      r->detail = absl::StrCat("this node's lease of account ", ShortAccount(a.account), " has no room for it");
+      r->detail = absl::StrCat("this node's lease of account ", common::ShortAccount(a.account), " has no room for it");
       return std::nullopt;
     }
     a.account_ticket = it->second.book->Charge(t, r->cost);
@@ -375,7 +371,7 @@ void ExchangeLane::Settle(Admission& a, absl::StatusOr<common::HttpReply> reply,
         until = std::max(until, now + absl::Seconds(std::max<int64_t>(1, seconds)));
       }
       common::Log(common::LogLevel::kWarning, "lane",
-                  absl::StrCat(rules_.name(), " says account ", ShortAccount(a.account),
+                  absl::StrCat(rules_.name(), " says account ", common::ShortAccount(a.account),
                                " has too many orders (orders sent outside this cluster?); holding it ",
                                seconds, " s"));
     } else {

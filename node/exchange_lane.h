@@ -184,9 +184,6 @@ class ExchangeLane {
   std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);  // by account
 };
 
-// An account key shortened for logs and errors.
-std::string ShortAccount(absl::string_view account);
-
 // Reads a dotted path ("data.0.ts") from a JSON body as an integer; numbers
 // written as strings are accepted.
 absl::StatusOr<int64_t> JsonPathInt(absl::string_view body, absl::string_view path);

@@ -664,6 +664,10 @@ std::string AccountOf(const ExchangeRules& rules,
   return "";
 }
 
+std::string ShortAccount(absl::string_view account) {
+  return account.size() <= 8 ? std::string(account) : absl::StrCat(account.substr(0, 8), "...");
+}
+
 bool ExchangeRules::ChargesAccount(const Cost& cost) const {
   for (const Cost::Charge& c : cost.charges) {
     if (c.units > 0 && pools_[c.pool].scope == Scope::kAccount) return true;

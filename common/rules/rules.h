@@ -260,6 +260,10 @@ class RulesBook {
 std::string AccountOf(const ExchangeRules& rules,
                       const std::vector<std::pair<std::string, std::string>>& headers);
 
+// An account key as logs, errors and status show it: its first 8
+// characters, enough to tell keys apart.
+std::string ShortAccount(absl::string_view account);
+
 // Parses a JSON array of symbols as Binance takes it in `symbols=[...]`.
 absl::StatusOr<std::vector<std::string>> ParseSymbolList(absl::string_view value);
 
