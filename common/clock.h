@@ -7,6 +7,9 @@
 // time), a monotonic time for durations and timeouts.
 #pragma once
 
+#include <cstdint>
+#include <functional>
+
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -24,6 +27,16 @@ class Clock {
 
   // Blocks the calling thread for `d` of this clock's time.
   virtual void SleepFor(absl::Duration d) = 0;
+
+  // Timers: the hook time-driven work runs on (common/timer.h wraps it).
+  // RunAt runs `fn` once, on a thread of the clock's, when SteadyNow()
+  // reaches `steady_at` (soon, if it has already). Callbacks run one at a
+  // time, so they must not block. Thread-safe.
+  using TimerId = uint64_t;
+  virtual TimerId RunAt(absl::Time steady_at, std::function<void()> fn) = 0;
+  // True if `id` was still pending: it then never runs. A callback already
+  // under way is not waited for (Timer::Stop does that).
+  virtual bool Cancel(TimerId id) = 0;
 };
 
 // The production clock. Thread-safe; one process-wide instance.
@@ -34,6 +47,14 @@ class RealClock final : public Clock {
   absl::Time Now() override;
   absl::Time SteadyNow() override;
   void SleepFor(absl::Duration d) override;
+  // One timer thread for the process, started on first use.
+  TimerId RunAt(absl::Time steady_at, std::function<void()> fn) override;
+  bool Cancel(TimerId id) override;
+
+ private:
+  RealClock() = default;
+  class Timers;
+  Timers& timers();
 };
 
 // Milliseconds and microseconds since the Unix epoch, the units exchanges use.

@@ -1,8 +1,16 @@
 // File: tests/testing/fake_clock.h
 //
 // A Clock that only moves when told to. Thread-safe. SleepFor() advances the
-// clock instead of blocking, so code that sleeps runs instantly in tests.
+// clock instead of blocking (without running timers), so code that sleeps
+// runs instantly in tests.
+// Timers run inside AdvanceBy (and RunDue), on the calling thread, in order
+// of their time, with the clock set to each one's time as it runs; a timer
+// armed for a time already past runs at the next AdvanceBy or RunDue.
 #pragma once
+
+#include <functional>
+#include <map>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -19,8 +27,14 @@ class FakeClock final : public common::Clock {
   absl::Time Now() override;
   absl::Time SteadyNow() override;
   void SleepFor(absl::Duration d) override;
+  TimerId RunAt(absl::Time steady_at, std::function<void()> fn) override;
+  bool Cancel(TimerId id) override;
 
   void AdvanceBy(absl::Duration d);
+  // Runs the timers already due.
+  void RunDue() { AdvanceBy(absl::ZeroDuration()); }
+  // Timers pending.
+  size_t timers();
   // Sets the wall clock (steady time is unaffected, as with a real clock step).
   void SetNow(absl::Time t);
 
@@ -28,6 +42,10 @@ class FakeClock final : public common::Clock {
   absl::Mutex mu_;
   absl::Time now_ ABSL_GUARDED_BY(mu_);
   absl::Time steady_ ABSL_GUARDED_BY(mu_);
+  TimerId next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::pair<absl::Time, TimerId>, std::function<void()>> due_ ABSL_GUARDED_BY(mu_);
+  std::map<TimerId, absl::Time> ids_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex advance_mu_;  // one AdvanceBy at a time, so timers run in order
 };
 
 }  // namespace marketprism::testing
