@@ -93,6 +93,7 @@ absl::StatusOr<std::optional<CoordinatorOptions>> ParseCoordinatorOptions(
   MP_ASSIGN_OR_RETURN(o.exchange_urls,
                       common::ParseExchangeMap(urls, "--exchange-url", rules, {"http://", "https://"}));
   MP_ASSIGN_OR_RETURN(o.ws_urls, common::ParseExchangeMap(ws_urls, "--ws-url", rules, {"ws://", "wss://"}));
+  o.rules = std::move(rules);
   return std::optional<CoordinatorOptions>(std::move(o));
 }
 

@@ -25,6 +25,9 @@ struct CoordinatorOptions {
   std::map<std::string, std::string> ws_urls;
   std::string rules_file;
   std::vector<std::string> limits;
+  // The rules, loaded once from rules_file with the limit overrides applied
+  // (by ParseCoordinatorOptions; Coordinator::Create loads them if unset).
+  std::optional<common::RulesBook> rules;
   absl::Duration exchange_info_refresh = absl::Minutes(10);  // 0: never
   // How long requests to an exchange that publishes its limits wait for the
   // first read of them before the rules' figures are used instead.

@@ -10,10 +10,22 @@
 
 namespace marketprism::coordinator {
 
+absl::string_view HealthLevelName(HealthLevel l) {
+  switch (l) {
+    case HealthLevel::kHealthy:
+      return "healthy";
+    case HealthLevel::kDegraded:
+      return "degraded";
+    case HealthLevel::kUnhealthy:
+      return "unhealthy";
+  }
+  return "unknown";
+}
+
 double BudgetUsage(const SchedulerSnapshot& s) {
   std::map<std::string, std::pair<double, int>> per_exchange;  // sum of busiest shares, IPs
   for (const NodeSnapshot& n : s.nodes) {
-    if (n.state != "active") continue;
+    if (n.state != NodeState::kActive) continue;
     for (const auto& [exchange, pools] : n.pools) {
       double busiest = 0;
       for (const auto& p : pools) {
@@ -35,7 +47,7 @@ std::pair<int, int> IpAvailability(const SchedulerSnapshot& s, absl::Time now) {
   std::set<std::string> all, available;
   for (const NodeSnapshot& n : s.nodes) {
     all.insert(n.egress_ip);
-    if (n.state != "active") continue;
+    if (n.state != NodeState::kActive) continue;
     bool any_lane_open = n.lanes.empty();
     for (const LaneStatus& l : n.lanes) any_lane_open = any_lane_open || l.parked_until <= now;
     if (any_lane_open) available.insert(n.egress_ip);
@@ -46,13 +58,13 @@ std::pair<int, int> IpAvailability(const SchedulerSnapshot& s, absl::Time now) {
 HealthReport EvaluateHealth(const SchedulerSnapshot& s, const HealthThresholds& t, absl::Time now) {
   HealthReport r;
   auto add = [&](HealthCheckResult c, const std::string& advice) {
-    if (c.status != "healthy" && !advice.empty()) r.recommendations.push_back(advice);
+    if (c.status != HealthLevel::kHealthy && !advice.empty()) r.recommendations.push_back(advice);
     r.checks.push_back(std::move(c));
   };
 
   double error_rate = 1.0 - s.success_rate;
   bool judged = s.recent_outcomes >= t.min_samples;
-  add({"error_rate", judged && error_rate > t.error_rate ? "degraded" : "healthy", error_rate,
+  add({"error_rate", judged && error_rate > t.error_rate ? HealthLevel::kDegraded : HealthLevel::kHealthy, error_rate,
        t.error_rate,
        judged ? absl::StrFormat("%.1f%% of the last %d requests failed or were refused by the exchange",
                                 error_rate * 100, s.recent_outcomes)
@@ -61,32 +73,29 @@ HealthReport EvaluateHealth(const SchedulerSnapshot& s, const HealthThresholds& 
       "and whether another client shares these IPs.");
 
   double rt = absl::ToDoubleSeconds(s.p95_exchange_time);
-  add({"response_time", rt > absl::ToDoubleSeconds(t.response_time) ? "degraded" : "healthy", rt,
+  add({"response_time", rt > absl::ToDoubleSeconds(t.response_time) ? HealthLevel::kDegraded : HealthLevel::kHealthy, rt,
        absl::ToDoubleSeconds(t.response_time),
        absl::StrFormat("p95 exchange round trip %.3f s", rt)},
       "Exchange round trips are slow: check the route to the exchange (proxy, region) or move "
       "nodes closer to it.");
 
   double usage = BudgetUsage(s);
-  add({"budget_usage", usage > t.budget_usage ? "degraded" : "healthy", usage, t.budget_usage,
+  add({"budget_usage", usage > t.budget_usage ? HealthLevel::kDegraded : HealthLevel::kHealthy, usage, t.budget_usage,
        absl::StrFormat("%.1f%% of the combined budget in use", usage * 100)},
       "The cluster is near its combined budget: add egress IPs or lower the request rate to keep "
       "headroom for bursts.");
 
   auto [available, total] = IpAvailability(s, now);
   double share = total == 0 ? 0.0 : static_cast<double>(available) / total;
-  add({"ip_availability", total == 0 || share < t.ip_availability ? "unhealthy" : "healthy", share,
+  add({"ip_availability", total == 0 || share < t.ip_availability ? HealthLevel::kUnhealthy : HealthLevel::kHealthy, share,
        t.ip_availability,
        absl::StrCat(available, " of ", total, " egress IPs can take work")},
       total == 0 ? "No node has registered: start mp-node processes pointing at this coordinator."
                  : "Too few egress IPs can take work (disconnected, drained or banned): restore "
                    "nodes, undrain them, or wait out the bans.");
 
-  r.overall = "healthy";
-  for (const HealthCheckResult& c : r.checks) {
-    if (c.status == "unhealthy") r.overall = "unhealthy";
-    if (c.status == "degraded" && r.overall == "healthy") r.overall = "degraded";
-  }
+  r.overall = HealthLevel::kHealthy;
+  for (const HealthCheckResult& c : r.checks) r.overall = std::max(r.overall, c.status);
   return r;
 }
 

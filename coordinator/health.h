@@ -21,16 +21,20 @@ struct HealthThresholds {
   int64_t min_samples = 20;  // fewer recent outcomes than this: error rate is not judged
 };
 
+// Ordered: the worse level compares greater.
+enum class HealthLevel { kHealthy, kDegraded, kUnhealthy };
+absl::string_view HealthLevelName(HealthLevel l);  // "healthy", "degraded", "unhealthy"
+
 struct HealthCheckResult {
   std::string name;    // "error_rate", "response_time", "budget_usage", "ip_availability"
-  std::string status;  // "healthy", "degraded", "unhealthy"
+  HealthLevel status = HealthLevel::kHealthy;
   double value = 0;
   double threshold = 0;
   std::string message;
 };
 
 struct HealthReport {
-  std::string overall;  // "healthy", "degraded", "unhealthy"
+  HealthLevel overall = HealthLevel::kHealthy;
   std::vector<HealthCheckResult> checks;
   std::vector<std::string> recommendations;
 };

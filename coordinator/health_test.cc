@@ -9,7 +9,7 @@ namespace {
 
 const absl::Time kNow = absl::FromUnixSeconds(1'795'046'400);
 
-NodeSnapshot Node(const std::string& ip, const std::string& state, int64_t used, int64_t cap) {
+NodeSnapshot Node(const std::string& ip, NodeState state, int64_t used, int64_t cap) {
   NodeSnapshot n;
   n.node_id = "node-" + ip;
   n.egress_ip = ip;
@@ -19,7 +19,7 @@ NodeSnapshot Node(const std::string& ip, const std::string& state, int64_t used,
   p.used = used;
   p.capacity = cap;
   n.pools.push_back({"binance_spot", {p}});
-  n.lanes.push_back({"binance_spot", absl::InfinitePast(), ""});
+  n.lanes.push_back({"binance_spot", absl::InfinitePast(), "", absl::ZeroDuration()});
   return n;
 }
 
@@ -31,54 +31,62 @@ const HealthCheckResult& Check(const HealthReport& r, const std::string& name) {
   return none;
 }
 
+TEST(HealthLevelTest, NamesAtTheEdge) {
+  EXPECT_EQ(HealthLevelName(HealthLevel::kHealthy), "healthy");
+  EXPECT_EQ(HealthLevelName(HealthLevel::kDegraded), "degraded");
+  EXPECT_EQ(HealthLevelName(HealthLevel::kUnhealthy), "unhealthy");
+  EXPECT_EQ(NodeStateName(NodeState::kDraining), "draining");
+  EXPECT_EQ(NodeStateName(NodeState::kDisconnected), "disconnected");
+}
+
 TEST(HealthTest, HealthyCluster) {
   SchedulerSnapshot s;
-  s.nodes = {Node("1", "active", 10, 100), Node("2", "active", 20, 100)};
+  s.nodes = {Node("1", NodeState::kActive, 10, 100), Node("2", NodeState::kActive, 20, 100)};
   s.recent_outcomes = 100;
   s.success_rate = 0.99;
   HealthReport r = EvaluateHealth(s, HealthThresholds{}, kNow);
-  EXPECT_EQ(r.overall, "healthy");
+  EXPECT_EQ(r.overall, HealthLevel::kHealthy);
   EXPECT_TRUE(r.recommendations.empty());
   EXPECT_DOUBLE_EQ(Check(r, "budget_usage").value, 0.15);
 }
 
 TEST(HealthTest, EachThresholdDegrades) {
   SchedulerSnapshot s;
-  s.nodes = {Node("1", "active", 90, 100), Node("2", "active", 90, 100)};
+  s.nodes = {Node("1", NodeState::kActive, 90, 100), Node("2", NodeState::kActive, 90, 100)};
   s.recent_outcomes = 100;
   s.success_rate = 0.90;
   s.p95_exchange_time = absl::Seconds(4);
   HealthReport r = EvaluateHealth(s, HealthThresholds{}, kNow);
-  EXPECT_EQ(r.overall, "degraded");
-  EXPECT_EQ(Check(r, "error_rate").status, "degraded");
-  EXPECT_EQ(Check(r, "response_time").status, "degraded");
-  EXPECT_EQ(Check(r, "budget_usage").status, "degraded");
-  EXPECT_EQ(Check(r, "ip_availability").status, "healthy");
+  EXPECT_EQ(r.overall, HealthLevel::kDegraded);
+  EXPECT_EQ(Check(r, "error_rate").status, HealthLevel::kDegraded);
+  EXPECT_EQ(Check(r, "response_time").status, HealthLevel::kDegraded);
+  EXPECT_EQ(Check(r, "budget_usage").status, HealthLevel::kDegraded);
+  EXPECT_EQ(Check(r, "ip_availability").status, HealthLevel::kHealthy);
   EXPECT_EQ(r.recommendations.size(), 3u);
   HealthThresholds lax;
   lax.error_rate = 0.2;
   lax.response_time = absl::Seconds(5);
   lax.budget_usage = 0.95;
-  EXPECT_EQ(EvaluateHealth(s, lax, kNow).overall, "healthy");
+  EXPECT_EQ(EvaluateHealth(s, lax, kNow).overall, HealthLevel::kHealthy);
 }
 
 TEST(HealthTest, FewUsableIpsIsUnhealthy) {
   SchedulerSnapshot s;
-  NodeSnapshot banned = Node("3", "active", 0, 100);
+  NodeSnapshot banned = Node("3", NodeState::kActive, 0, 100);
   banned.lanes[0].parked_until = kNow + absl::Minutes(2);
-  s.nodes = {Node("1", "active", 0, 100), Node("2", "disconnected", 0, 100), banned};
+  s.nodes = {Node("1", NodeState::kActive, 0, 100), Node("2", NodeState::kDisconnected, 0, 100), banned};
   HealthReport r = EvaluateHealth(s, HealthThresholds{}, kNow);
-  EXPECT_EQ(r.overall, "unhealthy");
+  EXPECT_EQ(r.overall, HealthLevel::kUnhealthy);
   EXPECT_NEAR(Check(r, "ip_availability").value, 1.0 / 3, 1e-9);
-  EXPECT_EQ(EvaluateHealth(SchedulerSnapshot{}, HealthThresholds{}, kNow).overall, "unhealthy");
+  EXPECT_EQ(EvaluateHealth(SchedulerSnapshot{}, HealthThresholds{}, kNow).overall, HealthLevel::kUnhealthy);
 }
 
 TEST(HealthTest, TooFewSamplesAreNotJudged) {
   SchedulerSnapshot s;
-  s.nodes = {Node("1", "active", 0, 100)};
+  s.nodes = {Node("1", NodeState::kActive, 0, 100)};
   s.recent_outcomes = 5;
   s.success_rate = 0.0;
-  EXPECT_EQ(Check(EvaluateHealth(s, HealthThresholds{}, kNow), "error_rate").status, "healthy");
+  EXPECT_EQ(Check(EvaluateHealth(s, HealthThresholds{}, kNow), "error_rate").status, HealthLevel::kHealthy);
 }
 
 TEST(PublishedLimitsTest, MatchesPoolsByTypeAndInterval) {

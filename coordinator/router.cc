@@ -1,6 +1,8 @@
 #include "coordinator/router.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/wire/node_api.h"
+#include "coordinator/client_wire.h"
 
 namespace marketprism::coordinator {
 
@@ -21,13 +23,7 @@ void Router::Execute(const v1::ExecuteRequest& request, absl::Time deadline, Don
   call->deadline = deadline;
   call->done = std::move(done);
   call->cancelled = std::move(cancelled);
-  ExecuteSpec spec;
-  spec.exchange = request.exchange();
-  spec.method = request.method().empty() ? "GET" : request.method();
-  spec.path = request.path();
-  for (const auto& q : request.query()) spec.query.emplace_back(q.key(), q.value());
-  spec.body = request.body();
-  spec.priority = request.priority();
+  ExecuteSpec spec = SpecOf(request);
   spec.deadline = deadline - options_.dispatch_margin;
   spec.limits_probe = limits_probe;
   if (const common::ExchangeRules* rules = scheduler_.rules().Find(spec.exchange)) {
@@ -54,18 +50,13 @@ void Router::OnPlaced(const std::shared_ptr<Call>& call, absl::StatusOr<Placemen
   v1::DispatchRequest req;
   req.set_request_id(absl::StrCat(placement->id, "-", placement->attempt));
   req.set_exchange(call->request.exchange());
-  req.set_method(call->request.method().empty() ? "GET" : call->request.method());
+  req.set_method(wire::MethodOrDefault(call->request.method()));
   req.set_path(call->request.path());
   *req.mutable_query() = call->request.query();
   req.set_body(call->request.body());
   *req.mutable_headers() = call->request.headers();
   req.set_account(placement->account);
-  const common::ExchangeRules& rules = *scheduler_.rules().Find(placement->exchange);
-  for (const common::Cost::Charge& c : placement->cost.charges) {
-    v1::PoolCharge* pc = req.add_cost();
-    pc->set_pool(rules.pools()[c.pool].name);
-    pc->set_units(c.units);
-  }
+  wire::CostToProto(*scheduler_.rules().Find(placement->exchange), placement->cost, req.mutable_cost());
   req.set_term(term_.load());
   req.set_coordinator_id(options_.coordinator_id);
   Placement pl = *placement;

@@ -10,6 +10,20 @@
 
 namespace marketprism::coordinator {
 
+absl::string_view NodeStateName(NodeState s) {
+  switch (s) {
+    case NodeState::kActive:
+      return "active";
+    case NodeState::kSuspect:
+      return "suspect";
+    case NodeState::kDraining:
+      return "draining";
+    case NodeState::kDisconnected:
+      return "disconnected";
+  }
+  return "unknown";
+}
+
 namespace {
 
 constexpr char kRetryAfterPayload[] = "type.marketprism.dev/retry-after-ms";
@@ -787,16 +801,18 @@ SchedulerSnapshot Scheduler::Snapshot() {
     ns.egress_ip = n.ip;
     ns.grpc_address = n.address;
     ns.version = n.version;
-    ns.state = !n.connected ? "disconnected" : n.draining ? "draining" : n.suspect ? "suspect" : "active";
+    ns.state = !n.connected  ? NodeState::kDisconnected
+               : n.draining ? NodeState::kDraining
+               : n.suspect  ? NodeState::kSuspect
+                            : NodeState::kActive;
     ns.registered = n.registered;
     ns.last_seen = n.last_seen;
     ns.in_flight = n.in_flight;
     ns.requests = n.requests;
     ns.failures = n.failures;
-    ns.binance_offset = ExchangeOffset(n, "binance_spot");
     for (const std::string& e : n.exchanges) {
       const Lane& lane = n.lanes[e];
-      ns.lanes.push_back({e, lane.parked_until, lane.park_kind});
+      ns.lanes.push_back({e, lane.parked_until, lane.park_kind, ExchangeOffset(n, e)});
       if (ClockKnown(n, e)) ns.ready.push_back(e);
       ns.pools.emplace_back(e, Book(e, n.ip).Snapshot(now + ExchangeOffset(n, e)));
     }

@@ -37,6 +37,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/budget/budget_book.h"
+#include "common/budget/usage_event.h"
 #include "common/clock.h"
 #include "common/rules/rules.h"
 
@@ -120,31 +121,31 @@ struct DispatchOutcome {
   bool account_refused = false;
 };
 
-struct NodeClock {
-  std::string exchange;
-  absl::Duration offset;       // exchange clock minus node clock
-  absl::Duration uncertainty;
-};
+using NodeClock = common::ExchangeClock;  // exchange, offset (exchange minus node), uncertainty
 
 // A node's ban or park on one exchange.
 struct LaneStatus {
   std::string exchange;
   absl::Time parked_until = absl::InfinitePast();
   std::string park_kind;
+  absl::Duration clock_offset;  // exchange clock minus coordinator clock
 };
+
+// A node as the scheduler sees it; names only at the edges (NodeStateName).
+enum class NodeState { kActive, kSuspect, kDraining, kDisconnected };
+absl::string_view NodeStateName(NodeState s);  // "active", "suspect", "draining", "disconnected"
 
 struct NodeSnapshot {
   std::string node_id;
   std::string egress_ip;
   std::string grpc_address;
   std::string version;
-  std::string state;  // "active", "suspect", "draining", "disconnected"
+  NodeState state = NodeState::kActive;
   absl::Time registered;
   absl::Time last_seen;
   int64_t in_flight = 0;
   int64_t requests = 0;
   int64_t failures = 0;
-  absl::Duration binance_offset;  // exchange clock minus coordinator clock
   std::vector<LaneStatus> lanes;
   std::vector<std::string> ready;  // exchanges it can take work for (clock known)
   std::vector<std::pair<std::string, std::vector<common::BudgetBook::PoolView>>> pools;
@@ -205,10 +206,7 @@ class Scheduler {
   // `recent`, if given (rolling_exact), holds every request of the IP still
   // inside a rolling window, at its exchange-clock times: rolling pools are
   // seeded from it exactly, the others from the totals.
-  struct RecentSend {
-    common::Cost cost;
-    absl::Time sent_ex, replied_ex;
-  };
+  using RecentSend = common::UsageEvent;  // its cost, sent_ex and replied_ex
   void SeedUsage(const std::string& node_id, const std::string& exchange,
                  const std::vector<std::pair<std::string, int64_t>>& pools_used,
                  const std::vector<RecentSend>& recent = {}, bool rolling_exact = false);

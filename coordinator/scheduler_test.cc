@@ -343,7 +343,7 @@ TEST_F(SchedulerTest, ASuspectNodeKeepsItsWorkButGetsNoNewWork) {
   for (const Placement& p : placed_) EXPECT_EQ(p.node_id, "n2");
   SchedulerSnapshot snap = sched_->Snapshot();
   for (const NodeSnapshot& n : snap.nodes) {
-    EXPECT_EQ(n.state, n.node_id == "n1" ? "suspect" : "active");
+    EXPECT_EQ(n.state, n.node_id == "n1" ? NodeState::kSuspect : NodeState::kActive);
   }
   // A suspect that answers again is back in rotation.
   sched_->SetSuspect("n1", false);
@@ -516,7 +516,9 @@ TEST_F(SchedulerTest, ClockSkewIsLearnedFromDispatchRoundTrips) {
   sched_->Report(p, o);
   SchedulerSnapshot s = sched_->Snapshot();
   ASSERT_EQ(s.nodes.size(), 1u);
-  EXPECT_NEAR(absl::ToDoubleMilliseconds(s.nodes[0].binance_offset), 2000.0, 0.2);
+  ASSERT_FALSE(s.nodes[0].lanes.empty());
+  EXPECT_EQ(s.nodes[0].lanes[0].exchange, "binance_spot");
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(s.nodes[0].lanes[0].clock_offset), 2000.0, 0.2);
 }
 
 TEST_F(SchedulerTest, DisconnectedNodesGetNoWorkAndOrphansFail) {

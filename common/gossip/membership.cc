@@ -1,5 +1,7 @@
 #include "common/gossip/membership.h"
 
+#include "absl/strings/numbers.h"
+
 #include <sys/stat.h>
 
 #include "absl/strings/str_cat.h"
@@ -73,6 +75,62 @@ AgentOptions ToAgentOptions(const MembershipConfig& c, const std::string& name) 
 std::string RecordValue(const MemberView& m, const std::string& key) {
   auto it = m.records.find(key);
   return it == m.records.end() ? std::string() : it->second.value;
+}
+
+absl::string_view MemberRoleName(MemberRole role) {
+  switch (role) {
+    case MemberRole::kNode:
+      return "node";
+    case MemberRole::kCoordinator:
+      return "coordinator";
+    case MemberRole::kUnknown:
+      break;
+  }
+  return "";
+}
+
+MemberRole RoleOf(const MemberView& m) {
+  std::string role = RecordValue(m, kRoleRecord);
+  if (role == MemberRoleName(MemberRole::kNode)) return MemberRole::kNode;
+  if (role == MemberRoleName(MemberRole::kCoordinator)) return MemberRole::kCoordinator;
+  return MemberRole::kUnknown;
+}
+
+int64_t NumberRecord(const MemberView& m, const std::string& key) {
+  int64_t value = 0;
+  return absl::SimpleAtoi(RecordValue(m, key), &value) ? value : 0;
+}
+
+bool Live(const MemberView& m) { return m.state == MemberState::kAlive || m.state == MemberState::kSuspect; }
+
+namespace {
+
+class AgentMembership final : public Membership {
+ public:
+  explicit AgentMembership(std::unique_ptr<GossipAgent> agent) : agent_(std::move(agent)) {}
+  std::string addr() override { return agent_->addr(); }
+  void SetRecord(const std::string& key, std::string value, bool urgent) override {
+    agent_->SetRecord(key, std::move(value), urgent);
+  }
+  std::vector<MemberView> Members() override { return agent_->Members(); }
+  void Leave() override { agent_->Leave(); }
+  void Stop() override { agent_->Stop(); }
+
+ private:
+  std::unique_ptr<GossipAgent> agent_;
+};
+
+}  // namespace
+
+MembershipFactory AgentMemberships(const MembershipConfig& config) {
+  return [config](const std::string& name, std::function<void(const MemberEvent&)> on_event)
+             -> absl::StatusOr<std::unique_ptr<Membership>> {
+    AgentOptions options = ToAgentOptions(config, name);
+    options.on_event = std::move(on_event);
+    absl::StatusOr<std::unique_ptr<GossipAgent>> agent = GossipAgent::Start(std::move(options));
+    if (!agent.ok()) return agent.status();
+    return std::unique_ptr<Membership>(new AgentMembership(std::move(*agent)));
+  };
 }
 
 }  // namespace marketprism::common::gossip

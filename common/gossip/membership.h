@@ -5,6 +5,8 @@
 // validation, and the names of the records each member publishes.
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -49,5 +51,36 @@ AgentOptions ToAgentOptions(const MembershipConfig& config, const std::string& n
 
 // The value of a record in a member view, or "" if it has none.
 std::string RecordValue(const MemberView& m, const std::string& key);
+
+// The records' values as the process uses them; names only on the wire.
+enum class MemberRole { kUnknown, kNode, kCoordinator };
+absl::string_view MemberRoleName(MemberRole role);  // "", "node", "coordinator"
+MemberRole RoleOf(const MemberView& m);
+// A numeric record (term, fence); 0 when absent or not a number.
+int64_t NumberRecord(const MemberView& m, const std::string& key);
+// Alive or suspect: what it claims still stands.
+bool Live(const MemberView& m);
+
+// What a coordinator or node needs of its gossip membership: the members as
+// it sees them, its own records, leaving. The real one is a GossipAgent
+// (AgentMemberships); the in-process mini-cluster hands in a fake. Thread-safe.
+class Membership {
+ public:
+  virtual ~Membership() = default;
+  virtual std::string addr() = 0;
+  virtual void SetRecord(const std::string& key, std::string value, bool urgent = true) = 0;
+  virtual std::vector<MemberView> Members() = 0;
+  // Tells the others this member is leaving (they act at once, not after a death).
+  virtual void Leave() = 0;
+  virtual void Stop() = 0;
+};
+
+// Starts this member's membership under `name`; `on_event` runs on the
+// membership's own thread for every change it sees.
+using MembershipFactory = std::function<absl::StatusOr<std::unique_ptr<Membership>>(
+    const std::string& name, std::function<void(const MemberEvent&)> on_event)>;
+
+// Gossip agents (UDP/TCP) configured by `config`.
+MembershipFactory AgentMemberships(const MembershipConfig& config);
 
 }  // namespace marketprism::common::gossip
