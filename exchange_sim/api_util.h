@@ -1,4 +1,4 @@
-// File: tests/exchange_sim/api_util.h
+// File: exchange_sim/api_util.h
 //
 // Small helpers the simulator's REST handlers share: query parameters,
 // interval names and time alignment.
@@ -10,7 +10,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/string_view.h"
-#include "tests/exchange_sim/simulator.h"
+#include "exchange_sim/simulator.h"
 #include <nlohmann/json.hpp>
 
 namespace marketprism::sim {

@@ -1,4 +1,4 @@
-#include "tests/exchange_sim/sim_server.h"
+#include "exchange_sim/sim_server.h"
 
 #include <cstdio>
 #include <cstring>
@@ -10,7 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "tests/exchange_sim/ws_session.h"
+#include "exchange_sim/ws_session.h"
 #include <libwebsockets.h>
 
 namespace marketprism::sim {

@@ -1,4 +1,4 @@
-#include "tests/exchange_sim/simulator.h"
+#include "exchange_sim/simulator.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "tests/exchange_sim/ws_session.h"
+#include "exchange_sim/ws_session.h"
 
 #include <map>
 

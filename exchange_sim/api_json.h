@@ -1,4 +1,4 @@
-// File: tests/exchange_sim/api_json.h
+// File: exchange_sim/api_json.h
 //
 // JSON builders shared by the REST handlers and the WebSocket sessions, so a
 // ticker or a JSON-RPC envelope looks the same on both.
@@ -7,8 +7,8 @@
 #include <cstdint>
 
 #include "absl/time/time.h"
-#include "tests/exchange_sim/market.h"
-#include "tests/exchange_sim/simulator.h"
+#include "exchange_sim/market.h"
+#include "exchange_sim/simulator.h"
 #include <nlohmann/json.hpp>
 
 namespace marketprism::sim {

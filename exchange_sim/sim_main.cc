@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_split.h"
 #include "common/flags.h"
-#include "tests/exchange_sim/sim_server.h"
+#include "exchange_sim/sim_server.h"
 
 namespace {
 marketprism::sim::SimServer* g_server = nullptr;

@@ -1,4 +1,4 @@
-#include "tests/exchange_sim/market.h"
+#include "exchange_sim/market.h"
 
 #include <algorithm>
 #include <cmath>

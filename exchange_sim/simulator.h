@@ -1,4 +1,4 @@
-// File: tests/exchange_sim/simulator.h
+// File: exchange_sim/simulator.h
 //
 // The exchange simulator's core, free of sockets: it takes an HTTP request
 // (with the TCP peer address) and returns the reply Binance spot / USD-M, OKX
@@ -27,7 +27,7 @@
 #include "common/budget/exchange_window.h"
 #include "common/clock.h"
 #include "common/rules/rules.h"
-#include "tests/exchange_sim/market.h"
+#include "exchange_sim/market.h"
 
 namespace marketprism::sim {
 

@@ -1,4 +1,4 @@
-// File: tests/exchange_sim/ws_session.h
+// File: exchange_sim/ws_session.h
 //
 // WebSocket sessions of the simulator, free of sockets: the server feeds a
 // session the client's messages and a 100 ms tick; the session says what to
@@ -26,7 +26,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/rules/rules.h"
-#include "tests/exchange_sim/simulator.h"
+#include "exchange_sim/simulator.h"
 
 namespace marketprism::sim {
 

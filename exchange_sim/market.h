@@ -1,4 +1,4 @@
-// File: tests/exchange_sim/market.h
+// File: exchange_sim/market.h
 //
 // Deterministic synthetic market data for the exchange simulator. Everything
 // is a pure function of (seed, instrument, time), so two simulators with the

@@ -8,9 +8,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "tests/exchange_sim/api_json.h"
-#include "tests/exchange_sim/api_util.h"
-#include "tests/exchange_sim/simulator.h"
+#include "exchange_sim/api_json.h"
+#include "exchange_sim/api_util.h"
+#include "exchange_sim/simulator.h"
 #include <nlohmann/json.hpp>
 
 namespace marketprism::sim::deribit {

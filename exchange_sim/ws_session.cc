@@ -1,4 +1,4 @@
-#include "tests/exchange_sim/ws_session.h"
+#include "exchange_sim/ws_session.h"
 
 #include <algorithm>
 #include <map>
@@ -11,8 +11,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/budget/exchange_window.h"
-#include "tests/exchange_sim/api_json.h"
-#include "tests/exchange_sim/api_util.h"
+#include "exchange_sim/api_json.h"
+#include "exchange_sim/api_util.h"
 
 namespace marketprism::sim {
 

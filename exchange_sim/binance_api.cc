@@ -8,8 +8,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "tests/exchange_sim/api_util.h"
-#include "tests/exchange_sim/simulator.h"
+#include "exchange_sim/api_util.h"
+#include "exchange_sim/simulator.h"
 #include <nlohmann/json.hpp>
 
 namespace marketprism::sim::binance {

@@ -1,6 +1,6 @@
-#include "tests/exchange_sim/simulator.h"
+#include "exchange_sim/simulator.h"
 
-#include "tests/exchange_sim/api_util.h"
+#include "exchange_sim/api_util.h"
 
 #include <algorithm>
 #include <cmath>

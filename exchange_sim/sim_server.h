@@ -1,4 +1,4 @@
-// File: tests/exchange_sim/sim_server.h
+// File: exchange_sim/sim_server.h
 //
 // Puts a Simulator on a libwebsockets listener: one port for REST (HTTP/1.1
 // keep-alive) and WebSocket on every exchange's paths, plus /sim/ admin.
@@ -14,7 +14,7 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "tests/exchange_sim/simulator.h"
+#include "exchange_sim/simulator.h"
 
 struct lws_context;
 
