@@ -4,10 +4,13 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/int_math.h"
 
 namespace marketprism::sim {
 
 namespace {
+
+using common::FloorDiv;
 
 uint64_t Mix(uint64_t x) {
   // splitmix64 finaliser
@@ -21,11 +24,6 @@ uint64_t HashString(absl::string_view s) {
   uint64_t h = 1469598103934665603ULL;
   for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
   return Mix(h);
-}
-
-int64_t FloorDiv(int64_t a, int64_t b) {
-  int64_t q = a / b;
-  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
 int64_t Pow10(int n) {

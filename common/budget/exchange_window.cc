@@ -2,15 +2,12 @@
 
 #include <algorithm>
 
+#include "common/int_math.h"
+
 namespace marketprism::common {
 
 namespace {
 constexpr int64_t kMicrosPerCredit = 1'000'000;
-
-int64_t FloorDiv(int64_t a, int64_t b) {
-  int64_t q = a / b;
-  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
-}
 }  // namespace
 
 ExchangeWindow::ExchangeWindow(const PoolRule& rule)

@@ -3,16 +3,12 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/int_math.h"
 
 namespace marketprism::common {
 
 namespace {
 constexpr int64_t kMicrosPerCredit = 1'000'000;
-
-int64_t FloorDiv(int64_t a, int64_t b) {
-  int64_t q = a / b;
-  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
-}
 }  // namespace
 
 void RebaseTicket(LedgerTicket& ticket, absl::Duration shift, absl::Duration uncertainty) {

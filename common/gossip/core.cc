@@ -4,15 +4,11 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/int_math.h"
 
 namespace marketprism::common::gossip {
 
 namespace {
-
-int64_t FloorDiv(int64_t a, int64_t b) {
-  int64_t q = a / b;
-  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
-}
 
 MemberState FromProto(v1::MemberState s) {
   switch (s) {
