@@ -1,12 +1,12 @@
 #include "common/clock.h"
 
 #include <chrono>
-#include <map>
 #include <thread>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "common/timer_queue.h"
 
 namespace marketprism::common {
 
@@ -18,19 +18,12 @@ class RealClock::Timers {
 
   TimerId Add(absl::Time at, std::function<void()> fn) {
     absl::MutexLock lock(&mu_);
-    TimerId id = ++next_id_;
-    due_.emplace(std::make_pair(at, id), std::move(fn));
-    ids_[id] = at;
-    return id;
+    return queue_.Add(at, std::move(fn));
   }
 
   bool Cancel(TimerId id) {
     absl::MutexLock lock(&mu_);
-    auto it = ids_.find(id);
-    if (it == ids_.end()) return false;
-    due_.erase(std::make_pair(it->second, id));
-    ids_.erase(it);
-    return true;
+    return queue_.Cancel(id);
   }
 
  private:
@@ -41,28 +34,25 @@ class RealClock::Timers {
         absl::MutexLock lock(&mu_);
         while (true) {
           absl::Time now = RealClock::Get().SteadyNow();
-          if (!due_.empty() && due_.begin()->first.first <= now) break;
-          absl::Duration wait = due_.empty() ? absl::Seconds(1) : due_.begin()->first.first - now;
+          if (auto due = queue_.PopDue(now)) {
+            fn = std::move(due->second);
+            break;
+          }
           // Woken early by a new, earlier timer.
-          first_ = due_.empty() ? absl::InfiniteFuture() : due_.begin()->first.first;
+          first_ = queue_.next();
+          absl::Duration wait = queue_.empty() ? absl::Seconds(1) : first_ - now;
           mu_.AwaitWithTimeout(absl::Condition(+[](Timers* t) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                                                 return !t->due_.empty() && t->due_.begin()->first.first < t->first_;
+                                                 return t->queue_.next() < t->first_;
                                                }, this),
                                wait);
         }
-        auto it = due_.begin();
-        ids_.erase(it->first.second);
-        fn = std::move(it->second);
-        due_.erase(it);
       }
       fn();
     }
   }
 
   absl::Mutex mu_;
-  TimerId next_id_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<std::pair<absl::Time, TimerId>, std::function<void()>> due_ ABSL_GUARDED_BY(mu_);
-  std::map<TimerId, absl::Time> ids_ ABSL_GUARDED_BY(mu_);
+  TimerQueue queue_ ABSL_GUARDED_BY(mu_);
   absl::Time first_ ABSL_GUARDED_BY(mu_);  // the earliest when the loop last looked
   std::thread thread_;
 };

@@ -33,19 +33,12 @@ void FakeClock::AdvanceBy(absl::Duration d) {
     std::function<void()> fn;
     {
       absl::MutexLock lock(&mu_);
-      if (due_.empty() || due_.begin()->first.first > end) {
-        now_ += end - steady_;
-        steady_ = end;
-        return;
-      }
-      auto it = due_.begin();
-      if (it->first.first > steady_) {
-        now_ += it->first.first - steady_;
-        steady_ = it->first.first;
-      }
-      ids_.erase(it->first.second);
-      fn = std::move(it->second);
-      due_.erase(it);
+      auto due = timers_.PopDue(end);
+      absl::Time to = due ? std::max(due->first, steady_) : end;
+      now_ += to - steady_;
+      steady_ = to;
+      if (!due) return;
+      fn = std::move(due->second);
     }
     fn();
   }
@@ -53,29 +46,22 @@ void FakeClock::AdvanceBy(absl::Duration d) {
 
 common::Clock::TimerId FakeClock::RunAt(absl::Time steady_at, std::function<void()> fn) {
   absl::MutexLock lock(&mu_);
-  TimerId id = ++next_id_;
-  due_.emplace(std::make_pair(steady_at, id), std::move(fn));
-  ids_[id] = steady_at;
-  return id;
+  return timers_.Add(steady_at, std::move(fn));
 }
 
 bool FakeClock::Cancel(TimerId id) {
   absl::MutexLock lock(&mu_);
-  auto it = ids_.find(id);
-  if (it == ids_.end()) return false;
-  due_.erase(std::make_pair(it->second, id));
-  ids_.erase(it);
-  return true;
-}
-
-size_t FakeClock::timers() {
-  absl::MutexLock lock(&mu_);
-  return due_.size();
+  return timers_.Cancel(id);
 }
 
 void FakeClock::SetNow(absl::Time t) {
   absl::MutexLock lock(&mu_);
   now_ = t;
+}
+
+size_t FakeClock::timers() {
+  absl::MutexLock lock(&mu_);
+  return timers_.size();
 }
 
 }  // namespace marketprism::testing

@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/timer_queue.h"
 
 namespace marketprism::testing {
 
@@ -42,9 +43,7 @@ class FakeClock final : public common::Clock {
   absl::Mutex mu_;
   absl::Time now_ ABSL_GUARDED_BY(mu_);
   absl::Time steady_ ABSL_GUARDED_BY(mu_);
-  TimerId next_id_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<std::pair<absl::Time, TimerId>, std::function<void()>> due_ ABSL_GUARDED_BY(mu_);
-  std::map<TimerId, absl::Time> ids_ ABSL_GUARDED_BY(mu_);
+  common::TimerQueue timers_ ABSL_GUARDED_BY(mu_);
   absl::Mutex advance_mu_;  // one AdvanceBy at a time, so timers run in order
 };
 
