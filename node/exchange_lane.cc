@@ -198,8 +198,7 @@ std::optional<ExchangeLane::Admission> ExchangeLane::Admit(const LaneRequest& re
     r->retry_after = fit == absl::InfiniteFuture() ? absl::ZeroDuration() : fit - t;
     r->usage = book_.Snapshot(t);
     r->detail = "the node's ledger for this IP has no room for it";
-    static const bool trace_refusals = std::getenv("MP_TRACE_LEDGER") != nullptr;
-    if (trace_refusals) {
+    if (options_.trace_ledger) {
       for (const common::Cost::Charge& c : r->cost.charges) {
         if (const common::PoolLedger* l = book_.ledger(c.pool)) {
           common::Log(common::LogLevel::kInfo, "ledger",
@@ -252,9 +251,7 @@ std::optional<ExchangeLane::Admission> ExchangeLane::Admit(const LaneRequest& re
     a.account_ticket = it->second.book->Charge(t, r->cost);
     r->account_refusal = false;
   }
-  // MP_TRACE_LEDGER=1 logs every admission with the pools' use (diagnostics).
-  static const bool trace = std::getenv("MP_TRACE_LEDGER") != nullptr;
-  if (trace) {
+  if (options_.trace_ledger) {
     std::string used;
     for (const common::Cost::Charge& c : r->cost.charges) {
       if (const common::PoolLedger* l = book_.ledger(c.pool)) {

@@ -39,6 +39,9 @@ struct LaneOptions {
   // How long to stop after a WAF (403) or "busy" reply, which carry no Retry-After.
   absl::Duration waf_park = absl::Seconds(30);
   absl::Duration busy_park = absl::Seconds(1);
+  // Logs every admission and every refusal with the pools' use (diagnostics;
+  // mp-node's --trace-ledger, MP_TRACE_LEDGER=1).
+  bool trace_ledger = false;
 };
 
 struct LaneRequest {

@@ -456,25 +456,21 @@ class Node::Service final : public v1::Node::CallbackService {
 
 // ---- the node ---------------------------------------------------------------------
 
-absl::StatusOr<std::unique_ptr<Node>> Node::Create(NodeOptions options, common::Clock& clock,
-                                                   GetEnv getenv) {
-  std::string path = options.rules_file.empty() ? common::RulesBook::DefaultPath() : options.rules_file;
-  absl::StatusOr<common::RulesBook> rules = common::RulesBook::LoadFile(path);
-  if (!rules.ok()) return rules.status();
-  for (const std::string& l : options.limits) {
-    absl::Status st = rules->ApplyLimitOverride(l);
-    if (!st.ok()) return st;
+absl::StatusOr<std::unique_ptr<Node>> Node::Create(NodeOptions options, common::RulesBook rules,
+                                                   common::Clock& clock) {
+  for (const std::string& e : options.exchanges) {
+    if (rules.Find(e) == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown exchange \"", e, "\""));
   }
-  if (!getenv) getenv = [](const char* name) { return static_cast<const char*>(std::getenv(name)); };
-  return std::unique_ptr<Node>(new Node(std::move(options), clock, std::move(*rules), std::move(getenv)));
+  return std::unique_ptr<Node>(new Node(std::move(options), clock, std::move(rules)));
 }
 
-Node::Node(NodeOptions options, common::Clock& clock, common::RulesBook rules, GetEnv getenv)
-    : options_(std::move(options)), clock_(clock), rules_(std::move(rules)), getenv_(std::move(getenv)) {
+Node::Node(NodeOptions options, common::Clock& clock, common::RulesBook rules)
+    : options_(std::move(options)), clock_(clock), rules_(std::move(rules)) {
   std::vector<std::string> exchanges = options_.exchanges;
   if (exchanges.empty()) exchanges = rules_.ExchangeNames();
   LaneOptions lane_options;
   lane_options.request_timeout = options_.request_timeout;
+  lane_options.trace_ledger = options_.trace_ledger;
   for (const std::string& e : exchanges) {
     lanes_[e] = std::make_unique<ExchangeLane>(*rules_.Find(e), lane_options, clock_);
     auto url = options_.exchange_urls.find(e);
@@ -495,7 +491,7 @@ ExchangeLane* Node::Lane(const std::string& exchange) {
 void Node::ConfigureEndpoint(const std::string& exchange, const std::string& url) {
   auto proxy_it = options_.exchange_proxies.find(exchange);
   std::string proxy = ResolveProxy(proxy_it == options_.exchange_proxies.end() ? "" : proxy_it->second,
-                                   options_.proxy, url, getenv_);
+                                   options_.proxy, url, options_.proxy_env);
   common::CurlHttpOptions http;
   http.source_ip = options_.egress_ip;
   http.proxy = proxy;

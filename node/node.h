@@ -39,9 +39,10 @@ namespace marketprism::node {
 
 class Node {
  public:
-  // Loads the rules and prepares lanes. kInvalidArgument for bad options.
-  static absl::StatusOr<std::unique_ptr<Node>> Create(NodeOptions options, common::Clock& clock,
-                                                      GetEnv getenv = nullptr);
+  // Prepares lanes. `rules` are the ones the options were validated
+  // against (NodeConfig). kInvalidArgument for bad options.
+  static absl::StatusOr<std::unique_ptr<Node>> Create(NodeOptions options, common::RulesBook rules,
+                                                      common::Clock& clock);
   ~Node();
 
   // Starts serving and connecting. kUnavailable if the listen address cannot be bound.
@@ -60,7 +61,7 @@ class Node {
   class Session;
 
  private:
-  Node(NodeOptions options, common::Clock& clock, common::RulesBook rules, GetEnv getenv);
+  Node(NodeOptions options, common::Clock& clock, common::RulesBook rules);
   void ProbeLoop();
   void ConfigureEndpoint(const std::string& exchange, const std::string& url);
   ExchangeLane* Lane(const std::string& exchange);
@@ -82,7 +83,6 @@ class Node {
   NodeOptions options_;
   common::Clock& clock_;
   common::RulesBook rules_;
-  GetEnv getenv_;
   std::map<std::string, std::unique_ptr<ExchangeLane>> lanes_;  // fixed after Create
   std::unique_ptr<common::ThreadPool> pool_;
   std::unique_ptr<Service> service_;

@@ -4,15 +4,15 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/config.h"
-#include "common/rules/rules.h"
 #include "common/status_macros.h"
 #include "node/proxy.h"
 
 namespace marketprism::node {
 
-absl::StatusOr<std::optional<NodeOptions>> ParseNodeOptions(
-    const std::vector<std::string>& args, std::string* help,
-    const std::function<const char*(const char*)>& getenv) {
+absl::StatusOr<std::optional<NodeConfig>> ParseNodeOptions(const std::vector<std::string>& args,
+                                                           std::string* help, const GetEnv& getenv) {
+  // Without one, an empty environment: nothing below main reads the process's.
+  const GetEnv env = getenv ? getenv : GetEnv([](const char*) -> const char* { return nullptr; });
   NodeOptions o;
   std::string listen = "0.0.0.0:0", coordinator, config;
   std::vector<std::string> urls, ws_urls, proxies;
@@ -38,12 +38,13 @@ absl::StatusOr<std::optional<NodeOptions>> ParseNodeOptions(
   f.Duration("clock-probe-interval", &o.clock_probe_interval, "how often to measure each exchange's clock");
   f.Duration("report-interval", &o.report_interval, "how often to report usage to the coordinator");
   f.Duration("reconnect-max", &o.reconnect_max, "longest wait between attempts to reach the coordinator");
+  f.Bool("trace-ledger", &o.trace_ledger, "log every admission and refusal with the pools' use (diagnostics)");
   std::string join;
   common::gossip::AddMembershipFlags(f, &o.membership, &join);
-  MP_ASSIGN_OR_RETURN(std::vector<std::string> rest, f.ParseWithSources(args, "MP_", getenv));
+  MP_ASSIGN_OR_RETURN(std::vector<std::string> rest, f.ParseWithSources(args, "MP_", env));
   if (f.help_requested()) {
     *help = f.Help();
-    return std::optional<NodeOptions>();
+    return std::optional<NodeConfig>();
   }
   if (!rest.empty()) return absl::InvalidArgumentError("unexpected argument \"" + rest[0] + "\"");
 
@@ -89,7 +90,8 @@ absl::StatusOr<std::optional<NodeOptions>> ParseNodeOptions(
       return absl::InvalidArgumentError("--exchange \"" + e + "\": unknown exchange");
     }
   }
-  return std::optional<NodeOptions>(std::move(o));
+  o.proxy_env = ProxyEnvironment::From(env);
+  return std::optional<NodeConfig>(NodeConfig{std::move(o), std::move(rules)});
 }
 
 }  // namespace marketprism::node

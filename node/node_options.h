@@ -2,7 +2,9 @@
 //
 // mp-node's configuration: one JSON file (--config), MP_* environment
 // variables and flags, in that order of precedence (flags win). Validated
-// into a NodeOptions; every error names the setting and the problem.
+// into a NodeOptions; every error names the setting and the problem. This
+// is the only place the node reads its environment (through the `getenv`
+// main hands in): the MP_* settings, the proxy variables and the rules.
 #pragma once
 
 #include <map>
@@ -14,6 +16,8 @@
 #include "absl/time/time.h"
 #include "common/flags.h"
 #include "common/gossip/membership.h"
+#include "common/rules/rules.h"
+#include "node/proxy.h"
 
 namespace marketprism::node {
 
@@ -30,6 +34,7 @@ struct NodeOptions {
   std::vector<std::string> exchanges;                 // enabled; empty = every exchange in the rules
   std::string proxy;                                  // for every exchange without its own
   std::map<std::string, std::string> exchange_proxies;
+  ProxyEnvironment proxy_env;                         // HTTPS_PROXY etc., read once at parse
   std::string ca_bundle;
   std::string rules_file;
   std::vector<std::string> limits;                    // EXCHANGE.POOL=CAPACITY
@@ -38,12 +43,21 @@ struct NodeOptions {
   absl::Duration clock_probe_interval = absl::Minutes(5);
   absl::Duration report_interval = absl::Seconds(1);
   absl::Duration reconnect_max = absl::Seconds(2);
+  bool trace_ledger = false;                          // log every admission (diagnostics)
   common::gossip::MembershipConfig membership;        // off without --gossip
 };
 
+// What mp-node runs with: the options and the rules they were validated
+// against (the rules file with every --limit applied), loaded once.
+struct NodeConfig {
+  NodeOptions options;
+  common::RulesBook rules;
+};
+
 // Parses and validates. Returns nullopt (with *help set) for --help.
-absl::StatusOr<std::optional<NodeOptions>> ParseNodeOptions(
-    const std::vector<std::string>& args, std::string* help,
-    const std::function<const char*(const char*)>& getenv = nullptr);
+// `getenv` is the environment: main passes std::getenv, tests a map (null:
+// an empty environment).
+absl::StatusOr<std::optional<NodeConfig>> ParseNodeOptions(const std::vector<std::string>& args,
+                                                           std::string* help, const GetEnv& getenv);
 
 }  // namespace marketprism::node

@@ -33,10 +33,13 @@ TEST(NodeOptionsTest, TheRequiredFlags) {
                             &help, EnvOf({}));
   ASSERT_TRUE(o.ok()) << o.status();
   ASSERT_TRUE(o->has_value());
-  EXPECT_EQ((*o)->node_id, "node-127.0.0.11");
-  ASSERT_EQ((*o)->coordinators.size(), 1u);
-  EXPECT_EQ((*o)->coordinators[0].port, 7000);
-  EXPECT_EQ((*o)->exchange_urls.at("binance_spot"), "http://127.0.0.1:8400");
+  const NodeOptions& options = (*o)->options;
+  EXPECT_EQ(options.node_id, "node-127.0.0.11");
+  ASSERT_EQ(options.coordinators.size(), 1u);
+  EXPECT_EQ(options.coordinators[0].port, 7000);
+  EXPECT_EQ(options.exchange_urls.at("binance_spot"), "http://127.0.0.1:8400");
+  EXPECT_FALSE(options.trace_ledger);
+  EXPECT_NE((*o)->rules.Find("binance_spot"), nullptr) << "the rules come with the options";
 }
 
 TEST(NodeOptionsTest, FromTheEnvironment) {
@@ -45,8 +48,25 @@ TEST(NodeOptionsTest, FromTheEnvironment) {
                             EnvOf({{"MP_EGRESS_IP", "10.0.0.5"}, {"MP_COORDINATOR", "c:7000"},
                                    {"MP_EXCHANGE_URL", "okx=http://a,deribit=https://b"}}));
   ASSERT_TRUE(o.ok()) << o.status();
-  EXPECT_EQ((*o)->egress_ip, "10.0.0.5");
-  EXPECT_EQ((*o)->exchange_urls.size(), 2u);
+  EXPECT_EQ((*o)->options.egress_ip, "10.0.0.5");
+  EXPECT_EQ((*o)->options.exchange_urls.size(), 2u);
+}
+
+TEST(NodeOptionsTest, TheEnvironmentIsReadAtParseOnly) {
+  std::string help;
+  auto o = ParseNodeOptions({"--egress-ip", "10.0.0.5", "--coordinator", "c:7000", "--limit",
+                             "binance_spot.REQUEST_WEIGHT=7"},
+                            &help,
+                            EnvOf({{"MP_TRACE_LEDGER", "1"}, {"https_proxy", "http://lower:1"},
+                                   {"NO_PROXY", "localhost"}}));
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_TRUE((*o)->options.trace_ledger) << "MP_TRACE_LEDGER=1 still turns the trace on";
+  EXPECT_EQ((*o)->options.proxy_env.https_proxy, "http://lower:1");
+  EXPECT_EQ((*o)->options.proxy_env.no_proxy, "localhost");
+  EXPECT_EQ((*o)->options.proxy_env.http_proxy, "");
+  const common::ExchangeRules* binance = (*o)->rules.Find("binance_spot");
+  ASSERT_NE(binance, nullptr);
+  EXPECT_EQ(binance->pools()[binance->PoolIndex("REQUEST_WEIGHT")].capacity, 7) << "--limit applied once, here";
 }
 
 TEST(NodeOptionsTest, BadSettingsAreNamed) {
@@ -84,8 +104,9 @@ TEST(NodeOptionsTest, BadSettingsAreNamed) {
 }
 
 TEST(ProxyTest, ExchangeThenNodeThenEnvironment) {
-  GetEnv env = EnvOf({{"HTTPS_PROXY", "http://env-https:1"}, {"HTTP_PROXY", "http://env-http:1"},
-                      {"ALL_PROXY", "socks5h://env-all:1"}, {"NO_PROXY", "localhost,.internal"}});
+  ProxyEnvironment env =
+      ProxyEnvironment::From(EnvOf({{"HTTPS_PROXY", "http://env-https:1"}, {"HTTP_PROXY", "http://env-http:1"},
+                                    {"ALL_PROXY", "socks5h://env-all:1"}, {"NO_PROXY", "localhost,.internal"}}));
   EXPECT_EQ(ResolveProxy("socks5h://ex:1", "http://node:1", "https://api.binance.com", env), "socks5h://ex:1");
   EXPECT_EQ(ResolveProxy("", "http://node:1", "https://api.binance.com", env), "http://node:1");
   EXPECT_EQ(ResolveProxy("", "", "https://api.binance.com", env), "http://env-https:1");
@@ -94,9 +115,11 @@ TEST(ProxyTest, ExchangeThenNodeThenEnvironment) {
   EXPECT_EQ(ResolveProxy("", "", "http://localhost:8400/x", env), "");
   EXPECT_EQ(ResolveProxy("socks5h://ex:1", "", "http://localhost:8400/x", env), "socks5h://ex:1")
       << "NO_PROXY does not override our own configuration";
-  GetEnv only_all = EnvOf({{"all_proxy", "socks5://a:1"}});
+  ProxyEnvironment only_all = ProxyEnvironment::From(EnvOf({{"all_proxy", "socks5://a:1"}}));
   EXPECT_EQ(ResolveProxy("", "", "https://www.okx.com", only_all), "socks5://a:1");
-  EXPECT_EQ(ResolveProxy("", "", "https://www.okx.com", EnvOf({})), "");
+  EXPECT_EQ(ResolveProxy("", "", "https://www.okx.com", ProxyEnvironment{}), "");
+  ProxyEnvironment empty_upper = ProxyEnvironment::From(EnvOf({{"HTTP_PROXY", ""}, {"http_proxy", "http://l:1"}}));
+  EXPECT_EQ(empty_upper.http_proxy, "http://l:1") << "an empty upper-case variable counts as unset";
 }
 
 TEST(ProxyTest, NoProxyMatching) {

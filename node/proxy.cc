@@ -22,10 +22,10 @@ std::string HostOf(absl::string_view url) {
   return std::string(url.substr(0, url.rfind(':') == absl::string_view::npos ? url.size() : url.rfind(':')));
 }
 
-const char* Env(const GetEnv& getenv, const char* upper, const char* lower) {
+std::string Env(const GetEnv& getenv, const char* upper, const char* lower) {
   const char* v = getenv(upper);
   if (v == nullptr || *v == '\0') v = getenv(lower);
-  return (v != nullptr && *v != '\0') ? v : nullptr;
+  return v != nullptr ? v : "";
 }
 
 }  // namespace
@@ -41,17 +41,23 @@ bool NoProxyMatches(absl::string_view no_proxy, absl::string_view host) {
   return false;
 }
 
+ProxyEnvironment ProxyEnvironment::From(const GetEnv& getenv) {
+  ProxyEnvironment env;
+  env.https_proxy = Env(getenv, "HTTPS_PROXY", "https_proxy");
+  env.http_proxy = Env(getenv, "HTTP_PROXY", "http_proxy");
+  env.all_proxy = Env(getenv, "ALL_PROXY", "all_proxy");
+  env.no_proxy = Env(getenv, "NO_PROXY", "no_proxy");
+  return env;
+}
+
 std::string ResolveProxy(absl::string_view exchange_proxy, absl::string_view node_proxy,
-                         absl::string_view url, const GetEnv& getenv) {
+                         absl::string_view url, const ProxyEnvironment& env) {
   if (!exchange_proxy.empty()) return std::string(exchange_proxy);
   if (!node_proxy.empty()) return std::string(node_proxy);
-  const char* proxy = absl::StartsWithIgnoreCase(url, "https://")
-                          ? Env(getenv, "HTTPS_PROXY", "https_proxy")
-                          : Env(getenv, "HTTP_PROXY", "http_proxy");
-  if (proxy == nullptr) proxy = Env(getenv, "ALL_PROXY", "all_proxy");
-  if (proxy == nullptr) return "";
-  const char* no_proxy = Env(getenv, "NO_PROXY", "no_proxy");
-  if (no_proxy != nullptr && NoProxyMatches(no_proxy, HostOf(url))) return "";
+  std::string proxy = absl::StartsWithIgnoreCase(url, "https://") ? env.https_proxy : env.http_proxy;
+  if (proxy.empty()) proxy = env.all_proxy;
+  if (proxy.empty()) return "";
+  if (!env.no_proxy.empty() && NoProxyMatches(env.no_proxy, HostOf(url))) return "";
   return proxy;
 }
 
