@@ -11,7 +11,6 @@
 
 namespace marketprism::node {
 
-
 using Json = nlohmann::json;
 
 absl::StatusOr<int64_t> JsonPathInt(absl::string_view body, absl::string_view path) {
@@ -35,6 +34,11 @@ absl::StatusOr<int64_t> JsonPathInt(absl::string_view body, absl::string_view pa
   int64_t v = 0;
   if (at->is_string() && absl::SimpleAtoi(at->get<std::string>(), &v)) return v;
   return absl::InvalidArgumentError(absl::StrCat(path, " is not an integer"));
+}
+
+ExchangeLane* FindLane(const Lanes& lanes, absl::string_view exchange) {
+  auto it = lanes.find(exchange);
+  return it == lanes.end() ? nullptr : it->second.get();
 }
 
 ExchangeLane::ExchangeLane(const common::ExchangeRules& rules, LaneOptions options,
@@ -92,14 +96,14 @@ std::optional<Park> ExchangeLane::ActivePark() {
   return std::nullopt;
 }
 
-std::vector<UsageEventRecord> ExchangeLane::TakeEvents() {
+std::vector<common::UsageEvent> ExchangeLane::TakeEvents() {
   absl::MutexLock lock(&mu_);
-  std::vector<UsageEventRecord> out;
+  std::vector<common::UsageEvent> out;
   out.swap(events_);
   return out;
 }
 
-std::vector<UsageEventRecord> ExchangeLane::RecentRolling() {
+std::vector<common::UsageEvent> ExchangeLane::RecentRolling() {
   absl::MutexLock lock(&mu_);
   absl::Time horizon = ExchangeNow() - longest_rolling_;
   while (!recent_rolling_.empty() && recent_rolling_.front().sent_ex < horizon) recent_rolling_.pop_front();
@@ -379,7 +383,7 @@ void ExchangeLane::Settle(Admission& a, absl::StatusOr<common::HttpReply> reply,
   }
   if (own) events_.push_back({r->cost, r->sent_ex, r->replied_ex, r->observed});
   if (longest_rolling_ > absl::ZeroDuration()) {
-    UsageEventRecord rec{{}, r->sent_ex, r->replied_ex, std::nullopt};
+    common::UsageEvent rec{{}, r->sent_ex, r->replied_ex, std::nullopt};
     for (const common::Cost::Charge& c : r->cost.charges) {
       if (rules_.pools()[c.pool].window == common::WindowKind::kRolling) rec.cost.charges.push_back(c);
     }

@@ -25,6 +25,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/budget/budget_book.h"
+#include "common/budget/usage_event.h"
 #include "common/clock.h"
 #include "common/net/http_client.h"
 #include "common/rules/rules.h"
@@ -64,14 +65,11 @@ struct Park {
   std::string kind;  // "rate_limited", "banned", "waf", "busy"
   absl::Time until;  // local clock
   int http_status = 0;
-};
 
-// A request the node sent on its own (a clock probe), for the coordinator's ledger.
-struct UsageEventRecord {
-  common::Cost cost;
-  absl::Time sent_ex;
-  absl::Time replied_ex;
-  std::optional<std::pair<std::string, int64_t>> observed;
+  // The same hold as the coordinator sees it: a ban of `exchange`.
+  common::ExchangeBan ToBan(std::string exchange) const {
+    return {std::move(exchange), kind, until, http_status};
+  }
 };
 
 struct LaneResult {
@@ -121,12 +119,13 @@ class ExchangeLane {
   ClockView clock();
   std::vector<common::BudgetBook::PoolView> Usage();
   std::optional<Park> ActivePark();
-  // Requests this lane made on its own since the last call.
-  std::vector<UsageEventRecord> TakeEvents();
+  // Requests this lane made on its own (clock probes) since the last call,
+  // for the coordinator's ledger.
+  std::vector<common::UsageEvent> TakeEvents();
   // Every request sent (own or dispatched) still inside one of the rules'
   // rolling windows, with its charges in those pools only: what a new
   // coordinator needs to rebuild its rolling ledgers exactly.
-  std::vector<UsageEventRecord> RecentRolling();
+  std::vector<common::UsageEvent> RecentRolling();
   // A capacity the coordinator (or the exchange) says every ledger must use.
   absl::Status SetCapacity(absl::string_view pool, int64_t capacity);
 
@@ -176,8 +175,8 @@ class ExchangeLane {
   common::BudgetBook book_ ABSL_GUARDED_BY(mu_);
   common::OffsetEstimator offset_ ABSL_GUARDED_BY(mu_){8};
   std::optional<Park> park_ ABSL_GUARDED_BY(mu_);
-  std::vector<UsageEventRecord> events_ ABSL_GUARDED_BY(mu_);
-  std::deque<UsageEventRecord> recent_rolling_ ABSL_GUARDED_BY(mu_);
+  std::vector<common::UsageEvent> events_ ABSL_GUARDED_BY(mu_);
+  std::deque<common::UsageEvent> recent_rolling_ ABSL_GUARDED_BY(mu_);
   absl::Duration longest_rolling_ = absl::ZeroDuration();
   struct Lease {
     std::unique_ptr<common::BudgetBook> book;  // capacities: the leased units
@@ -186,6 +185,12 @@ class ExchangeLane {
   };
   std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);  // by account
 };
+
+// Every lane of a node, by exchange; fixed once the node is built (the lanes
+// themselves are thread-safe).
+using Lanes = std::map<std::string, std::unique_ptr<ExchangeLane>, std::less<>>;
+// The lane serving `exchange`, or nullptr.
+ExchangeLane* FindLane(const Lanes& lanes, absl::string_view exchange);
 
 // Reads a dotted path ("data.0.ts") from a JSON body as an integer; numbers
 // written as strings are accepted.

@@ -1,22 +1,31 @@
 // File: node/node.h
 //
-// mp-node: one per egress IP. Serves Node.Dispatch (the coordinator's
-// assignments) and grpc.health.v1, keeps one ExchangeLane per exchange, and
-// holds a session with the coordinator: it registers, receives limits,
-// exchange URLs and drain commands, and reports usage, bans (at once) and its
-// clock estimates. It refuses whatever its own ledger says would exceed its
-// IP's budget, whatever the coordinator says.
+// mp-node's composition root: one per egress IP. It builds its parts from
+// NodeOptions, the rules and the transports it is handed, and starts them:
 //
-// Threads: the gRPC server's, a worker pool for exchange round trips, one
-// for the coordinator session, one for clock probes.
+//   - one ExchangeLane per exchange (exchange_lane.h), each with an
+//     HttpClient from the injected factory, bound to the egress IP;
+//   - the Node.Dispatch service (dispatch_service.h) and grpc.health.v1 on
+//     --listen, with a worker pool for the exchange round trips;
+//   - the session with the coordinator (coordinator_session.h);
+//   - the clock prober (clock_prober.h);
+//   - with --gossip, a GossipAgent: the node publishes its role, address,
+//     usage and term fence, and follows the leadership claims it sees.
+//
+// What the parts share is owned here: the lanes and the term fence. The
+// node refuses whatever its own ledger says would exceed its IP's budget,
+// whatever the coordinator says, and any work from a deposed leader.
+//
+// Called by node_main.cc (and tests): Create, Start, then Wait or Shutdown
+// from any one thread. Threads it runs: the gRPC server's, the worker pool,
+// the session's (plus a stream reader), the clock prober's and the gossip
+// agent's.
 #pragma once
 
 #include <atomic>
-#include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
-#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -25,11 +34,13 @@
 #include "common/executor.h"
 #include "common/gossip/agent.h"
 #include "common/rules/rules.h"
+#include "node/clock_prober.h"
+#include "node/coordinator_session.h"
+#include "node/dispatch_service.h"
 #include "node/exchange_lane.h"
+#include "node/http_client_factory.h"
 #include "node/node_options.h"
-#include "node/proxy.h"
 #include "node/term_fence.h"
-#include "marketprism/v1/node.pb.h"
 
 namespace grpc {
 class Server;
@@ -39,17 +50,26 @@ namespace marketprism::node {
 
 class Node {
  public:
-  // Prepares lanes. `rules` are the ones the options were validated
-  // against (NodeConfig). kInvalidArgument for bad options.
+  // Builds the lanes (those with a URL of their own get their HttpClient
+  // from `http` now) and the parts; starts nothing. `rules` are the ones the
+  // options were validated against (NodeConfig). `clock` must outlive the
+  // node. `coordinator_channel` opens channels to coordinators (default:
+  // InsecureChannelFactory()). kInvalidArgument if an exchange is unknown.
   static absl::StatusOr<std::unique_ptr<Node>> Create(NodeOptions options, common::RulesBook rules,
-                                                      common::Clock& clock);
-  ~Node();
+                                                      common::Clock& clock, HttpClientFactory http,
+                                                      ChannelFactory coordinator_channel = nullptr);
+  ~Node();  // Shutdown()
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
 
-  // Starts serving and connecting. kUnavailable if the listen address cannot be bound.
+  // Starts serving, gossiping, the session and the prober. kUnavailable if
+  // the listen address cannot be bound; the gossip agent's error if it
+  // cannot start.
   absl::Status Start();
   // Blocks until Shutdown().
   void Wait();
-  // Stops everything; safe from a signal handler's thread via a flag.
+  // Leaves gossip, ends the session, stops serving (2 s grace) and joins
+  // every thread. Idempotent.
   void Shutdown();
 
   int port() const { return port_; }
@@ -57,50 +77,37 @@ class Node {
   // The gossip address bound ("" without gossip).
   std::string gossip_address() const { return gossip_ ? gossip_->addr() : ""; }
 
-  class Service;
-  class Session;
-
  private:
-  Node(NodeOptions options, common::Clock& clock, common::RulesBook rules);
-  void ProbeLoop();
+  Node(NodeOptions options, common::RulesBook rules, common::Clock& clock, HttpClientFactory http,
+       ChannelFactory coordinator_channel);
+  // Gives `exchange`'s lane a client for `url` (proxy resolved, egress IP
+  // bound) and has its clock probed again.
   void ConfigureEndpoint(const std::string& exchange, const std::string& url);
-  ExchangeLane* Lane(const std::string& exchange);
-
-  // The best leadership claim gossip shows (a live coordinator's term record),
-  // if any. Seeing one raises the fence: the old leader is refused from now.
-  struct LeaderClaim {
-    int64_t term = 0;
-    std::string name;
-    std::string grpc;
-  };
-  std::optional<LeaderClaim> GossipLeader();
   // Admits (term, coordinator) through the fence; publishes a raised fence.
   bool AdmitTerm(int64_t term, const std::string& coordinator);
+  // What gossip shows of the leader now (nullopt without gossip). Pure read.
+  std::optional<LeaderClaim> GossipLeaderClaim();
+  absl::Status StartGossip();
   void PublishUsage();
-  // Account leases from the leader (fenced by term like any assignment).
-  void ApplyLeases(const marketprism::v1::Leases& leases);
 
-  NodeOptions options_;
+  const NodeOptions options_;
   common::Clock& clock_;
-  common::RulesBook rules_;
-  std::map<std::string, std::unique_ptr<ExchangeLane>> lanes_;  // fixed after Create
-  std::unique_ptr<common::ThreadPool> pool_;
-  std::unique_ptr<Service> service_;
-  std::unique_ptr<Session> session_;
-  std::unique_ptr<grpc::Server> server_;
-  std::thread probe_thread_;
-  int port_ = 0;
-  std::string advertise_;
+  const common::RulesBook rules_;
+  const HttpClientFactory http_;
+  Lanes lanes_;  // fixed after the constructor
   TermFence fence_;
   std::atomic<int64_t> published_fence_{-1};
-  std::unique_ptr<common::gossip::GossipAgent> gossip_;
+  std::unique_ptr<common::gossip::GossipAgent> gossip_;  // set in Start, before the session runs
+  std::unique_ptr<common::ThreadPool> pool_;
+  std::unique_ptr<DispatchService> service_;
+  std::unique_ptr<CoordinatorSession> session_;
+  std::unique_ptr<ClockProber> prober_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::string advertise_;
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool reprobe_ ABSL_GUARDED_BY(mu_) = false;
-  marketprism::v1::Leases leases_ ABSL_GUARDED_BY(mu_);  // the last admitted
-  absl::Time leases_received_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  absl::Time leases_expire_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace marketprism::node

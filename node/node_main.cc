@@ -5,6 +5,7 @@
 #include "common/clock.h"
 #include "common/flags.h"
 #include "common/signals.h"
+#include "node/http_client_factory.h"
 #include "node/node.h"
 
 int main(int argc, char** argv) {
@@ -21,7 +22,8 @@ int main(int argc, char** argv) {
   }
   node::NodeConfig& c = **config;
   std::string id = c.options.node_id, ip = c.options.egress_ip;
-  auto node = node::Node::Create(std::move(c.options), std::move(c.rules), common::RealClock::Get());
+  auto node = node::Node::Create(std::move(c.options), std::move(c.rules), common::RealClock::Get(),
+                                 node::CurlHttpClientFactory());
   if (!node.ok()) return common::ExitCodeFor("mp-node", node.status());
   absl::Status started = (*node)->Start();
   if (!started.ok()) return common::ExitCodeFor("mp-node", started);
