@@ -1,12 +1,10 @@
 #include "node/exchange_lane.h"
 
-#include <deque>
-#include <functional>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "node/fake_http_client.h"
 #include "tests/testing/fake_clock.h"
 
 namespace marketprism::node {
@@ -15,33 +13,6 @@ namespace {
 using ::testing::HasSubstr;
 
 const absl::Time kMinute = absl::FromUnixSeconds(1'795'046'400);
-
-// Answers each Send with the next scripted reply, recording requests.
-class FakeHttpClient : public common::HttpClient {
- public:
-  using Script = std::function<absl::StatusOr<common::HttpReply>(const common::HttpRequestSpec&)>;
-  absl::StatusOr<common::HttpReply> Send(const common::HttpRequestSpec& r) override {
-    sent.push_back(r);
-    if (before_reply) before_reply();
-    if (scripts.empty()) return Reply(200, "{}");
-    Script s = scripts.front();
-    scripts.pop_front();
-    return s(r);
-  }
-  static common::HttpReply Reply(int status, std::string body, common::HttpHeaders headers = {}) {
-    common::HttpReply r;
-    r.status = status;
-    r.body = std::move(body);
-    r.headers = std::move(headers);
-    return r;
-  }
-  void Then(absl::StatusOr<common::HttpReply> r) {
-    scripts.push_back([r](const common::HttpRequestSpec&) { return r; });
-  }
-  std::deque<Script> scripts;
-  std::vector<common::HttpRequestSpec> sent;
-  std::function<void()> before_reply;
-};
 
 class LaneTest : public ::testing::Test {
  protected:
@@ -81,12 +52,12 @@ TEST_F(LaneTest, NothingIsSentBeforeTheClockIsMeasured) {
   LaneResult r = Run("/api/v3/ping");
   EXPECT_EQ(r.outcome, LaneResult::Outcome::kRefused);
   EXPECT_THAT(r.detail, HasSubstr("clock is not measured"));
-  EXPECT_TRUE(http_->sent.empty());
+  EXPECT_TRUE(http_->sent().empty());
   EXPECT_FALSE(lane_->ready());
   Probe(absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}"));
   EXPECT_TRUE(lane_->ready());
   EXPECT_EQ(Run("/api/v3/ping").outcome, LaneResult::Outcome::kReplied);
-  EXPECT_EQ(http_->sent.back().url, "http://sim:1/api/v3/ping");
+  EXPECT_EQ(http_->sent().back().url, "http://sim:1/api/v3/ping");
 }
 
 TEST_F(LaneTest, TheProbeMeasuresTheOffsetAndIsChargedInTheRightWindow) {
@@ -116,10 +87,10 @@ TEST_F(LaneTest, TheNodesOwnLedgerRefusesWhatWouldNotFit) {
   Probe(absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}"));
   ASSERT_EQ(Run("/api/v3/depth", {{"symbol", "BTCUSDT"}}).outcome, LaneResult::Outcome::kReplied);  // 5
   ASSERT_EQ(Run("/api/v3/depth", {{"symbol", "BTCUSDT"}}).outcome, LaneResult::Outcome::kReplied);  // 10
-  size_t sent = http_->sent.size();
+  size_t sent = http_->sent().size();
   LaneResult r = Run("/api/v3/depth", {{"symbol", "BTCUSDT"}});  // 15 > 12
   EXPECT_EQ(r.outcome, LaneResult::Outcome::kRefused);
-  EXPECT_EQ(http_->sent.size(), sent) << "never sent";
+  EXPECT_EQ(http_->sent().size(), sent) << "never sent";
   // To the next minute (50 s less the offset's 0.5 ms midpoint) plus the
   // uncertainty (0.5 ms) and margin (1 ms).
   EXPECT_EQ(r.retry_after, absl::Seconds(50) + absl::Milliseconds(1));
@@ -150,11 +121,11 @@ TEST_F(LaneTest, A429ParksTheExchangeUntilRetryAfter) {
   ASSERT_TRUE(r.park.has_value());
   EXPECT_EQ(r.park->kind, "rate_limited");
   EXPECT_EQ(r.park->until, clock_.Now() + absl::Seconds(7));
-  size_t sent = http_->sent.size();
+  size_t sent = http_->sent().size();
   LaneResult again = Run("/api/v3/ping");
   EXPECT_EQ(again.outcome, LaneResult::Outcome::kParked);
   EXPECT_EQ(again.retry_after, absl::Seconds(7));
-  EXPECT_EQ(http_->sent.size(), sent);
+  EXPECT_EQ(http_->sent().size(), sent);
   clock_.AdvanceBy(absl::Seconds(7));
   EXPECT_NE(Run("/api/v3/ping").outcome, LaneResult::Outcome::kParked);
 }
@@ -209,11 +180,11 @@ TEST_F(LaneTest, LostRequestsStayChargedButUnsentOnesAreRefunded) {
 TEST_F(LaneTest, BadRequestsAreNeverSent) {
   Make("binance_spot");
   Probe(absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}"));
-  size_t sent = http_->sent.size();
+  size_t sent = http_->sent().size();
   LaneResult r = Run("/api/v3/depth", {{"limit", "abc"}});
   EXPECT_EQ(r.outcome, LaneResult::Outcome::kInvalid);
   EXPECT_THAT(r.detail, HasSubstr("limit"));
-  EXPECT_EQ(http_->sent.size(), sent);
+  EXPECT_EQ(http_->sent().size(), sent);
 }
 
 TEST_F(LaneTest, CapacitiesFromTheCoordinatorApply) {
@@ -251,14 +222,14 @@ TEST_F(LaneTest, AccountRequestsSpendOnlyTheNodesLeaseOfTheAccount) {
   r = Order(*lane_, "KEY-ONE-0123456789");
   EXPECT_EQ(r.outcome, LaneResult::Outcome::kRefused);
   EXPECT_THAT(r.detail, HasSubstr("no lease of account KEY-ONE-..."));
-  size_t sent = http_->sent.size();
+  size_t sent = http_->sent().size();
 
   lane_->SetLeases({{"KEY-ONE-0123456789", "ORDERS_10S", 2}, {"KEY-ONE-0123456789", "ORDERS_1D", 100}},
                    clock_.Now() + absl::Seconds(10));
   EXPECT_EQ(Order(*lane_, "KEY-ONE-0123456789").outcome, LaneResult::Outcome::kReplied);
   EXPECT_EQ(Order(*lane_, "KEY-ONE-0123456789").outcome, LaneResult::Outcome::kReplied);
-  ASSERT_EQ(http_->sent.size(), sent + 2);
-  EXPECT_THAT(http_->sent.back().headers,
+  ASSERT_EQ(http_->sent().size(), sent + 2);
+  EXPECT_THAT(http_->sent().back().headers,
               ::testing::Contains(std::make_pair(std::string("X-MBX-APIKEY"), std::string("KEY-ONE-0123456789"))));
   r = Order(*lane_, "KEY-ONE-0123456789");
   EXPECT_EQ(r.outcome, LaneResult::Outcome::kRefused);
@@ -267,7 +238,7 @@ TEST_F(LaneTest, AccountRequestsSpendOnlyTheNodesLeaseOfTheAccount) {
   // Another account has no lease here; public requests never need one.
   EXPECT_EQ(Order(*lane_, "KEY-TWO").outcome, LaneResult::Outcome::kRefused);
   EXPECT_EQ(Run("/api/v3/ping").outcome, LaneResult::Outcome::kReplied);
-  EXPECT_EQ(http_->sent.size(), sent + 3);
+  EXPECT_EQ(http_->sent().size(), sent + 3);
 }
 
 TEST_F(LaneTest, AnUnrenewedLeaseExpiresAndAWithdrawnOneStopsAtOnce) {

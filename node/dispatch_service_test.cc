@@ -1,0 +1,183 @@
+#include "node/dispatch_service.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <map>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "node/fake_http_client.h"
+#include "tests/testing/fake_clock.h"
+
+namespace marketprism::node {
+namespace {
+
+namespace v1 = ::marketprism::v1;
+using ::testing::HasSubstr;
+
+constexpr char kEgressIp[] = "127.0.0.11";
+
+// The service on an in-process server (no port), over one binance_spot lane
+// whose exchange is a FakeHttpClient; REQUEST_WEIGHT is cut to 8 so the
+// node's own ledger is easy to fill.
+class DispatchServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto rules = common::RulesBook::LoadDefault();
+    ASSERT_TRUE(rules.ok()) << rules.status();
+    ASSERT_TRUE(rules->ApplyLimitOverride("binance_spot.REQUEST_WEIGHT=8").ok());
+    rules_ = std::make_unique<common::RulesBook>(std::move(*rules));
+    auto lane = std::make_unique<ExchangeLane>(*rules_->Find("binance_spot"), LaneOptions{}, clock_);
+    lane->SetEndpoint("http://sim:1", http_);
+    // The lane takes requests once the exchange's clock is measured (weight 1).
+    http_->Then(FakeHttpClient::Reply(200, absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}")));
+    ASSERT_TRUE(lane->ProbeClock().ok());
+    lanes_["binance_spot"] = std::move(lane);
+    ASSERT_TRUE(fence_.Admit(1, "c1"));
+
+    service_ = std::make_unique<DispatchService>(DispatchParts{
+        .lanes = lanes_,
+        .fence = fence_,
+        .admit_term = [this](int64_t term, const std::string& c) { return fence_.Admit(term, c); },
+        .executor = pool_,
+        .clock = clock_,
+        .report_now = [this] { ++reports_now_; },
+        .egress_ip = kEgressIp});
+    grpc::ServerBuilder builder;
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    stub_ = v1::Node::NewStub(server_->InProcessChannel(grpc::ChannelArguments()));
+  }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown();
+  }
+
+  static v1::DispatchRequest Depth(int64_t term = 1, std::string coordinator = "c1") {
+    v1::DispatchRequest req;
+    req.set_exchange("binance_spot");
+    req.set_method("GET");
+    req.set_path("/api/v3/depth");
+    v1::QueryParam* q = req.add_query();
+    q->set_key("symbol");
+    q->set_value("BTCUSDT");
+    req.set_term(term);
+    req.set_coordinator_id(std::move(coordinator));
+    return req;
+  }
+
+  // One call, answered in full before it returns (the service's work, the
+  // report_now callback included, happens before the reply).
+  v1::DispatchResponse Dispatch(const v1::DispatchRequest& req) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    v1::DispatchResponse resp;
+    grpc::Status st = stub_->Dispatch(&ctx, req, &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return resp;
+  }
+
+  testing::FakeClock clock_;
+  std::unique_ptr<common::RulesBook> rules_;
+  std::shared_ptr<FakeHttpClient> http_ = std::make_shared<FakeHttpClient>();
+  Lanes lanes_;
+  TermFence fence_;
+  common::ThreadPool pool_{2};
+  std::atomic<int> reports_now_{0};
+  std::unique_ptr<DispatchService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<v1::Node::Stub> stub_;
+};
+
+TEST_F(DispatchServiceTest, ARepliedRequestCarriesTheExchangesAnswerAndWhatItCost) {
+  http_->Then(FakeHttpClient::Reply(200, R"({"bids":[]})", {{"X-MBX-USED-WEIGHT-1M", "6"}, {"X-Extra", "1"}}));
+  v1::DispatchRequest req = Depth();
+  v1::Header* h = req.add_headers();
+  h->set_name("X-MBX-APIKEY");
+  h->set_value("k");
+  v1::DispatchResponse resp = Dispatch(req);
+
+  EXPECT_EQ(resp.outcome(), v1::DispatchResponse::REPLIED);
+  EXPECT_EQ(resp.http_status(), 200);
+  EXPECT_EQ(resp.body(), R"({"bids":[]})");
+  ASSERT_EQ(resp.headers_size(), 2);
+  EXPECT_EQ(resp.headers(1).name(), "X-Extra");
+  std::map<std::string, int64_t> cost;
+  for (const v1::PoolCharge& c : resp.cost()) cost[c.pool()] = c.units();
+  EXPECT_THAT(cost, ::testing::UnorderedElementsAre(::testing::Pair("RAW_REQUESTS", 1),
+                                                    ::testing::Pair("REQUEST_WEIGHT", 5)));
+  EXPECT_EQ(resp.observed_pool(), "REQUEST_WEIGHT");
+  EXPECT_EQ(resp.observed_used(), 6);
+  EXPECT_FALSE(resp.has_ban());
+  EXPECT_EQ(resp.node_received_unix_us(), common::ToUnixMicros(clock_.Now()));
+  EXPECT_EQ(resp.node_replied_unix_us(), common::ToUnixMicros(clock_.Now()));
+  EXPECT_GT(resp.sent_exchange_us(), 0);
+
+  std::vector<common::HttpRequestSpec> sent = http_->sent();
+  ASSERT_EQ(sent.size(), 2u);  // the clock probe, then this
+  EXPECT_EQ(sent.back().url, "http://sim:1/api/v3/depth?symbol=BTCUSDT");
+  EXPECT_THAT(sent.back().headers, ::testing::Contains(std::make_pair(std::string("X-MBX-APIKEY"), std::string("k"))));
+  EXPECT_EQ(reports_now_.load(), 0);
+}
+
+TEST_F(DispatchServiceTest, TheNodesOwnLedgerRefusesWhatWouldNotFit) {
+  ASSERT_EQ(Dispatch(Depth()).outcome(), v1::DispatchResponse::REPLIED);  // 1 + 5 of 8
+  v1::DispatchResponse resp = Dispatch(Depth());                          // 11 > 8
+
+  EXPECT_EQ(resp.outcome(), v1::DispatchResponse::REFUSED);
+  EXPECT_FALSE(resp.account_refused());
+  EXPECT_GT(resp.retry_after_ms(), 0);
+  EXPECT_THAT(resp.detail(), HasSubstr("no room"));
+  EXPECT_EQ(resp.observed_used(), -1);
+  ASSERT_GT(resp.usage_size(), 0);
+  EXPECT_EQ(resp.usage(0).exchange(), "binance_spot");
+  EXPECT_EQ(resp.usage(0).scope_key(), kEgressIp);
+  EXPECT_EQ(http_->sent().size(), 2u) << "the refused request is never sent";
+}
+
+TEST_F(DispatchServiceTest, AStaleTermIsRefusedAndNeverReachesTheExchange) {
+  ASSERT_TRUE(fence_.Admit(2, "c2"));  // a newer leader was seen
+  v1::DispatchResponse resp = Dispatch(Depth(/*term=*/1, "c1"));
+
+  EXPECT_EQ(resp.outcome(), v1::DispatchResponse::STALE_TERM);
+  EXPECT_EQ(resp.highest_term(), 2);
+  EXPECT_THAT(resp.detail(), HasSubstr("term 1 of c1 is not the newest"));
+  EXPECT_EQ(http_->sent().size(), 1u) << "only the clock probe";
+  EXPECT_EQ(Dispatch(Depth(2, "c2")).outcome(), v1::DispatchResponse::REPLIED);
+}
+
+TEST_F(DispatchServiceTest, AnExchangeTheNodeDoesNotServeIsNotSent) {
+  v1::DispatchRequest req = Depth();
+  req.set_exchange("okx");
+  v1::DispatchResponse resp = Dispatch(req);
+
+  EXPECT_EQ(resp.outcome(), v1::DispatchResponse::NOT_SENT);
+  EXPECT_THAT(resp.detail(), HasSubstr("does not serve okx"));
+  EXPECT_EQ(http_->sent().size(), 1u);
+}
+
+TEST_F(DispatchServiceTest, AReplyThatParksTheIpCarriesTheBanAndTellsTheCoordinatorAtOnce) {
+  http_->Then(FakeHttpClient::Reply(429, R"({"code":-1003,"msg":"Too much request weight used"})",
+                                    {{"Retry-After", "7"}}));
+  v1::DispatchResponse resp = Dispatch(Depth());
+
+  EXPECT_EQ(resp.outcome(), v1::DispatchResponse::REPLIED);
+  EXPECT_EQ(resp.http_status(), 429);
+  ASSERT_TRUE(resp.has_ban());
+  EXPECT_EQ(resp.ban().exchange(), "binance_spot");
+  EXPECT_EQ(resp.ban().kind(), "rate_limited");
+  EXPECT_EQ(resp.ban().until_ms(), absl::ToUnixMillis(clock_.Now() + absl::Seconds(7)));
+  EXPECT_EQ(reports_now_.load(), 1);
+
+  v1::DispatchResponse again = Dispatch(Depth());
+  EXPECT_EQ(again.outcome(), v1::DispatchResponse::PARKED);
+  EXPECT_EQ(again.retry_after_ms(), 7000);
+  EXPECT_EQ(reports_now_.load(), 1) << "only the reply that parked it";
+}
+
+}  // namespace
+}  // namespace marketprism::node
