@@ -60,9 +60,11 @@ void ClockProber::Loop() {
     }
     if (probed && on_probed_) on_probed_();
     absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(+[](ClockProber* p) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                                           return p->stopping_ || p->reprobe_;
-                                         }, this),
+    mu_.AwaitWithTimeout(absl::Condition(
+                             +[](ClockProber* p) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                               return p->stopping_ || p->reprobe_;
+                             },
+                             this),
                          absl::Seconds(1));
   }
 }

@@ -76,9 +76,11 @@ void CoordinatorSession::Loop() {
       continue;  // a follower named the leader: go there now
     }
     // News of a leader from gossip ends the wait.
-    mu_.AwaitWithTimeout(absl::Condition(+[](CoordinatorSession* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                                           return s->stop_ || s->leader_check_;
-                                         }, this),
+    mu_.AwaitWithTimeout(absl::Condition(
+                             +[](CoordinatorSession* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                               return s->stop_ || s->leader_check_;
+                             },
+                             this),
                          std::min(backoff, options_.reconnect_max));
     leader_check_ = false;
     backoff = std::min(backoff * 2, options_.reconnect_max);
@@ -143,17 +145,18 @@ void CoordinatorSession::RunOnce() {
   }
   if (!parts_.admit_term(reg.term(), reg.coordinator_id())) {
     auto [highest, holder] = parts_.fence.highest();
-    common::Log(common::LogLevel::kWarning, "node",
-                absl::StrCat(target, " leads term ", reg.term(), ", but this node has seen term ", highest,
-                             holder.empty() ? "" : absl::StrCat(" of ", holder), ": not its node"));
+    common::Log(
+        common::LogLevel::kWarning, "node",
+        absl::StrCat(target, " leads term ", reg.term(), ", but this node has seen term ", highest,
+                     holder.empty() ? "" : absl::StrCat(" of ", holder), ": not its node"));
     Finish(*stream, ctx);
     return;
   }
   const int64_t term = reg.term();
   const std::string leader = reg.coordinator_id();
   common::Log(common::LogLevel::kInfo, "node",
-              absl::StrCat("registered with ", leader.empty() ? target : leader, " at ", target, " (term ",
-                           term, ")"));
+              absl::StrCat("registered with ", leader.empty() ? target : leader, " at ", target,
+                           " (term ", term, ")"));
   Apply(first);
   std::atomic<bool> broken{false};
   std::thread reader([&] {
@@ -167,9 +170,11 @@ void CoordinatorSession::RunOnce() {
     bool report_now = false, check = false;
     {
       absl::MutexLock lock(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(+[](CoordinatorSession* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                                             return s->stop_ || s->nudge_ || s->leader_check_;
-                                           }, this),
+      mu_.AwaitWithTimeout(absl::Condition(
+                               +[](CoordinatorSession* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                                 return s->stop_ || s->nudge_ || s->leader_check_;
+                               },
+                               this),
                            options_.report_interval);
       if (stop_) break;
       check = leader_check_;
@@ -182,9 +187,10 @@ void CoordinatorSession::RunOnce() {
       (void)ObserveLeaderClaims();  // a newer claim (from gossip or a dispatch) ends the session
       if (Superseded(term, leader)) {
         auto [highest, holder] = parts_.fence.highest();
-        common::Log(common::LogLevel::kInfo, "node",
-                    absl::StrCat("term ", highest, holder.empty() ? "" : absl::StrCat(" of ", holder),
-                                 " supersedes term ", term, ": leaving ", target));
+        common::Log(
+            common::LogLevel::kInfo, "node",
+            absl::StrCat("term ", highest, holder.empty() ? "" : absl::StrCat(" of ", holder),
+                         " supersedes term ", term, ": leaving ", target));
         break;
       }
     }
@@ -211,7 +217,9 @@ void CoordinatorSession::Finish(Stream& stream, const std::shared_ptr<grpc::Clie
 void CoordinatorSession::Apply(const v1::CoordinatorMessage& msg) {
   auto apply_limits = [&](const v1::Limits& limits) {
     for (const auto& [exchange, pool, capacity] : wire::LimitsFromProto(limits)) {
-      if (ExchangeLane* lane = FindLane(parts_.lanes, exchange)) (void)lane->SetCapacity(pool, capacity);
+      if (ExchangeLane* lane = FindLane(parts_.lanes, exchange)) {
+        (void)lane->SetCapacity(pool, capacity);
+      }
     }
   };
   if (msg.has_registered()) {
@@ -258,7 +266,9 @@ void CoordinatorSession::FillCommon(Msg* m) {
     if (ClockView c = lane->clock(); c.measured) {
       wire::ClockToProto({exchange, c.offset, c.uncertainty}, m->add_clocks());
     }
-    if (std::optional<Park> p = lane->ActivePark()) wire::BanToProto(p->ToBan(exchange), m->add_bans());
+    if (std::optional<Park> p = lane->ActivePark()) {
+      wire::BanToProto(p->ToBan(exchange), m->add_bans());
+    }
     for (const common::UsageEvent& ev : lane->TakeEvents()) {
       wire::UsageEventToProto(lane->rules(), ev, m->add_events());
     }
@@ -287,7 +297,9 @@ v1::Register CoordinatorSession::BuildRegister() {
       for (const v1::AccountLease& l : leases_.leases()) {
         v1::AccountLease* out = r.add_leases();
         *out = l;
-        for (v1::LeaseFreeing& f : *out->mutable_freeing()) f.set_ms_left(std::max<int64_t>(0, f.ms_left() - since));
+        for (v1::LeaseFreeing& f : *out->mutable_freeing()) {
+          f.set_ms_left(std::max<int64_t>(0, f.ms_left() - since));
+        }
       }
     }
   }

@@ -118,7 +118,8 @@ class CoordinatorSession {
   void FillCommon(Msg* m);
   marketprism::v1::Register BuildRegister() ABSL_LOCKS_EXCLUDED(mu_);
   template <typename Stream>
-  void Finish(Stream& stream, const std::shared_ptr<grpc::ClientContext>& ctx) ABSL_LOCKS_EXCLUDED(mu_);
+  void Finish(Stream& stream, const std::shared_ptr<grpc::ClientContext>& ctx)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   const SessionOptions options_;
   const SessionParts parts_;

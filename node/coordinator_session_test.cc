@@ -1,11 +1,10 @@
 #include "node/coordinator_session.h"
 
+#include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 
 #include <map>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "marketprism/v1/node.grpc.pb.h"
 #include "tests/testing/fake_clock.h"
@@ -27,8 +26,9 @@ class FakeCoordinator final : public v1::NodeControl::Service {
  public:
   explicit FakeCoordinator(v1::Registered answer) : answer_(std::move(answer)) {}
 
-  grpc::Status Session(grpc::ServerContext* ctx,
-                       grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::NodeMessage>* stream) override {
+  grpc::Status Session(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::NodeMessage>* stream) override {
     v1::NodeMessage hello;
     if (!stream->Read(&hello) || !hello.has_register_()) return grpc::Status::OK;
     {
@@ -82,7 +82,8 @@ class FakeCoordinator final : public v1::NodeControl::Service {
   absl::Mutex mu_;
   std::vector<v1::Register> registers_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::UsageReport> reports_ ABSL_GUARDED_BY(mu_);
-  grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::NodeMessage>* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
+  grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::NodeMessage>* stream_ ABSL_GUARDED_BY(mu_) =
+      nullptr;
   int ended_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
@@ -156,7 +157,10 @@ class CoordinatorSessionTest : public ::testing::Test {
                            }
                            auto it = servers_.find(target);
                            // An unknown target: a channel that never connects.
-                           if (it == servers_.end()) return grpc::CreateChannel("unix:/nonexistent", grpc::InsecureChannelCredentials());
+                           if (it == servers_.end()) {
+                             return grpc::CreateChannel("unix:/nonexistent",
+                                                        grpc::InsecureChannelCredentials());
+                           }
                            return it->second->InProcessChannel(grpc::ChannelArguments());
                          },
                      .clock = clock_});
@@ -199,7 +203,8 @@ class CoordinatorSessionTest : public ::testing::Test {
   std::optional<LeaderClaim> claim_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> endpoints_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> dialed_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::pair<int64_t, std::string>> admitted_ ABSL_GUARDED_BY(mu_);  // every admit_term call
+  std::vector<std::pair<int64_t, std::string>> admitted_
+      ABSL_GUARDED_BY(mu_);  // every admit_term call
   std::unique_ptr<CoordinatorSession> session_;
 };
 
@@ -228,7 +233,8 @@ TEST_F(CoordinatorSessionTest, RegistersAppliesWhatItIsSentAndReports) {
   EXPECT_TRUE(reg.recent_complete());
   EXPECT_GT(reg.usage_size(), 0);
   EXPECT_EQ(reg.usage(0).scope_key(), "127.0.0.11");
-  EXPECT_EQ(fence_.highest(), std::make_pair(int64_t{5}, std::string("c5"))) << "admitted on registering";
+  EXPECT_EQ(fence_.highest(), std::make_pair(int64_t{5}, std::string("c5")))
+      << "admitted on registering";
   EXPECT_EQ(Capacity("binance_spot", "REQUEST_WEIGHT"), 100);
   {
     absl::MutexLock lock(&mu_);
@@ -263,7 +269,8 @@ TEST_F(CoordinatorSessionTest, RegistersAppliesWhatItIsSentAndReports) {
   ASSERT_TRUE(coordinator.Push(leases));
   ASSERT_TRUE(AwaitAdmissions(admitted + 2));
   EXPECT_EQ(Capacity("binance_spot", "REQUEST_WEIGHT"), 42);
-  std::vector<common::BudgetBook::PoolView> account = lanes_.at("binance_spot")->AccountUsage("KEY-0123456789");
+  std::vector<common::BudgetBook::PoolView> account =
+      lanes_.at("binance_spot")->AccountUsage("KEY-0123456789");
   ASSERT_FALSE(account.empty());
   bool leased = false;
   for (const auto& v : account) leased |= v.name == "ORDERS_10S" && v.capacity == 5;

@@ -88,7 +88,8 @@ void DispatchService::Handle(grpc::CallbackServerContext* ctx, const v1::Dispatc
     resp->set_outcome(v1::DispatchResponse::STALE_TERM);
     resp->set_highest_term(highest);
     resp->set_detail(absl::StrCat("term ", req.term(), " of ", req.coordinator_id(),
-                                  " is not the newest this node has seen: term ", highest, " of ", holder));
+                                  " is not the newest this node has seen: term ", highest, " of ",
+                                  holder));
     return;
   }
   ExchangeLane* lane = FindLane(parts_.lanes, req.exchange());
@@ -109,8 +110,8 @@ void DispatchService::Handle(grpc::CallbackServerContext* ctx, const v1::Dispatc
   LaneResultToProto(req.exchange(), lane->rules(), parts_.egress_ip, std::move(r), resp);
   if (parked_by_reply) {
     common::Log(common::LogLevel::kWarning, "node",
-                absl::StrCat(req.exchange(), " parked this IP: HTTP ", parked_by_reply->http_status, " ",
-                             parked_by_reply->kind, " for ",
+                absl::StrCat(req.exchange(), " parked this IP: HTTP ", parked_by_reply->http_status,
+                             " ", parked_by_reply->kind, " for ",
                              absl::FormatDuration(parked_by_reply->until - parts_.clock.Now())));
     if (parts_.report_now) parts_.report_now();  // tell the coordinator at once
   }

@@ -1,12 +1,11 @@
 #include "node/dispatch_service.h"
 
+#include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 
 #include <atomic>
 #include <map>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "node/fake_http_client.h"
@@ -30,10 +29,12 @@ class DispatchServiceTest : public ::testing::Test {
     ASSERT_TRUE(rules.ok()) << rules.status();
     ASSERT_TRUE(rules->ApplyLimitOverride("binance_spot.REQUEST_WEIGHT=8").ok());
     rules_ = std::make_unique<common::RulesBook>(std::move(*rules));
-    auto lane = std::make_unique<ExchangeLane>(*rules_->Find("binance_spot"), LaneOptions{}, clock_);
+    auto lane =
+        std::make_unique<ExchangeLane>(*rules_->Find("binance_spot"), LaneOptions{}, clock_);
     lane->SetEndpoint("http://sim:1", http_);
     // The lane takes requests once the exchange's clock is measured (weight 1).
-    http_->Then(FakeHttpClient::Reply(200, absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}")));
+    http_->Then(FakeHttpClient::Reply(
+        200, absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}")));
     ASSERT_TRUE(lane->ProbeClock().ok());
     lanes_["binance_spot"] = std::move(lane);
     ASSERT_TRUE(fence_.Admit(1, "c1"));
@@ -94,7 +95,8 @@ class DispatchServiceTest : public ::testing::Test {
 };
 
 TEST_F(DispatchServiceTest, ARepliedRequestCarriesTheExchangesAnswerAndWhatItCost) {
-  http_->Then(FakeHttpClient::Reply(200, R"({"bids":[]})", {{"X-MBX-USED-WEIGHT-1M", "6"}, {"X-Extra", "1"}}));
+  http_->Then(FakeHttpClient::Reply(200, R"({"bids":[]})",
+                                    {{"X-MBX-USED-WEIGHT-1M", "6"}, {"X-Extra", "1"}}));
   v1::DispatchRequest req = Depth();
   v1::Header* h = req.add_headers();
   h->set_name("X-MBX-APIKEY");
@@ -120,7 +122,8 @@ TEST_F(DispatchServiceTest, ARepliedRequestCarriesTheExchangesAnswerAndWhatItCos
   std::vector<common::HttpRequestSpec> sent = http_->sent();
   ASSERT_EQ(sent.size(), 2u);  // the clock probe, then this
   EXPECT_EQ(sent.back().url, "http://sim:1/api/v3/depth?symbol=BTCUSDT");
-  EXPECT_THAT(sent.back().headers, ::testing::Contains(std::make_pair(std::string("X-MBX-APIKEY"), std::string("k"))));
+  EXPECT_THAT(sent.back().headers,
+              ::testing::Contains(std::make_pair(std::string("X-MBX-APIKEY"), std::string("k"))));
   EXPECT_EQ(reports_now_.load(), 0);
 }
 

@@ -29,10 +29,13 @@ std::string UsageRecord(const Lanes& lanes) {
     std::vector<common::BudgetBook::PoolView> views = lane->Usage();
     for (const auto& v : views) {
       if (v.capacity <= 0 || v.used <= 0) continue;
-      if (busiest == nullptr || v.used * busiest->capacity > busiest->used * v.capacity) busiest = &v;
+      if (busiest == nullptr || v.used * busiest->capacity > busiest->used * v.capacity) {
+        busiest = &v;
+      }
     }
     if (busiest != nullptr) {
-      parts.push_back(absl::StrCat(exchange, ":", busiest->name, "=", busiest->used, "/", busiest->capacity));
+      parts.push_back(
+          absl::StrCat(exchange, ":", busiest->name, "=", busiest->used, "/", busiest->capacity));
     }
   }
   return parts.empty() ? "idle" : absl::StrJoin(parts, " ");

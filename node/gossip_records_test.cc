@@ -10,7 +10,8 @@ namespace {
 
 namespace g = common::gossip;
 
-g::MemberView Coordinator(std::string name, std::string term, g::MemberState state = g::MemberState::kAlive) {
+g::MemberView Coordinator(std::string name, std::string term,
+                          g::MemberState state = g::MemberState::kAlive) {
   g::MemberView m;
   m.name = std::move(name);
   m.state = state;
@@ -33,10 +34,10 @@ TEST(BestLeaderClaimTest, TheHighestTermThenTheLowestName) {
 TEST(BestLeaderClaimTest, OnlyLiveCoordinatorsWithATermClaim) {
   g::MemberView node = Coordinator("n1", "9");
   node.records[g::kRoleRecord].value = "node";
-  std::optional<LeaderClaim> c = BestLeaderClaim({node, Coordinator("dead", "8", g::MemberState::kDead),
-                                                  Coordinator("left", "8", g::MemberState::kLeft),
-                                                  Coordinator("follower", "0"), Coordinator("garbled", "x"),
-                                                  Coordinator("suspect", "4", g::MemberState::kSuspect)});
+  std::optional<LeaderClaim> c = BestLeaderClaim(
+      {node, Coordinator("dead", "8", g::MemberState::kDead),
+       Coordinator("left", "8", g::MemberState::kLeft), Coordinator("follower", "0"),
+       Coordinator("garbled", "x"), Coordinator("suspect", "4", g::MemberState::kSuspect)});
   ASSERT_TRUE(c.has_value());
   EXPECT_EQ(c->name, "suspect");
   EXPECT_EQ(c->term, 4);
@@ -47,7 +48,8 @@ TEST(UsageRecordTest, EachExchangesBusiestPoolOrIdle) {
   ASSERT_TRUE(rules.ok()) << rules.status();
   testing::FakeClock clock;
   Lanes lanes;
-  lanes["binance_spot"] = std::make_unique<ExchangeLane>(*rules->Find("binance_spot"), LaneOptions{}, clock);
+  lanes["binance_spot"] =
+      std::make_unique<ExchangeLane>(*rules->Find("binance_spot"), LaneOptions{}, clock);
   EXPECT_EQ(UsageRecord(lanes), "idle");
 }
 

@@ -4,6 +4,8 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <functional>
+
 #include "absl/strings/str_cat.h"
 #include "common/gossip/membership.h"
 #include "common/log.h"
@@ -22,21 +24,27 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(NodeOptions options, common::
                                                    common::Clock& clock, HttpClientFactory http,
                                                    ChannelFactory coordinator_channel) {
   for (const std::string& e : options.exchanges) {
-    if (rules.Find(e) == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown exchange \"", e, "\""));
+    if (rules.Find(e) == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown exchange \"", e, "\""));
+    }
   }
   if (!http) return absl::InvalidArgumentError("no HttpClient factory");
   if (!coordinator_channel) coordinator_channel = InsecureChannelFactory();
-  return std::unique_ptr<Node>(
-      new Node(std::move(options), std::move(rules), clock, std::move(http), std::move(coordinator_channel)));
+  return std::unique_ptr<Node>(new Node(std::move(options), std::move(rules), clock,
+                                        std::move(http), std::move(coordinator_channel)));
 }
 
-Node::Node(NodeOptions options, common::RulesBook rules, common::Clock& clock, HttpClientFactory http,
-           ChannelFactory coordinator_channel)
-    : options_(std::move(options)), clock_(clock), rules_(std::move(rules)), http_(std::move(http)) {
+Node::Node(NodeOptions options, common::RulesBook rules, common::Clock& clock,
+           HttpClientFactory http, ChannelFactory coordinator_channel)
+    : options_(std::move(options)),
+      clock_(clock),
+      rules_(std::move(rules)),
+      http_(std::move(http)) {
   LaneOptions lane_options;
   lane_options.request_timeout = options_.request_timeout;
   lane_options.trace_ledger = options_.trace_ledger;
-  for (const std::string& e : options_.exchanges.empty() ? rules_.ExchangeNames() : options_.exchanges) {
+  for (const std::string& e :
+       options_.exchanges.empty() ? rules_.ExchangeNames() : options_.exchanges) {
     lanes_[e] = std::make_unique<ExchangeLane>(*rules_.Find(e), lane_options, clock_);
   }
   prober_ = std::make_unique<ClockProber>(lanes_, clock_, options_.clock_probe_interval,
@@ -52,10 +60,10 @@ Node::Node(NodeOptions options, common::RulesBook rules, common::Clock& clock, H
       std::move(session),
       SessionParts{.lanes = lanes_,
                    .fence = fence_,
-                   .admit_term = [this](int64_t term, const std::string& c) { return AdmitTerm(term, c); },
-                   .leader_claim = [this] { return GossipLeaderClaim(); },
-                   .set_endpoint = [this](const std::string& e, const std::string& url) { ConfigureEndpoint(e, url); },
-                   .on_reported = [this] { PublishUsage(); },
+                   .admit_term = std::bind_front(&Node::AdmitTerm, this),
+                   .leader_claim = std::bind_front(&Node::GossipLeaderClaim, this),
+                   .set_endpoint = std::bind_front(&Node::ConfigureEndpoint, this),
+                   .on_reported = std::bind_front(&Node::PublishUsage, this),
                    .channel = std::move(coordinator_channel),
                    .clock = clock_});
   // Exchanges without a URL of our own wait for the coordinator's.
@@ -68,12 +76,13 @@ Node::~Node() { Shutdown(); }
 
 void Node::ConfigureEndpoint(const std::string& exchange, const std::string& url) {
   auto own = options_.exchange_proxies.find(exchange);
-  HttpEndpoint endpoint{.exchange = exchange,
-                        .url = url,
-                        .source_ip = options_.egress_ip,
-                        .proxy = ResolveProxy(own == options_.exchange_proxies.end() ? "" : own->second,
-                                              options_.proxy, url, options_.proxy_env),
-                        .ca_bundle = options_.ca_bundle};
+  HttpEndpoint endpoint{
+      .exchange = exchange,
+      .url = url,
+      .source_ip = options_.egress_ip,
+      .proxy = ResolveProxy(own == options_.exchange_proxies.end() ? "" : own->second,
+                            options_.proxy, url, options_.proxy_env),
+      .ca_bundle = options_.ca_bundle};
   lanes_.at(exchange)->SetEndpoint(url, http_(endpoint));
   common::Log(common::LogLevel::kInfo, "node",
               absl::StrCat(exchange, " at ", url, " from ", options_.egress_ip,
@@ -104,7 +113,7 @@ absl::Status Node::Start() {
   service_ = std::make_unique<DispatchService>(
       DispatchParts{.lanes = lanes_,
                     .fence = fence_,
-                    .admit_term = [this](int64_t term, const std::string& c) { return AdmitTerm(term, c); },
+                    .admit_term = std::bind_front(&Node::AdmitTerm, this),
                     .executor = *pool_,
                     .clock = clock_,
                     .report_now = [this] { session_->Nudge(); },
@@ -116,12 +125,16 @@ absl::Status Node::Start() {
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port_);
   builder.RegisterService(service_.get());
   server_ = builder.BuildAndStart();
-  if (server_ == nullptr || port_ == 0) return absl::UnavailableError(absl::StrCat("cannot listen on ", listen));
+  if (server_ == nullptr || port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen));
+  }
   if (!options_.advertise.empty()) {
     advertise_ = options_.advertise;
   } else {
     std::string host = options_.listen.host;
-    if (host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]") host = options_.egress_ip;
+    if (host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]") {
+      host = options_.egress_ip;
+    }
     advertise_ = absl::StrCat(host, ":", port_);
   }
   if (options_.membership.enabled()) {
@@ -151,7 +164,8 @@ absl::Status Node::StartGossip() {
   gossip_->SetRecord(g::kVersionRecord, MP_VERSION);
   gossip_->SetRecord(g::kFenceRecord, "0");
   PublishUsage();
-  common::Log(common::LogLevel::kInfo, "node", absl::StrCat(options_.node_id, ": gossip at ", gossip_->addr()));
+  common::Log(common::LogLevel::kInfo, "node",
+              absl::StrCat(options_.node_id, ": gossip at ", gossip_->addr()));
   return absl::OkStatus();
 }
 

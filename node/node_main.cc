@@ -13,8 +13,9 @@ int main(int argc, char** argv) {
   common::BlockTerminationSignals();
   std::string help;
   // The one place the environment is read: MP_* settings, proxy variables.
-  auto config = node::ParseNodeOptions({argv + 1, argv + argc}, &help,
-                                       [](const char* name) -> const char* { return std::getenv(name); });
+  auto config =
+      node::ParseNodeOptions({argv + 1, argv + argc}, &help,
+                             [](const char* name) -> const char* { return std::getenv(name); });
   if (!config.ok()) return common::ExitCodeFor("mp-node", config.status());
   if (!config->has_value()) {
     std::fputs(help.c_str(), stdout);
@@ -30,7 +31,8 @@ int main(int argc, char** argv) {
   if (!(*node)->gossip_address().empty()) {
     std::printf("mp-node %s gossip at %s\n", id.c_str(), (*node)->gossip_address().c_str());
   }
-  std::printf("mp-node %s serving on %s, egress %s\n", id.c_str(), (*node)->advertise().c_str(), ip.c_str());
+  std::printf("mp-node %s serving on %s, egress %s\n", id.c_str(), (*node)->advertise().c_str(),
+              ip.c_str());
   std::fflush(stdout);
   common::AwaitTerminationSignal();
   (*node)->Shutdown();
