@@ -68,7 +68,7 @@ LoadResult Drive(Cluster& c, int threads, absl::Time until,
             ++total.http[resp.http_status()];
           }
         }
-        if (pace > absl::ZeroDuration()) absl::SleepFor(pace);
+        if (pace > absl::ZeroDuration()) absl::SleepFor(pace);  // pacing the load, not a wait
       }
     });
   }
@@ -160,6 +160,8 @@ TEST(ClusterTest, AKilledNodesShareMovesToTheOthers) {
   std::thread load([&] {
     during = Drive(*c, 3, absl::Now() + absl::Seconds(3), BinanceMix, absl::Seconds(2), pace);
   });
+  // Not synchronisation: the kill lands half a second into the 3 s load, with
+  // requests in flight to the node, and leaves 2.5 s of load after it.
   absl::SleepFor(absl::Milliseconds(500));
   c->node(0).Signal(SIGKILL);
   load.join();

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "tests/testing/cluster.h"
 #include "tests/testing/gossip_cluster.h"
+#include "tests/testing/wait.h"
 
 namespace marketprism::testing {
 namespace {
@@ -37,15 +38,18 @@ std::map<std::string, int64_t> InFlight(GossipCluster& c) {
 
 // The node (of the first `nodes`) whose in-flight count rose above `before`: -1 if none within 2 s.
 int NodeTakingWork(GossipCluster& c, int nodes, const std::map<std::string, int64_t>& before) {
-  for (int tries = 0; tries < 100; ++tries) {
-    absl::SleepFor(absl::Milliseconds(20));
-    std::map<std::string, int64_t> now = InFlight(c);
-    for (int i = 0; i < nodes; ++i) {
-      auto b = before.find(c.node_id(i));
-      if (now[c.node_id(i)] > (b == before.end() ? 0 : b->second)) return i;
-    }
-  }
-  return -1;
+  int taker = -1;
+  WaitUntil(
+      [&] {
+        std::map<std::string, int64_t> now = InFlight(c);
+        for (int i = 0; i < nodes && taker < 0; ++i) {
+          auto b = before.find(c.node_id(i));
+          if (now[c.node_id(i)] > (b == before.end() ? 0 : b->second)) taker = i;
+        }
+        return taker >= 0;
+      },
+      absl::Seconds(2));
+  return taker;
 }
 
 TEST(GossipClusterTest, MpctlNodesShowsEveryMemberWithItsGossipState) {
@@ -145,6 +149,8 @@ TEST(FailoverTest, KillingTheLeaderUnderASaturatingLoadCostsNoRejection) {
   LoadRecord load;
   // The callers use the follower: it forwards, and holds calls while there is no leader.
   std::thread driver([&] { load = RunClosedLoop((*c)->coordinator_address(1), 24, end, Ticker(), absl::Seconds(3)); });
+  // Not synchronisation: the kill comes at a fixed point of the load's
+  // timeline, so that the replies before it and 3 s after it can be counted.
   absl::SleepFor(kill_at - absl::Now());
   (*c)->coordinator(0).Signal(SIGKILL);
   auto after = (*c)->WaitForLeader(1, 2, 3, absl::Seconds(5));
@@ -206,7 +212,9 @@ TEST(FailoverTest, AccountOrdersStayWithinTheAccountsLimitAcrossIpsAndAFailover)
   LoadRecord load;
   std::thread driver([&] { load = RunClosedLoop((*c)->coordinator_address(1), 12, end, order, absl::Seconds(2)); });
   // (The first leader is the cluster's first: it shares the account out 3 s
-  // after taking the lead, in case a lone coordinator restarted.)
+  // after taking the lead, in case a lone coordinator restarted.) Not
+  // synchronisation: the kill comes 8 s into the load, so the first windows'
+  // shares are spent before it and the orders after it can be timed from it.
   absl::SleepFor(kill_at - absl::Now());
   (*c)->coordinator(0).Signal(SIGKILL);
   auto after = (*c)->WaitForLeader(1, 2, 3, absl::Seconds(5));

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/net/ws_client.h"
 #include "tests/testing/sim_process.h"
+#include "tests/testing/wait.h"
 #include "tests/testing/ws_probe.h"
 
 namespace marketprism::testing {
@@ -79,6 +80,8 @@ TEST(SimIntegrationTest, WindowResetsOnTheClockMinute) {
   ASSERT_TRUE(r.ok());
   ASSERT_EQ(r->status, 429);
   EXPECT_EQ(IntHeader(*r, "Retry-After"), 2) << "1.3 s to the edge, rounded up";
+  // Not synchronisation: real time has to cross the server's minute edge
+  // (1.3 s away); asking earlier would be charged to the full window.
   absl::SleepFor(aligned + absl::Milliseconds(1500) - absl::Now());
   r = sim->Get("127.0.0.13", "/api/v3/ping");
   ASSERT_TRUE(r.ok());
@@ -103,6 +106,8 @@ TEST(SimIntegrationTest, SendingOnAfter429EarnsGrowing418s) {
   ASSERT_EQ(ban->status, 418);
   EXPECT_EQ(IntHeader(*ban, "Retry-After"), 1);
   EXPECT_THAT(ban->body, HasSubstr("IP banned until"));
+  // Not synchronisation: the 1 s ban has to run out in real time; polling
+  // would send requests that the counts below check exactly.
   absl::SleepFor(absl::Milliseconds(1100));
   EXPECT_EQ(status(), 429) << "the ban is over, the window still full";
   EXPECT_EQ(status(), 429);
@@ -129,6 +134,8 @@ TEST(SimIntegrationTest, OkxRollingTwoSecondBudgetAnd50011) {
   EXPECT_EQ(sim->Get("127.0.0.17", "/api/v5/market/books?instId=BTC-USDT")->status, 200);
   EXPECT_EQ(sim->Get("127.0.0.16", "/api/v5/market/trades?instId=BTC-USDT")->status, 200)
       << "each endpoint has its own budget";
+  // Not synchronisation: the first requests have to leave the rolling 2 s
+  // window in real time.
   absl::SleepFor(first + absl::Milliseconds(2100) - absl::Now());
   EXPECT_EQ(sim->Get("127.0.0.16", "/api/v5/market/books?instId=BTC-USDT")->status, 200);
 }
@@ -144,7 +151,8 @@ TEST(SimIntegrationTest, DeribitCreditsAnd10028) {
   ASSERT_EQ(r->status, 429);
   EXPECT_EQ(Json::parse(r->body)["error"]["code"], 10028);
   EXPECT_EQ(sim->Get("127.0.0.19", "/api/v2/public/get_time")->status, 200);
-  absl::SleepFor(absl::Milliseconds(60));  // 500 credits at 10/ms
+  // Not synchronisation: the bucket refills in real time (500 credits at 10/ms).
+  absl::SleepFor(absl::Milliseconds(60));
   EXPECT_EQ(sim->Get("127.0.0.18", "/api/v2/public/get_time")->status, 200);
   auto rpc = sim->Post("127.0.0.19", "/api/v2",
                        R"({"jsonrpc":"2.0","id":99,"method":"public/get_instruments","params":{"currency":"BTC"}})");
@@ -182,6 +190,8 @@ TEST(SimIntegrationTest, LatencyAndMaintenanceFaultsOverRealSockets) {
   r = sim->Get("127.0.0.22", "/api/v3/time");
   EXPECT_EQ(r->status, 503);
   EXPECT_LT(absl::Now() - start, absl::Milliseconds(100));
+  // Not synchronisation: the 2 s maintenance has to end in real time, and
+  // one request just after it shows that it has.
   absl::SleepFor(absl::Milliseconds(2100));
   EXPECT_EQ(sim->Get("127.0.0.22", "/api/v3/time")->status, 200);
 }
@@ -377,7 +387,16 @@ TEST_F(SimWsTest, DeribitSubscribeAndConnectionCap) {
   }
   conns[1]->Close();
   ASSERT_TRUE(conns[1]->WaitClosed(absl::Seconds(5)).has_value());
-  absl::SleepFor(absl::Milliseconds(200));
+  // The client has seen the close; wait for the server to free the slot.
+  auto open_from_ip = [&] {
+    auto stats = sim->Stats();
+    if (!stats.ok()) return int64_t{-1};
+    const Json& ips = (*stats)["exchanges"]["deribit"]["ips"];
+    if (!ips.contains("127.0.0.36")) return int64_t{-1};
+    return ips["127.0.0.36"].value("ws_open", int64_t{-1});
+  };
+  ASSERT_TRUE(WaitUntil([&] { return open_from_ip() == 31; }, absl::Seconds(5)))
+      << "the server still holds " << open_from_ip() << " connections from 127.0.0.36";
   auto again = Connect(*sim, "/ws/api/v2", "127.0.0.36");
   EXPECT_TRUE(again->WaitOpen(absl::Seconds(5))) << "a slot freed by a close";
 }
