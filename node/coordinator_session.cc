@@ -30,7 +30,10 @@ ChannelFactory InsecureChannelFactory() {
 }
 
 CoordinatorSession::CoordinatorSession(SessionOptions options, SessionParts parts)
-    : options_(std::move(options)), parts_(std::move(parts)) {}
+    : options_(std::move(options)), parts_(std::move(parts)), wake_(parts_.clock, [this] {
+        absl::MutexLock lock(&mu_);
+        woken_ = true;
+      }) {}
 
 CoordinatorSession::~CoordinatorSession() { Stop(); }
 
@@ -47,6 +50,7 @@ void CoordinatorSession::Stop() {
     if (ctx_) ctx_->TryCancel();
   }
   if (thread_.joinable()) thread_.join();
+  wake_.Stop();
 }
 
 void CoordinatorSession::Nudge() {
@@ -75,13 +79,14 @@ void CoordinatorSession::Loop() {
       backoff = absl::Milliseconds(100);
       continue;  // a follower named the leader: go there now
     }
-    // News of a leader from gossip ends the wait.
-    mu_.AwaitWithTimeout(absl::Condition(
-                             +[](CoordinatorSession* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                               return s->stop_ || s->leader_check_;
-                             },
-                             this),
-                         std::min(backoff, options_.reconnect_max));
+    // The back-off runs on the clock's timer; news of a leader from gossip ends it.
+    woken_ = false;
+    wake_.ArmIn(std::min(backoff, options_.reconnect_max));
+    mu_.Await(absl::Condition(
+        +[](CoordinatorSession* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return s->stop_ || s->leader_check_ || s->woken_;
+        },
+        this));
     leader_check_ = false;
     backoff = std::min(backoff * 2, options_.reconnect_max);
   }
@@ -166,19 +171,28 @@ void CoordinatorSession::RunOnce() {
     absl::MutexLock lock(&mu_);
     nudge_ = true;  // wake the writer
   });
+  {
+    // Reports every interval, on the clock's timer (nudges come between).
+    absl::MutexLock lock(&mu_);
+    woken_ = false;
+    wake_.ArmIn(options_.report_interval);
+  }
   while (true) {
     bool report_now = false, check = false;
     {
       absl::MutexLock lock(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(
-                               +[](CoordinatorSession* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                                 return s->stop_ || s->nudge_ || s->leader_check_;
-                               },
-                               this),
-                           options_.report_interval);
+      mu_.Await(absl::Condition(
+          +[](CoordinatorSession* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            return s->stop_ || s->nudge_ || s->leader_check_ || s->woken_;
+          },
+          this));
       if (stop_) break;
       check = leader_check_;
-      report_now = nudge_ || !leader_check_;  // nudged, or the interval passed
+      report_now = nudge_ || woken_;  // nudged, or the interval passed
+      if (woken_) {
+        woken_ = false;
+        wake_.ArmIn(options_.report_interval);
+      }
       nudge_ = false;
       leader_check_ = false;
     }

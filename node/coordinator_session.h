@@ -15,8 +15,9 @@
 //
 // Threads: the session runs on a thread of its own between Start() and
 // Stop(), with a reader thread per stream; Nudge() and CheckLeader() may be
-// called from any thread. Everything it touches of the node is what it is
-// handed in SessionParts.
+// called from any thread. Its waits (the reconnect back-off, the report
+// interval) end on the injected clock's timer, so a FakeClock drives them.
+// Everything it touches of the node is what it is handed in SessionParts.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +33,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/timer.h"
+#include "common/net/grpc_channels.h"
 #include "common/flags.h"
 #include "marketprism/v1/node.pb.h"
 #include "node/exchange_lane.h"
@@ -46,7 +49,7 @@ class ClientContext;
 namespace marketprism::node {
 
 // Opens a channel to a coordinator's NodeControl at `target` (ADDR:PORT).
-using ChannelFactory = std::function<std::shared_ptr<grpc::Channel>(const std::string& target)>;
+using common::ChannelFactory;
 // Insecure TCP channels with keepalive (10 s, 5 s timeout): what mp-node uses.
 ChannelFactory InsecureChannelFactory();
 
@@ -131,9 +134,11 @@ class CoordinatorSession {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool nudge_ ABSL_GUARDED_BY(mu_) = false;
   bool leader_check_ ABSL_GUARDED_BY(mu_) = false;
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;  // wake_ ran: a back-off or a report interval ended
   std::string redirect_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<grpc::ClientContext> ctx_ ABSL_GUARDED_BY(mu_);
   marketprism::v1::Leases leases_ ABSL_GUARDED_BY(mu_);  // the last admitted
+  common::Timer wake_;  // back-off and report interval, on the injected clock
   absl::Time leases_received_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time leases_expire_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };

@@ -12,10 +12,9 @@ namespace g = common::gossip;
 std::optional<LeaderClaim> BestLeaderClaim(const std::vector<g::MemberView>& members) {
   std::optional<LeaderClaim> best;
   for (const g::MemberView& m : members) {
-    if (m.state != g::MemberState::kAlive && m.state != g::MemberState::kSuspect) continue;
-    if (g::RecordValue(m, g::kRoleRecord) != "coordinator") continue;
-    int64_t term = 0;
-    if (!absl::SimpleAtoi(g::RecordValue(m, g::kTermRecord), &term) || term <= 0) continue;
+    if (!g::Live(m) || g::RoleOf(m) != g::MemberRole::kCoordinator) continue;
+    int64_t term = g::NumberRecord(m, g::kTermRecord);
+    if (term <= 0) continue;
     if (best && (term < best->term || (term == best->term && m.name > best->name))) continue;
     best = LeaderClaim{term, m.name, g::RecordValue(m, g::kGrpcRecord)};
   }

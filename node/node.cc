@@ -21,25 +21,30 @@ namespace marketprism::node {
 namespace g = common::gossip;
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Create(NodeOptions options, common::RulesBook rules,
-                                                   common::Clock& clock, HttpClientFactory http,
-                                                   ChannelFactory coordinator_channel) {
+                                                   common::Clock& clock, NodeTransports transports) {
   for (const std::string& e : options.exchanges) {
     if (rules.Find(e) == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("unknown exchange \"", e, "\""));
     }
   }
-  if (!http) return absl::InvalidArgumentError("no HttpClient factory");
-  if (!coordinator_channel) coordinator_channel = InsecureChannelFactory();
-  return std::unique_ptr<Node>(new Node(std::move(options), std::move(rules), clock,
-                                        std::move(http), std::move(coordinator_channel)));
+  if (!transports.http) return absl::InvalidArgumentError("no HttpClient factory");
+  if (transports.in_process && options.advertise.empty()) {
+    return absl::InvalidArgumentError("an in-process node needs options.advertise (its Dispatch address)");
+  }
+  if (!transports.channels) transports.channels = InsecureChannelFactory();
+  if (!transports.membership && options.membership.enabled()) {
+    transports.membership = g::AgentMemberships(options.membership);
+  }
+  return std::unique_ptr<Node>(
+      new Node(std::move(options), std::move(rules), clock, std::move(transports)));
 }
 
 Node::Node(NodeOptions options, common::RulesBook rules, common::Clock& clock,
-           HttpClientFactory http, ChannelFactory coordinator_channel)
+           NodeTransports transports)
     : options_(std::move(options)),
       clock_(clock),
       rules_(std::move(rules)),
-      http_(std::move(http)) {
+      transports_(std::move(transports)) {
   LaneOptions lane_options;
   lane_options.request_timeout = options_.request_timeout;
   lane_options.trace_ledger = options_.trace_ledger;
@@ -47,8 +52,11 @@ Node::Node(NodeOptions options, common::RulesBook rules, common::Clock& clock,
        options_.exchanges.empty() ? rules_.ExchangeNames() : options_.exchanges) {
     lanes_[e] = std::make_unique<ExchangeLane>(*rules_.Find(e), lane_options, clock_);
   }
-  prober_ = std::make_unique<ClockProber>(lanes_, clock_, options_.clock_probe_interval,
-                                          [this] { session_->Nudge(); });
+  pool_ = std::make_unique<common::ThreadPool>(options_.workers);
+  prober_ = std::make_unique<ClockProber>(
+      lanes_, clock_, options_.clock_probe_interval,
+      [this](std::function<void()> probe) { pool_->Schedule(std::move(probe)); },
+      [this] { session_->Nudge(); });
   SessionOptions session;
   session.node_id = options_.node_id;
   session.egress_ip = options_.egress_ip;
@@ -64,7 +72,7 @@ Node::Node(NodeOptions options, common::RulesBook rules, common::Clock& clock,
                    .leader_claim = std::bind_front(&Node::GossipLeaderClaim, this),
                    .set_endpoint = std::bind_front(&Node::ConfigureEndpoint, this),
                    .on_reported = std::bind_front(&Node::PublishUsage, this),
-                   .channel = std::move(coordinator_channel),
+                   .channel = transports_.channels,
                    .clock = clock_});
   // Exchanges without a URL of our own wait for the coordinator's.
   for (const auto& [exchange, url] : options_.exchange_urls) {
@@ -83,7 +91,7 @@ void Node::ConfigureEndpoint(const std::string& exchange, const std::string& url
       .proxy = ResolveProxy(own == options_.exchange_proxies.end() ? "" : own->second,
                             options_.proxy, url, options_.proxy_env),
       .ca_bundle = options_.ca_bundle};
-  lanes_.at(exchange)->SetEndpoint(url, http_(endpoint));
+  lanes_.at(exchange)->SetEndpoint(url, transports_.http(endpoint));
   common::Log(common::LogLevel::kInfo, "node",
               absl::StrCat(exchange, " at ", url, " from ", options_.egress_ip,
                            endpoint.proxy.empty() ? "" : absl::StrCat(" via ", endpoint.proxy)));
@@ -109,7 +117,6 @@ void Node::PublishUsage() {
 }
 
 absl::Status Node::Start() {
-  pool_ = std::make_unique<common::ThreadPool>(options_.workers);
   service_ = std::make_unique<DispatchService>(
       DispatchParts{.lanes = lanes_,
                     .fence = fence_,
@@ -122,10 +129,12 @@ absl::Status Node::Start() {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   std::string listen = options_.listen.ToString();
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port_);
+  if (!transports_.in_process) {
+    builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port_);
+  }
   builder.RegisterService(service_.get());
   server_ = builder.BuildAndStart();
-  if (server_ == nullptr || port_ == 0) {
+  if (server_ == nullptr || (!transports_.in_process && port_ == 0)) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", listen));
   }
   if (!options_.advertise.empty()) {
@@ -137,7 +146,7 @@ absl::Status Node::Start() {
     }
     advertise_ = absl::StrCat(host, ":", port_);
   }
-  if (options_.membership.enabled()) {
+  if (transports_.membership) {
     absl::Status st = StartGossip();
     if (!st.ok()) {
       server_->Shutdown();
@@ -151,14 +160,13 @@ absl::Status Node::Start() {
 }
 
 absl::Status Node::StartGossip() {
-  g::AgentOptions ao = g::ToAgentOptions(options_.membership, options_.node_id);
-  ao.on_event = [this](const g::MemberEvent& e) {
-    if (g::RecordValue(e.member, g::kRoleRecord) == "coordinator") session_->CheckLeader();
-  };
-  absl::StatusOr<std::unique_ptr<g::GossipAgent>> agent = g::GossipAgent::Start(std::move(ao));
-  if (!agent.ok()) return agent.status();
-  gossip_ = std::move(*agent);
-  gossip_->SetRecord(g::kRoleRecord, "node");
+  absl::StatusOr<std::unique_ptr<g::Membership>> m =
+      transports_.membership(options_.node_id, [this](const g::MemberEvent& e) {
+        if (g::RoleOf(e.member) == g::MemberRole::kCoordinator) session_->CheckLeader();
+      });
+  if (!m.ok()) return m.status();
+  gossip_ = std::move(*m);
+  gossip_->SetRecord(g::kRoleRecord, std::string(g::MemberRoleName(g::MemberRole::kNode)));
   gossip_->SetRecord(g::kGrpcRecord, advertise_);
   gossip_->SetRecord(g::kEgressRecord, options_.egress_ip);
   gossip_->SetRecord(g::kVersionRecord, MP_VERSION);
@@ -167,6 +175,10 @@ absl::Status Node::StartGossip() {
   common::Log(common::LogLevel::kInfo, "node",
               absl::StrCat(options_.node_id, ": gossip at ", gossip_->addr()));
   return absl::OkStatus();
+}
+
+std::shared_ptr<grpc::Channel> Node::InProcessChannel() {
+  return server_ ? server_->InProcessChannel(grpc::ChannelArguments()) : nullptr;
 }
 
 void Node::Wait() {

@@ -32,7 +32,8 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/executor.h"
-#include "common/gossip/agent.h"
+#include "common/gossip/membership.h"
+#include "common/net/grpc_channels.h"
 #include "common/rules/rules.h"
 #include "node/clock_prober.h"
 #include "node/coordinator_session.h"
@@ -43,21 +44,32 @@
 #include "node/term_fence.h"
 
 namespace grpc {
+class Channel;
 class Server;
 }  // namespace grpc
 
 namespace marketprism::node {
 
+// How the node reaches the world; Create fills in the real ones left unset.
+struct NodeTransports {
+  HttpClientFactory http;           // the exchanges (required)
+  common::ChannelFactory channels;  // coordinators; default InsecureChannelFactory()
+  // Default: a gossip agent when options.membership is enabled, else none.
+  common::gossip::MembershipFactory membership;
+  // Serve Node.Dispatch on no port; callers use InProcessChannel()
+  // (options.advertise is what the node tells coordinators).
+  bool in_process = false;
+};
+
 class Node {
  public:
   // Builds the lanes (those with a URL of their own get their HttpClient
-  // from `http` now) and the parts; starts nothing. `rules` are the ones the
-  // options were validated against (NodeConfig). `clock` must outlive the
-  // node. `coordinator_channel` opens channels to coordinators (default:
-  // InsecureChannelFactory()). kInvalidArgument if an exchange is unknown.
+  // from `transports.http` now) and the parts; starts nothing. `rules` are
+  // the ones the options were validated against (NodeConfig). `clock` must
+  // outlive the node. kInvalidArgument if an exchange is unknown, the HTTP
+  // factory is missing, or an in-process node has no advertise address.
   static absl::StatusOr<std::unique_ptr<Node>> Create(NodeOptions options, common::RulesBook rules,
-                                                      common::Clock& clock, HttpClientFactory http,
-                                                      ChannelFactory coordinator_channel = nullptr);
+                                                      common::Clock& clock, NodeTransports transports);
   ~Node();  // Shutdown()
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
@@ -76,10 +88,11 @@ class Node {
   std::string advertise() const { return advertise_; }
   // The gossip address bound ("" without gossip).
   std::string gossip_address() const { return gossip_ ? gossip_->addr() : ""; }
+  // An in-process channel to Node.Dispatch (after Start).
+  std::shared_ptr<grpc::Channel> InProcessChannel();
 
  private:
-  Node(NodeOptions options, common::RulesBook rules, common::Clock& clock, HttpClientFactory http,
-       ChannelFactory coordinator_channel);
+  Node(NodeOptions options, common::RulesBook rules, common::Clock& clock, NodeTransports transports);
   // Gives `exchange`'s lane a client for `url` (proxy resolved, egress IP
   // bound) and has its clock probed again.
   void ConfigureEndpoint(const std::string& exchange, const std::string& url);
@@ -93,11 +106,11 @@ class Node {
   const NodeOptions options_;
   common::Clock& clock_;
   const common::RulesBook rules_;
-  const HttpClientFactory http_;
+  const NodeTransports transports_;
   Lanes lanes_;  // fixed after the constructor
   TermFence fence_;
   std::atomic<int64_t> published_fence_{-1};
-  std::unique_ptr<common::gossip::GossipAgent> gossip_;  // set in Start, before the session runs
+  std::unique_ptr<common::gossip::Membership> gossip_;  // set in Start, before the session runs
   std::unique_ptr<common::ThreadPool> pool_;
   std::unique_ptr<DispatchService> service_;
   std::unique_ptr<CoordinatorSession> session_;

@@ -23,8 +23,10 @@ int main(int argc, char** argv) {
   }
   node::NodeConfig& c = **config;
   std::string id = c.options.node_id, ip = c.options.egress_ip;
+  node::NodeTransports transports;
+  transports.http = node::CurlHttpClientFactory();
   auto node = node::Node::Create(std::move(c.options), std::move(c.rules), common::RealClock::Get(),
-                                 node::CurlHttpClientFactory());
+                                 std::move(transports));
   if (!node.ok()) return common::ExitCodeFor("mp-node", node.status());
   absl::Status started = (*node)->Start();
   if (!started.ok()) return common::ExitCodeFor("mp-node", started);

@@ -42,6 +42,12 @@ void FakeGossip::Suspect(const std::string& name) {
   Set(name, g::MemberState::kSuspect, g::MemberEvent::Kind::kSuspect);
 }
 
+std::string FakeGossip::Record(const std::string& name, const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  auto it = members_.find(name);
+  return it == members_.end() ? "" : g::RecordValue(it->second, key);
+}
+
 void FakeGossip::Set(const std::string& name, g::MemberState state, g::MemberEvent::Kind kind) {
   {
     absl::MutexLock lock(&mu_);

@@ -25,6 +25,8 @@ class FakeGossip {
   // Every member sees `name` dead (kDead) / suspect / alive again.
   void Kill(const std::string& name);
   void Suspect(const std::string& name);
+  // The record `key` that `name` publishes ("" if none).
+  std::string Record(const std::string& name, const std::string& key) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   class Member;
