@@ -200,7 +200,12 @@ void Scheduler::ForgetLedgers() {
   for (auto it = books_.begin(); it != books_.end();) {
     bool in_use = false;
     for (const auto& [id, n] : nodes_) in_use = in_use || (n.ip == it->first.second && n.in_flight > 0);
-    it = in_use ? std::next(it) : books_.erase(it);
+    if (in_use) {
+      ++it;
+    } else {
+      recorded_.erase(it->first);
+      it = books_.erase(it);
+    }
   }
   for (auto it = nodes_.begin(); it != nodes_.end();) {
     it = it->second.in_flight > 0 ? std::next(it) : nodes_.erase(it);
@@ -248,6 +253,7 @@ void Scheduler::ApplyUsage(const std::string& node_id, const std::string& exchan
   const common::ExchangeRules* rules = rules_.Find(exchange);
   if (it == nodes_.end() || rules == nullptr) return;
   common::BudgetBook& book = Book(exchange, it->second.ip);
+  recorded_.insert({exchange, it->second.ip});
   std::optional<std::pair<int, int64_t>> seen;
   if (observed) seen = std::make_pair(rules->PoolIndex(observed->first), observed->second);
   book.Complete(book.Charge(ex_sent, cost), ex_replied, seen);
@@ -260,7 +266,8 @@ void Scheduler::SeedUsage(const std::string& node_id, const std::string& exchang
   auto it = nodes_.find(node_id);
   const common::ExchangeRules* rules = rules_.Find(exchange);
   if (it == nodes_.end() || rules == nullptr) return;
-  if (books_.count({exchange, it->second.ip})) return;  // we have our own record of this IP
+  // Seeded once: after that this coordinator has its own record of the IP.
+  if (!recorded_.insert({exchange, it->second.ip}).second) return;
   common::BudgetBook& book = Book(exchange, it->second.ip);
   absl::Time t = clock_.Now() + ExchangeOffset(it->second, exchange);
   for (const auto& [pool, used] : pools_used) {
@@ -394,6 +401,7 @@ std::optional<Placement> Scheduler::TryPlace(Pending& p, absl::Time now) {
   pl.exchange = p.exchange;
   pl.cost = p.cost;
   pl.ticket = Book(p.exchange, best->ip).Charge(best_t, p.cost);
+  recorded_.insert({p.exchange, best->ip});
   if (!p.account.empty()) {
     pl.account = p.account;
     pl.account_ticket = AccountBook(p.exchange, p.account, best->id)->Charge(best_t, p.cost);

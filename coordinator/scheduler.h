@@ -330,6 +330,10 @@ class Scheduler {
   std::map<std::string, Node> nodes_ ABSL_GUARDED_BY(mu_);
   std::map<std::pair<std::string, std::string>, std::unique_ptr<common::BudgetBook>> books_
       ABSL_GUARDED_BY(mu_);
+  // (exchange, ip) whose book holds this coordinator's own record: charged
+  // by a placement, a reported event or a seed. A book created only to hold
+  // a clock uncertainty is not one, so a registration may still seed it.
+  std::set<std::pair<std::string, std::string>> recorded_ ABSL_GUARDED_BY(mu_);
   std::map<std::tuple<std::string, std::string, std::string>, std::unique_ptr<common::BudgetBook>>
       account_books_ ABSL_GUARDED_BY(mu_);  // (exchange, account, node) -> its lease
   // (exchange, account, node) -> no placements for the account there until then.

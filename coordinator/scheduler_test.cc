@@ -624,3 +624,42 @@ TEST_F(SchedulerTest, NodeProbesAreChargedToItsIp) {
 
 }  // namespace
 }  // namespace marketprism::coordinator
+
+namespace marketprism::coordinator {
+namespace {
+
+int64_t WeightUsed(Scheduler& s, const std::string& node) {
+  for (const NodeSnapshot& n : s.Snapshot().nodes) {
+    if (n.node_id != node) continue;
+    for (const auto& [exchange, pools] : n.pools) {
+      for (const auto& p : pools) {
+        if (exchange == "binance_spot" && p.name == "REQUEST_WEIGHT") return p.used;
+      }
+    }
+  }
+  return -1;
+}
+
+// A new coordinator learns what an IP already spent from the node's
+// registration, although registering (and its clock) creates the IP's book
+// first; once it has its own record, a later registration adds nothing.
+TEST(SchedulerSeedTest, ARegistrationSeedsTheLedgerOnceEvenAfterTheClockArrived) {
+  testing::FakeClock clock(absl::FromUnixSeconds(1'795'046'400) + absl::Seconds(10));
+  auto rules = common::RulesBook::LoadDefault();
+  ASSERT_TRUE(rules.ok());
+  Scheduler s(std::move(*rules), clock);
+  s.UpsertNode("n1", "10.0.0.1", "10.0.0.1:7000", "test", {"binance_spot"});
+  s.SetNodeClocks("n1", {{"binance_spot", absl::ZeroDuration(), absl::ZeroDuration()}});
+  s.SeedUsage("n1", "binance_spot", {{"REQUEST_WEIGHT", 1200}});
+  EXPECT_EQ(WeightUsed(s, "n1"), 1200);
+  s.UpsertNode("n1", "10.0.0.1", "10.0.0.1:7000", "test", {"binance_spot"});  // it reconnects
+  s.SeedUsage("n1", "binance_spot", {{"REQUEST_WEIGHT", 1300}});
+  EXPECT_EQ(WeightUsed(s, "n1"), 1200);
+  s.ForgetLedgers();  // a leader change: the next leader seeds again
+  s.UpsertNode("n1", "10.0.0.1", "10.0.0.1:7000", "test", {"binance_spot"});
+  s.SeedUsage("n1", "binance_spot", {{"REQUEST_WEIGHT", 1300}});
+  EXPECT_EQ(WeightUsed(s, "n1"), 1300);
+}
+
+}  // namespace
+}  // namespace marketprism::coordinator
