@@ -7,25 +7,18 @@
 
 #include "absl/synchronization/notification.h"
 #include "common/metadata_keys.h"
+#include "coordinator/test_routing_parts.h"
 #include "tests/testing/fake_clock.h"
 
 namespace marketprism::coordinator {
 namespace {
 
-class NoNodes final : public NodeClient {
- public:
-  void Dispatch(const std::string&, v1::DispatchRequest, absl::Time, DispatchDone done) override {
-    done(absl::OkStatus(), v1::DispatchResponse());
-  }
-};
-
 class ClientServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto rules = common::RulesBook::LoadDefault();
-    ASSERT_TRUE(rules.ok());
-    scheduler_ = std::make_unique<Scheduler>(std::move(*rules), clock_);
-    router_ = std::make_unique<Router>(*scheduler_, nodes_);
+    parts_ = std::make_unique<RoutingParts>(clock_);
+    scheduler_ = parts_->scheduler.get();
+    router_ = parts_->router.get();
     door_ = std::make_unique<FrontDoor>(FrontDoor::Options{"coord-a"}, clock_, *router_, common::InsecureChannels());
     sessions_ = std::make_unique<NodeSessions>("coord-a", NodeSessions::Hooks{});
     service_ = std::make_unique<ClientService>(ClientService::Options{.name = "coord-a"}, clock_, *door_, *scheduler_,
@@ -45,9 +38,9 @@ class ClientServiceTest : public ::testing::Test {
   }
 
   testing::FakeClock clock_;
-  NoNodes nodes_;
-  std::unique_ptr<Scheduler> scheduler_;
-  std::unique_ptr<Router> router_;
+  std::unique_ptr<RoutingParts> parts_;
+  Scheduler* scheduler_ = nullptr;
+  Router* router_ = nullptr;
   std::unique_ptr<FrontDoor> door_;
   std::unique_ptr<NodeSessions> sessions_;
   std::unique_ptr<ClientService> service_;

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "absl/synchronization/notification.h"
+#include "coordinator/test_routing_parts.h"
 #include "tests/testing/fake_clock.h"
 
 namespace marketprism::coordinator {
@@ -25,22 +26,12 @@ class FakeLeader final : public v1::Coordinator::CallbackService {
   }
 };
 
-class NoNodes final : public NodeClient {
- public:
-  void Dispatch(const std::string&, v1::DispatchRequest, absl::Time, DispatchDone done) override {
-    v1::DispatchResponse r;
-    r.set_outcome(v1::DispatchResponse::NOT_SENT);
-    done(absl::OkStatus(), r);
-  }
-};
-
 class FrontDoorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto rules = common::RulesBook::LoadDefault();
-    ASSERT_TRUE(rules.ok());
-    scheduler_ = std::make_unique<Scheduler>(std::move(*rules), clock_);
-    router_ = std::make_unique<Router>(*scheduler_, nodes_);
+    parts_ = std::make_unique<RoutingParts>(clock_);
+    scheduler_ = parts_->scheduler.get();
+    router_ = parts_->router.get();
     grpc::ServerBuilder b;
     b.RegisterService(&leader_);
     server_ = b.BuildAndStart();
@@ -72,9 +63,9 @@ class FrontDoorTest : public ::testing::Test {
   }
 
   testing::FakeClock clock_;
-  NoNodes nodes_;
-  std::unique_ptr<Scheduler> scheduler_;
-  std::unique_ptr<Router> router_;
+  std::unique_ptr<RoutingParts> parts_;
+  Scheduler* scheduler_ = nullptr;
+  Router* router_ = nullptr;
   FakeLeader leader_;
   std::unique_ptr<grpc::Server> server_;
   std::map<std::string, int> dialed_;
