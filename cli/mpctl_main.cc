@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> headers;
   f.List("header", &headers, "exec: NAME:VALUE sent to the exchange (repeatable), e.g. X-MBX-APIKEY:<key> for orders");
   f.Bool("undrain", &undrain, "drain: put the node back in rotation");
-  auto args = f.ParseWithSources({argv + 1, argv + argc}, "MP_");
+  auto args = f.ParseWithSources({argv + 1, argv + argc}, "MP_", common::ProcessEnvironment());
   if (f.help_requested()) {
     std::fputs(f.Help().c_str(), stdout);
     return 0;

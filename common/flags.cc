@@ -17,6 +17,10 @@
 
 namespace marketprism::common {
 
+GetEnv ProcessEnvironment() {
+  return [](const char* name) -> const char* { return std::getenv(name); };
+}
+
 FlagSet::FlagSet(std::string program, std::string summary)
     : program_(std::move(program)), summary_(std::move(summary)) {}
 
@@ -210,7 +214,7 @@ absl::Status FlagSet::ApplyFile(const std::string& path) {
 
 absl::StatusOr<std::vector<std::string>> FlagSet::ParseWithSources(
     const std::vector<std::string>& args, absl::string_view env_prefix,
-    const std::function<const char*(const char*)>& getenv_fn) {
+    const GetEnv& getenv_fn) {
   // The config file comes first, so find --config before anything else.
   std::string config;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -219,8 +223,7 @@ absl::StatusOr<std::vector<std::string>> FlagSet::ParseWithSources(
     if (a == "--config" && i + 1 < args.size()) config = args[i + 1];
   }
   if (config.empty()) {
-    const char* env = getenv_fn ? getenv_fn(absl::StrCat(env_prefix, "CONFIG").c_str())
-                                : std::getenv(absl::StrCat(env_prefix, "CONFIG").c_str());
+    const char* env = getenv_fn ? getenv_fn(absl::StrCat(env_prefix, "CONFIG").c_str()) : nullptr;
     if (env != nullptr) config = env;
   }
   if (!config.empty()) {
@@ -231,7 +234,7 @@ absl::StatusOr<std::vector<std::string>> FlagSet::ParseWithSources(
     if (f.name == "config") continue;
     std::string var(env_prefix);
     for (char c : f.name) var.push_back(c == '-' ? '_' : absl::ascii_toupper(static_cast<unsigned char>(c)));
-    const char* v = getenv_fn ? getenv_fn(var.c_str()) : std::getenv(var.c_str());
+    const char* v = getenv_fn ? getenv_fn(var.c_str()) : nullptr;
     if (v == nullptr) continue;
     std::vector<std::string> values = {v};
     if (f.clear) {

@@ -23,6 +23,12 @@
 
 namespace marketprism::common {
 
+// An environment to read settings from: a variable's value, or null when unset.
+using GetEnv = std::function<const char*(const char*)>;
+// The process's own environment (std::getenv). Only mains call this: below
+// main the environment is whatever was injected.
+GetEnv ProcessEnvironment();
+
 class FlagSet {
  public:
   FlagSet(std::string program, std::string summary);
@@ -51,10 +57,10 @@ class FlagSet {
   // comma-separated), e.g. MP_EGRESS_IP. A list given by a later source
   // replaces the earlier one. Errors name the source: "config x.json: key
   // \"listen\": ...", "environment MP_LISTEN: ...", "--listen: ...".
-  // `getenv` is injectable for tests.
-  absl::StatusOr<std::vector<std::string>> ParseWithSources(
-      const std::vector<std::string>& args, absl::string_view env_prefix,
-      const std::function<const char*(const char*)>& getenv = nullptr);
+  // `getenv` is the environment (null: none); only a main passes
+  // ProcessEnvironment().
+  absl::StatusOr<std::vector<std::string>> ParseWithSources(const std::vector<std::string>& args,
+                                                            absl::string_view env_prefix, const GetEnv& getenv);
 
   bool help_requested() const { return help_requested_; }
   std::string Help() const;

@@ -1,6 +1,7 @@
 #include "common/flags.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 
@@ -104,6 +105,20 @@ TEST_F(SourcesTest, ConfigFromTheEnvironment) {
   env_["T_CONFIG"] = WriteConfig(R"({"n": 9})");
   ASSERT_TRUE(f.ParseWithSources({}, "T_", Env()).ok());
   EXPECT_EQ(s.n, 9);
+}
+
+TEST_F(SourcesTest, WithoutAnEnvironmentNoVariableIsRead) {
+  // Null is no environment, not the process's: below main nothing reads it.
+  ASSERT_EQ(setenv("T_N", "5", 1), 0);
+  Settings s;
+  FlagSet f = Flags(s);
+  absl::StatusOr<std::vector<std::string>> rest = f.ParseWithSources({}, "T_", nullptr);
+  unsetenv("T_N");
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  EXPECT_EQ(s.n, 1);
+  env_["T_N"] = "5";
+  ASSERT_TRUE(f.ParseWithSources({}, "T_", Env()).ok());
+  EXPECT_EQ(s.n, 5);
 }
 
 TEST_F(SourcesTest, ErrorsNameTheSourceAndKey) {

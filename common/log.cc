@@ -3,8 +3,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cstdlib>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -13,17 +13,21 @@
 namespace marketprism::common {
 
 namespace {
-std::atomic<int> g_level = [] {
-  const char* env = std::getenv("MP_LOG_LEVEL");
-  std::string v = env != nullptr ? env : "";
-  if (v == "debug") return static_cast<int>(LogLevel::kDebug);
-  if (v == "warning") return static_cast<int>(LogLevel::kWarning);
-  if (v == "error") return static_cast<int>(LogLevel::kError);
-  return static_cast<int>(LogLevel::kInfo);
-}();
+std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
 }  // namespace
 
 void SetLogLevel(LogLevel level) { g_level.store(static_cast<int>(level)); }
+
+void SetLogLevelFrom(const char* name) {
+  if (name == nullptr || *name == '\0') return;
+  static constexpr std::pair<absl::string_view, LogLevel> kNames[] = {
+      {"debug", LogLevel::kDebug}, {"info", LogLevel::kInfo}, {"warning", LogLevel::kWarning}, {"error", LogLevel::kError}};
+  for (const auto& [n, level] : kNames) {
+    if (n == name) return SetLogLevel(level);
+  }
+  Log(LogLevel::kWarning, "log", absl::StrCat("unknown log level \"", name, "\" (debug, info, warning, error): keeping ",
+                                              "the current level"));
+}
 
 void Log(LogLevel level, absl::string_view component, absl::string_view message) {
   if (static_cast<int>(level) < g_level.load()) return;

@@ -11,7 +11,11 @@ namespace marketprism::common {
 enum class LogLevel { kDebug, kInfo, kWarning, kError };
 
 void Log(LogLevel level, absl::string_view component, absl::string_view message);
-// Messages below this level are dropped (default kInfo; MP_LOG_LEVEL=debug|info|warning|error).
+// Messages below this level are dropped (default kInfo).
 void SetLogLevel(LogLevel level);
+// Sets the level from its name ("debug", "info", "warning", "error"; a main
+// passes $MP_LOG_LEVEL). Null or empty keeps the level; an unknown name
+// keeps it and logs a warning naming the value.
+void SetLogLevelFrom(const char* name);
 
 }  // namespace marketprism::common

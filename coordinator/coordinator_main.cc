@@ -3,14 +3,18 @@
 
 #include "common/clock.h"
 #include "common/flags.h"
+#include "common/log.h"
 #include "common/signals.h"
 #include "coordinator/coordinator.h"
 
 int main(int argc, char** argv) {
   using namespace marketprism;
   common::BlockTerminationSignals();
+  // The one place the environment is read: MP_* settings and MP_LOG_LEVEL.
+  const common::GetEnv env = common::ProcessEnvironment();
+  common::SetLogLevelFrom(env("MP_LOG_LEVEL"));
   std::string help;
-  auto options = coordinator::ParseCoordinatorOptions({argv + 1, argv + argc}, &help);
+  auto options = coordinator::ParseCoordinatorOptions({argv + 1, argv + argc}, &help, env);
   if (!options.ok()) return common::ExitCodeFor("mp-coordinator", options.status());
   if (!options->has_value()) {
     std::fputs(help.c_str(), stdout);

@@ -8,8 +8,7 @@
 namespace marketprism::coordinator {
 
 absl::StatusOr<std::optional<CoordinatorOptions>> ParseCoordinatorOptions(
-    const std::vector<std::string>& args, std::string* help,
-    const std::function<const char*(const char*)>& getenv) {
+    const std::vector<std::string>& args, std::string* help, const common::GetEnv& getenv) {
   CoordinatorOptions o;
   std::string listen = "0.0.0.0:7000", config;
   std::vector<std::string> urls, ws_urls;
@@ -87,7 +86,7 @@ absl::StatusOr<std::optional<CoordinatorOptions>> ParseCoordinatorOptions(
                          {"--health-ip-availability", o.health.ip_availability}}) {
     if (v < 0 || v > 1) return absl::InvalidArgumentError(absl::StrCat(name, " must be within [0, 1]"));
   }
-  std::string rules_path = o.rules_file.empty() ? common::RulesBook::DefaultPath() : o.rules_file;
+  std::string rules_path = common::RulesBook::PathFor(o.rules_file, getenv);
   MP_ASSIGN_OR_RETURN(common::RulesBook rules, common::RulesBook::LoadFile(rules_path));
   for (const std::string& l : o.limits) MP_RETURN_IF_ERROR(rules.ApplyLimitOverride(l));
   MP_ASSIGN_OR_RETURN(o.exchange_urls,

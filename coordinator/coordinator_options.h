@@ -51,8 +51,10 @@ struct CoordinatorOptions {
 };
 
 // Parses and validates. Returns nullopt (with *help set) for --help.
-absl::StatusOr<std::optional<CoordinatorOptions>> ParseCoordinatorOptions(
-    const std::vector<std::string>& args, std::string* help,
-    const std::function<const char*(const char*)>& getenv = nullptr);
+// `getenv` is the environment (MP_* settings, MP_RULES_FILE; null: none):
+// main passes common::ProcessEnvironment(), tests a map.
+absl::StatusOr<std::optional<CoordinatorOptions>> ParseCoordinatorOptions(const std::vector<std::string>& args,
+                                                                          std::string* help,
+                                                                          const common::GetEnv& getenv = nullptr);
 
 }  // namespace marketprism::coordinator

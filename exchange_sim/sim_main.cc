@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_split.h"
 #include "common/flags.h"
+#include "common/log.h"
+#include "common/rules/rules.h"
 #include "exchange_sim/sim_server.h"
 
 namespace {
@@ -16,6 +18,9 @@ void OnSignal(int) {
 
 int main(int argc, char** argv) {
   using namespace marketprism;
+  // The one place the environment is read: MP_LOG_LEVEL and MP_RULES_FILE.
+  const common::GetEnv env = common::ProcessEnvironment();
+  common::SetLogLevelFrom(env("MP_LOG_LEVEL"));
   sim::SimOptions o;
   std::string listen = "127.0.0.1:8400";
   int64_t seed = 1, strikes = o.ban.strikes_to_ban;
@@ -53,6 +58,7 @@ int main(int argc, char** argv) {
   }
   auto hp = common::ParseHostPort(listen, "--listen");
   if (!hp.ok()) return common::ExitCodeFor("mp-exchange-sim", hp.status());
+  o.rules_file = common::RulesBook::PathFor(o.rules_file, env);
   o.seed = static_cast<uint64_t>(seed);
   o.ban.strikes_to_ban = static_cast<int>(strikes);
   o.ban.forgive_after = ban_forgive;

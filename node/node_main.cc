@@ -1,9 +1,9 @@
 // mp-node: sends exchange requests from one egress IP for the coordinator.
 #include <cstdio>
-#include <cstdlib>
 
 #include "common/clock.h"
 #include "common/flags.h"
+#include "common/log.h"
 #include "common/signals.h"
 #include "node/http_client_factory.h"
 #include "node/node.h"
@@ -11,11 +11,11 @@
 int main(int argc, char** argv) {
   using namespace marketprism;
   common::BlockTerminationSignals();
+  // The one place the environment is read: MP_* settings, proxy variables, MP_LOG_LEVEL.
+  const common::GetEnv env = common::ProcessEnvironment();
+  common::SetLogLevelFrom(env("MP_LOG_LEVEL"));
   std::string help;
-  // The one place the environment is read: MP_* settings, proxy variables.
-  auto config =
-      node::ParseNodeOptions({argv + 1, argv + argc}, &help,
-                             [](const char* name) -> const char* { return std::getenv(name); });
+  auto config = node::ParseNodeOptions({argv + 1, argv + argc}, &help, env);
   if (!config.ok()) return common::ExitCodeFor("mp-node", config.status());
   if (!config->has_value()) {
     std::fputs(help.c_str(), stdout);

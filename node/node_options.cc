@@ -74,7 +74,7 @@ absl::StatusOr<std::optional<NodeConfig>> ParseNodeOptions(const std::vector<std
     if (d <= absl::ZeroDuration()) return absl::InvalidArgumentError(absl::StrCat(name, " must be positive"));
   }
 
-  std::string rules_path = o.rules_file.empty() ? common::RulesBook::DefaultPath() : o.rules_file;
+  std::string rules_path = common::RulesBook::PathFor(o.rules_file, env);
   MP_ASSIGN_OR_RETURN(common::RulesBook rules, common::RulesBook::LoadFile(rules_path));
   for (const std::string& l : o.limits) MP_RETURN_IF_ERROR(rules.ApplyLimitOverride(l));
   MP_ASSIGN_OR_RETURN(o.exchange_urls,

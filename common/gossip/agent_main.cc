@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
@@ -57,6 +58,7 @@ std::string MemberJson(const MemberView& m) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  marketprism::common::SetLogLevelFrom(std::getenv("MP_LOG_LEVEL"));
   FlagSet flags("mp-gossip-agent", "One gossip member: prints membership events as JSON lines.");
   std::string name, gossip, join, cluster = "marketprism", key_file;
   std::vector<std::string> records;

@@ -590,10 +590,13 @@ absl::StatusOr<RulesBook> RulesBook::LoadFile(const std::string& path) {
   return Parse(buf.str(), path);
 }
 
-std::string RulesBook::DefaultPath() {
-  const char* env = std::getenv("MP_RULES_FILE");
+std::string RulesBook::DefaultPath() { return MP_RULES_FILE; }
+
+std::string RulesBook::PathFor(const std::string& flag, const std::function<const char*(const char*)>& getenv) {
+  if (!flag.empty()) return flag;
+  const char* env = getenv ? getenv("MP_RULES_FILE") : nullptr;
   if (env != nullptr && *env != '\0') return env;
-  return MP_RULES_FILE;
+  return DefaultPath();
 }
 
 absl::StatusOr<RulesBook> RulesBook::LoadDefault() { return LoadFile(DefaultPath()); }

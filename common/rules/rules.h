@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -236,9 +237,12 @@ class RulesBook {
   static absl::StatusOr<RulesBook> Parse(absl::string_view text, absl::string_view source_name);
 
   // The rules shipped with this build (MP_RULES_FILE baked in at compile
-  // time, or $MP_RULES_FILE when set).
+  // time).
   static absl::StatusOr<RulesBook> LoadDefault();
   static std::string DefaultPath();
+  // The rules file a binary loads: `flag` (its --rules) when given, else
+  // $MP_RULES_FILE from `getenv` (null: no environment), else DefaultPath().
+  static std::string PathFor(const std::string& flag, const std::function<const char*(const char*)>& getenv);
 
   const ExchangeRules* Find(absl::string_view exchange) const;
   ExchangeRules* FindMutable(absl::string_view exchange);

@@ -1,6 +1,7 @@
 #include "common/rules/rules.h"
 
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 
@@ -16,6 +17,21 @@ namespace {
 using ::marketprism::testing::StatusIs;
 using ::testing::HasSubstr;
 using Json = nlohmann::json;
+
+TEST(RulesPathTest, FlagThenEnvironmentThenShipped) {
+  std::map<std::string, std::string> env;
+  auto getenv = [&env](const char* name) -> const char* {
+    auto it = env.find(name);
+    return it == env.end() ? nullptr : it->second.c_str();
+  };
+  EXPECT_EQ(RulesBook::PathFor("", getenv), MP_RULES_FILE);
+  EXPECT_EQ(RulesBook::PathFor("", nullptr), MP_RULES_FILE);
+  env["MP_RULES_FILE"] = "";
+  EXPECT_EQ(RulesBook::PathFor("", getenv), MP_RULES_FILE);
+  env["MP_RULES_FILE"] = "/etc/env.json";
+  EXPECT_EQ(RulesBook::PathFor("", getenv), "/etc/env.json");
+  EXPECT_EQ(RulesBook::PathFor("/etc/flag.json", getenv), "/etc/flag.json");
+}
 
 class ShippedRulesTest : public ::testing::Test {
  protected:

@@ -2,15 +2,18 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
-#include "tests/bench/latency_bench.h"
+#include "common/log.h"
 #include "tests/bench/failover_bench.h"
+#include "tests/bench/latency_bench.h"
 #include "tests/bench/routing_bench.h"
 #include "tests/bench/sim_bench.h"
 
 int main(int argc, char** argv) {
+  marketprism::common::SetLogLevelFrom(std::getenv("MP_LOG_LEVEL"));
   std::vector<std::string> args(argv + 1, argv + argc);
   std::string cmd = args.empty() ? "" : args.front();
   if (!args.empty()) args.erase(args.begin());
