@@ -13,7 +13,7 @@ absl::StatusOr<std::optional<CoordinatorOptions>> ParseCoordinatorOptions(
   std::string listen = "0.0.0.0:7000", config;
   std::vector<std::string> urls, ws_urls;
   int64_t max_queue = static_cast<int64_t>(o.scheduler.max_queue);
-  int64_t attempts = o.scheduler.max_attempts;
+  int64_t attempts = o.scheduler.max_attempts, max_in_flight = o.scheduler.exposure.max;
   common::FlagSet f("mp-coordinator", "places exchange requests on the egress IPs with budget");
   f.String("config", &config, "JSON file of settings (keys are these flag names)");
   f.String("listen", &listen, "ADDR:PORT for clients (Coordinator) and nodes (NodeControl)");
@@ -30,6 +30,9 @@ absl::StatusOr<std::optional<CoordinatorOptions>> ParseCoordinatorOptions(
              "stop placing a request this long before its deadline (time for the round trip)");
   f.Int("max-queue", &max_queue, "requests that may wait for budget at once");
   f.Int("max-attempts", &attempts, "nodes a request may fail on before UNAVAILABLE");
+  f.Int("max-in-flight", &max_in_flight,
+        "most requests one IP has in flight to one exchange: what the budget needs at the round trip, "
+        "1 after any surprise (0: no bound)");
   f.Duration("clock-uncertainty", &o.scheduler.default_uncertainty,
              "assumed clock error of a node before it is measured");
   f.Duration("clock-margin", &o.scheduler.margin, "added to every measured clock error");
@@ -66,6 +69,7 @@ absl::StatusOr<std::optional<CoordinatorOptions>> ParseCoordinatorOptions(
     o.name = o.membership.enabled() ? "coordinator-" + o.membership.gossip : "coordinator";
   }
   if (max_queue < 1) return absl::InvalidArgumentError("--max-queue must be >= 1");
+  MP_RETURN_IF_ERROR(common::SetMaxInFlight(max_in_flight, &o.scheduler.exposure));
   o.scheduler.max_queue = static_cast<size_t>(max_queue);
   if (attempts < 1 || attempts > 100) return absl::InvalidArgumentError("--max-attempts must be in 1..100");
   o.scheduler.max_attempts = static_cast<int>(attempts);

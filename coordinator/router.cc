@@ -109,6 +109,9 @@ DispatchOutcome ToOutcome(const absl::Status& status, const v1::DispatchResponse
   }
   o.detail = r.detail();
   o.account_refused = r.account_refused();
+  o.exposure_refused = r.exposure_refused();
+  o.exposure = r.exposure();
+  o.foreign_units = r.foreign_units();
   return o;
 }
 

@@ -1,6 +1,7 @@
 #include "coordinator/scheduler.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/match.h"
@@ -102,6 +103,37 @@ common::BudgetBook& Scheduler::Book(const std::string& exchange, const std::stri
                                                 options_.default_uncertainty);
   }
   return *slot;
+}
+
+Scheduler::Exposure& Scheduler::ExposureOf(const std::string& exchange, const std::string& ip) {
+  auto it = exposures_.find({exchange, ip});
+  if (it != exposures_.end()) return it->second;
+  Exposure e(options_.exposure);
+  // The windows that restart the bound: the fixed IP pool whose usage the
+  // exchange reports, else the first fixed IP pool.
+  const common::ExchangeRules& rules = *rules_.Find(exchange);
+  for (size_t i = 0; i < rules.pools().size(); ++i) {
+    const common::PoolRule& pool = rules.pools()[i];
+    if (pool.scope != common::Scope::kIp || pool.window != common::WindowKind::kFixed) continue;
+    if (e.window_pool < 0 || (!pool.usage_header.empty() && rules.pools()[e.window_pool].usage_header.empty())) {
+      e.window_pool = static_cast<int>(i);
+    }
+  }
+  return exposures_.emplace(std::make_pair(exchange, ip), std::move(e)).first->second;
+}
+
+bool Scheduler::ExposureAllows(const Pending& p, const Node& n, absl::Time t) {
+  Exposure& e = ExposureOf(p.exchange, n.ip);
+  if (!e.bound.enabled()) return true;
+  common::BudgetBook& book = Book(p.exchange, n.ip);
+  if (const common::PoolLedger* l = book.ledger(e.window_pool)) {
+    absl::Time window = l->WindowStart(t);
+    if (window != e.window) {
+      e.window = window;
+      e.bound.Restart();
+    }
+  }
+  return e.bound.MayStart(common::NeededInFlight(book.SpendRate(t, p.cost), e.rtt.value()));
 }
 
 absl::Duration Scheduler::ExchangeOffset(const Node& n, const std::string& exchange) const {
@@ -209,6 +241,9 @@ void Scheduler::ForgetLedgers() {
   }
   for (auto it = nodes_.begin(); it != nodes_.end();) {
     it = it->second.in_flight > 0 ? std::next(it) : nodes_.erase(it);
+  }
+  for (auto it = exposures_.begin(); it != exposures_.end();) {
+    it = it->second.bound.in_flight() > 0 ? std::next(it) : exposures_.erase(it);
   }
 }
 
@@ -376,7 +411,7 @@ std::optional<Placement> Scheduler::TryPlace(Pending& p, absl::Time now) {
     if (lane != n.lanes.end() && now < lane->second.parked_until) continue;
     common::BudgetBook& book = Book(p.exchange, n.ip);
     absl::Time t = now + ExchangeOffset(n, p.exchange);
-    if (!book.Fits(t, p.cost)) continue;
+    if (!book.Fits(t, p.cost) || !ExposureAllows(p, n, t)) continue;
     double h = book.Headroom(t, p.cost);
     if (!p.account.empty()) {
       common::BudgetBook* lease = AccountBook(p.exchange, p.account, n.id);
@@ -401,6 +436,7 @@ std::optional<Placement> Scheduler::TryPlace(Pending& p, absl::Time now) {
   pl.exchange = p.exchange;
   pl.cost = p.cost;
   pl.ticket = Book(p.exchange, best->ip).Charge(best_t, p.cost);
+  pl.exposure_epoch = ExposureOf(p.exchange, best->ip).bound.Started();
   recorded_.insert({p.exchange, best->ip});
   if (!p.account.empty()) {
     pl.account = p.account;
@@ -414,7 +450,7 @@ std::optional<Placement> Scheduler::TryPlace(Pending& p, absl::Time now) {
   return pl;
 }
 
-absl::Time Scheduler::EarliestStart(const Pending& p, absl::Time now) {
+absl::Time Scheduler::EarliestStart(const Pending& p, absl::Time now, bool for_wakeup) {
   absl::Time best = absl::InfiniteFuture();
   if (!p.limits_probe && awaiting_limits_.count(p.exchange)) return best;
   for (auto& [id, n] : nodes_) {
@@ -424,6 +460,7 @@ absl::Time Scheduler::EarliestStart(const Pending& p, absl::Time now) {
     if (lane != n.lanes.end()) start = std::max(start, lane->second.parked_until);
     absl::Duration offset = ExchangeOffset(n, p.exchange);
     absl::Time fit = Book(p.exchange, n.ip).EarliestFit(start + offset, p.cost);
+    if (for_wakeup && fit <= now + offset && !ExposureAllows(p, n, now + offset)) continue;
     if (!p.account.empty()) {
       if (auto held = account_held_.find({p.exchange, p.account, n.id}); held != account_held_.end()) {
         start = std::max(start, held->second);
@@ -612,6 +649,7 @@ Scheduler::ReportResult Scheduler::Report(const Placement& pl, const DispatchOut
       if (lease != nullptr && sent) lease->Complete(pl.account_ticket, t, std::nullopt);
       if (lease != nullptr && !sent) lease->Cancel(pl.account_ticket);
     }
+    EndExposure(pl, outcome, now);
     Lane& lane = n.lanes[pl.exchange];
     auto park = [&](absl::Time until, const std::string& kind) {
       if (until > lane.parked_until) {
@@ -649,7 +687,10 @@ Scheduler::ReportResult Scheduler::Report(const Placement& pl, const DispatchOut
       }
       case DispatchOutcome::Kind::kRefused:
         book.Cancel(pl.ticket);
-        if (outcome.account_refused && !pl.account.empty()) {
+        if (outcome.exposure_refused) {
+          // The node's bound is lower than ours was (EndExposure took it):
+          // the node stays in rotation.
+        } else if (outcome.account_refused && !pl.account.empty()) {
           account_held_[{pl.exchange, pl.account, pl.node_id}] =
               now + std::max(outcome.retry_after, options_.refused_backoff);
         } else {
@@ -702,6 +743,7 @@ void Scheduler::Abandon(const Placement& pl) {
     auto n = nodes_.find(pl.node_id);
     if (n != nodes_.end()) --n->second.in_flight;
     Book(pl.exchange, pl.egress_ip).Cancel(pl.ticket);
+    ExposureOf(pl.exchange, pl.egress_ip).bound.Ended(common::ExposureVerdict::kNeutral, pl.exposure_epoch);
     if (!pl.account.empty()) {
       if (common::BudgetBook* lease = AccountBook(pl.exchange, pl.account, pl.node_id)) {
         lease->Cancel(pl.account_ticket);
@@ -710,6 +752,36 @@ void Scheduler::Abandon(const Placement& pl) {
     PollLocked(clock_.Now(), ready);
   }
   Run(ready);
+}
+
+void Scheduler::EndExposure(const Placement& pl, const DispatchOutcome& outcome, absl::Time now) {
+  Exposure& e = ExposureOf(pl.exchange, pl.egress_ip);
+  common::ExposureVerdict verdict = common::ExposureVerdict::kNeutral;
+  switch (outcome.kind) {
+    case DispatchOutcome::Kind::kReplied:
+      e.rtt.Add(now - pl.placed);
+      if (outcome.park_until || outcome.foreign_units > 0) {
+        verdict = common::ExposureVerdict::kSurprise;
+      } else if (outcome.http_status < 500) {
+        verdict = common::ExposureVerdict::kConfirmed;
+      }
+      break;
+    case DispatchOutcome::Kind::kRefused:
+      if (outcome.exposure_refused) verdict = common::ExposureVerdict::kSurprise;
+      break;
+    case DispatchOutcome::Kind::kParked:
+    case DispatchOutcome::Kind::kLost:
+      verdict = common::ExposureVerdict::kSurprise;
+      break;
+    case DispatchOutcome::Kind::kNotSent:
+      break;
+  }
+  e.bound.Ended(verdict, pl.exposure_epoch);
+  if (outcome.exposure > 0 || outcome.exposure_refused) e.bound.SetExternal(outcome.exposure);
+  if (outcome.foreign_units > 0) {
+    e.foreign_units = outcome.foreign_units;
+    e.foreign_seen = now;
+  }
 }
 
 void Scheduler::RecordFinal(bool ok, absl::Duration exchange_time) {
@@ -758,7 +830,7 @@ void Scheduler::PollLocked(absl::Time now, Ready& ready) {
         continue;
       }
       if (!sig.empty()) failed.insert(sig);
-      next = std::min(next, EarliestStart(p, now));
+      next = std::min(next, EarliestStart(p, now, /*for_wakeup=*/true));
     }
     next = std::min(next, p.deadline);
     ++it;
@@ -820,7 +892,14 @@ SchedulerSnapshot Scheduler::Snapshot() {
     ns.failures = n.failures;
     for (const std::string& e : n.exchanges) {
       const Lane& lane = n.lanes[e];
-      ns.lanes.push_back({e, lane.parked_until, lane.park_kind, ExchangeOffset(n, e)});
+      LaneStatus ls{e, lane.parked_until, lane.park_kind, ExchangeOffset(n, e)};
+      Exposure& x = ExposureOf(e, n.ip);
+      // What replies have confirmed (the budget may need fewer).
+      if (x.bound.enabled()) ls.exposure = x.bound.Limit(std::numeric_limits<int>::max());
+      ls.in_flight = x.bound.in_flight();
+      ls.foreign_units = x.foreign_units;
+      ls.foreign_seen = x.foreign_seen;
+      ns.lanes.push_back(std::move(ls));
       if (ClockKnown(n, e)) ns.ready.push_back(e);
       ns.pools.emplace_back(e, Book(e, n.ip).Snapshot(now + ExchangeOffset(n, e)));
     }

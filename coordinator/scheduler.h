@@ -13,7 +13,12 @@
 //   is answered RESOURCE_EXHAUSTED at once, and one still queued at its
 //   deadline is answered then, never sent late.
 //   Placement -> the done callback gets it; the caller dispatches it to the
-//   node and calls Report with the outcome. A reply is final; a refusal, a
+//   node and calls Report with the outcome. Besides the budget, each
+//   (exchange, IP) has an exposure bound (common/budget/exposure.h): no
+//   more in flight than the budget needs at the measured round trip, one
+//   after any surprise and at the start of each fixed window, so a limit
+//   lowered without notice or another program on the IP costs one refused
+//   request, not every request in flight. A reply is final; a refusal, a
 //   park, an undelivered or lost request is put back in the queue (another
 //   node, up to max_attempts) and the done callback will fire again.
 //
@@ -37,6 +42,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/budget/budget_book.h"
+#include "common/budget/exposure.h"
 #include "common/budget/usage_event.h"
 #include "common/clock.h"
 #include "common/rules/rules.h"
@@ -64,6 +70,7 @@ struct SchedulerOptions {
   // ConfirmLimits(), so nothing is priced against defaults the exchange is
   // about to correct. Only a request marked limits_probe passes.
   bool await_published_limits = false;
+  common::ExposureOptions exposure;
 };
 
 struct ExecuteSpec {
@@ -95,6 +102,7 @@ struct Placement {
   std::string account;                      // set: also charged to the node's lease
   common::BudgetBook::Ticket account_ticket;
   int attempt = 1;
+  uint64_t exposure_epoch = 0;  // the IP's exposure epoch when placed
   absl::Time enqueued;  // local clock
   absl::Time placed;    // local clock
 };
@@ -119,6 +127,11 @@ struct DispatchOutcome {
   // kRefused by the node's lease of the request's account: the node stays
   // in rotation; only that account waits there for retry_after.
   bool account_refused = false;
+  // kRefused because the node had as many in flight as its exposure bound
+  // allows: the node stays in rotation at that bound.
+  bool exposure_refused = false;
+  int exposure = 0;           // the node's exposure bound for the exchange (0: none)
+  int64_t foreign_units = 0;  // the usage header showed this much use the node did not send
 };
 
 using NodeClock = common::ExchangeClock;  // exchange, offset (exchange minus node), uncertainty
@@ -129,6 +142,10 @@ struct LaneStatus {
   absl::Time parked_until = absl::InfinitePast();
   std::string park_kind;
   absl::Duration clock_offset;  // exchange clock minus coordinator clock
+  int exposure = 0;             // requests the IP may have in flight now (0: unbounded)
+  int in_flight = 0;
+  int64_t foreign_units = 0;    // the last use of the IP the node did not send, as a header showed it
+  absl::Time foreign_seen = absl::InfinitePast();
 };
 
 // A node as the scheduler sees it; names only at the edges (NodeStateName).
@@ -275,6 +292,17 @@ class Scheduler {
     std::string park_kind;
     std::optional<NodeClock> clock;
   };
+  // One (exchange, IP)'s exposure: its bound, the round trip of its
+  // placements, the window it restarted in, and foreign use seen on it.
+  struct Exposure {
+    explicit Exposure(common::ExposureOptions options) : bound(options) {}
+    common::ExposureBound bound;
+    common::RttEstimate rtt;
+    int window_pool = -1;  // the fixed pool whose windows restart the bound (-1: none)
+    absl::Time window = absl::InfinitePast();
+    int64_t foreign_units = 0;
+    absl::Time foreign_seen = absl::InfinitePast();
+  };
   struct Node {
     std::string id, ip, address, version;
     bool connected = true;
@@ -294,6 +322,10 @@ class Scheduler {
 
   common::BudgetBook& Book(const std::string& exchange, const std::string& ip)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Exposure& ExposureOf(const std::string& exchange, const std::string& ip) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the IP may take one more request like `p` now (exchange time
+  // `t`): a new fixed window restarts the bound first.
+  bool ExposureAllows(const Pending& p, const Node& n, absl::Time t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The node's lease book for an account, or nullptr when it holds none.
   common::BudgetBook* AccountBook(const std::string& exchange, const std::string& account,
                                   const std::string& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -306,7 +338,11 @@ class Scheduler {
   bool ClockKnown(const Node& n, const std::string& exchange) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::optional<Placement> TryPlace(Pending& p, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Time EarliestStart(const Pending& p, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // When `p` could start, by the budget. `for_wakeup`: an IP whose budget
+  // fits now but whose exposure is full is left out (a Report will poll);
+  // otherwise exposure is ignored (it waits a round trip, not a window).
+  absl::Time EarliestStart(const Pending& p, absl::Time now, bool for_wakeup = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Prices and validates; kInvalidArgument naming the field.
   absl::StatusOr<common::Cost> Price(const ExecuteSpec& spec) const;
   // Queues a priced request (lock held). kUnavailable / kResourceExhausted
@@ -320,6 +356,10 @@ class Scheduler {
   void Requeue(Pending p, absl::Time now, Ready& ready) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PollLocked(absl::Time now, Ready& ready) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RecordFinal(bool ok, absl::Duration exchange_time) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What the outcome says about the IP's exposure: the round trip, the
+  // verdict, the node's own bound and any foreign use.
+  void EndExposure(const Placement& pl, const DispatchOutcome& outcome, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Run(Ready& ready);
 
   common::RulesBook rules_;
@@ -330,6 +370,7 @@ class Scheduler {
   std::map<std::string, Node> nodes_ ABSL_GUARDED_BY(mu_);
   std::map<std::pair<std::string, std::string>, std::unique_ptr<common::BudgetBook>> books_
       ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, std::string>, Exposure> exposures_ ABSL_GUARDED_BY(mu_);  // (exchange, ip)
   // (exchange, ip) whose book holds this coordinator's own record: charged
   // by a placement, a reported event or a seed. A book created only to hold
   // a clock uncertainty is not one, so a registration may still seed it.

@@ -25,6 +25,9 @@ class SchedulerTest : public ::testing::Test {
     for (const std::string& l : limits) ASSERT_TRUE(rules->ApplyLimitOverride(l).ok());
     o.default_uncertainty = absl::Milliseconds(1);
     o.margin = absl::ZeroDuration();
+    // The budget tests place many requests at once: the exposure bound
+    // (its own tests below) is off unless a test sets exposure_.
+    o.exposure.enabled = exposure_;
     sched_ = std::make_unique<Scheduler>(std::move(*rules), clock_, o);
   }
 
@@ -72,6 +75,20 @@ class SchedulerTest : public ::testing::Test {
     }
   }
 
+  // Replies (200) to the placements made so far, not to those the replies
+  // make: one round trip.
+  void ReplyRound() {
+    std::deque<Placement> round;
+    round.swap(placed_);
+    placed_priority_.clear();
+    for (const Placement& p : round) {
+      DispatchOutcome o;
+      o.kind = DispatchOutcome::Kind::kReplied;
+      o.http_status = 200;
+      sched_->Report(p, o);
+    }
+  }
+
   std::map<std::string, int> CountByIp(const std::vector<Placement>& ps) {
     std::map<std::string, int> m;
     for (const Placement& p : ps) ++m[p.egress_ip];
@@ -79,6 +96,7 @@ class SchedulerTest : public ::testing::Test {
   }
 
   testing::FakeClock clock_{kMinute + absl::Seconds(30)};
+  bool exposure_ = false;
   std::unique_ptr<Scheduler> sched_;
   std::deque<Placement> placed_;
   std::deque<int> placed_priority_;
@@ -659,6 +677,168 @@ TEST(SchedulerSeedTest, ARegistrationSeedsTheLedgerOnceEvenAfterTheClockArrived)
   s.UpsertNode("n1", "10.0.0.1", "10.0.0.1:7000", "test", {"binance_spot"});
   s.SeedUsage("n1", "binance_spot", {{"REQUEST_WEIGHT", 1300}});
   EXPECT_EQ(WeightUsed(s, "n1"), 1300);
+}
+
+// ---- exposure: what one IP has in flight ----
+
+// The placements on each IP waiting for a reply.
+std::map<std::string, int> InFlightByIp(const std::deque<Placement>& placed) {
+  std::map<std::string, int> m;
+  for (const Placement& p : placed) ++m[p.egress_ip];
+  return m;
+}
+
+DispatchOutcome Replied(std::optional<int64_t> used = std::nullopt) {
+  DispatchOutcome o;
+  o.kind = DispatchOutcome::Kind::kReplied;
+  o.http_status = 200;
+  if (used) o.observed = std::make_pair("REQUEST_WEIGHT", *used);
+  return o;
+}
+
+TEST_F(SchedulerTest, ALimitLoweredWithoutNoticeCostsOneRefusedRequestPerIp) {
+  exposure_ = true;
+  Make({"binance_spot.REQUEST_WEIGHT=600"});
+  for (int i = 1; i <= 3; ++i) AddNode(absl::StrCat("n", i), absl::StrCat("10.0.0.", i));
+  for (int i = 0; i < 900; ++i) ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  // A millisecond's round trip spends 600 a minute one at a time: one in
+  // flight per IP, never more.
+  EXPECT_EQ(placed_.size(), 3u);
+  std::map<std::string, int> refused;
+  for (int replies = 0; !placed_.empty() && replies < 2000; ++replies) {
+    for (const auto& [ip, n] : InFlightByIp(placed_)) ASSERT_LE(n, 1) << ip;
+    Placement p = placed_.front();
+    placed_.pop_front();
+    placed_priority_.pop_front();
+    clock_.AdvanceBy(absl::Milliseconds(1));
+    if (replies >= 150) {
+      // The exchange now allows 50 per IP: every request beyond is refused
+      // until the minute ends.
+      DispatchOutcome o = Replied(51);
+      o.http_status = 429;
+      o.park_until = kMinute + absl::Seconds(60);
+      o.park_kind = "rate_limited";
+      ++refused[p.egress_ip];
+      sched_->Report(p, o);
+      continue;
+    }
+    sched_->Report(p, Replied());
+  }
+  EXPECT_TRUE(placed_.empty()) << "every IP is held to the minute's end";
+  EXPECT_EQ(refused, (std::map<std::string, int>{{"10.0.0.1", 1}, {"10.0.0.2", 1}, {"10.0.0.3", 1}}));
+  clock_.SetNow(kMinute + absl::Seconds(60) + absl::Milliseconds(2));
+  sched_->Poll();
+  EXPECT_EQ(placed_.size(), 3u) << "the next minute starts again, one per IP";
+}
+
+TEST_F(SchedulerTest, ExposureGrowsOnlyAsTheBudgetNeedsAtTheRoundTrip) {
+  exposure_ = true;
+  Make();  // 6000 a minute: at 30 s left, 200 pings a second
+  AddNode("n1", "10.0.0.1");
+  for (int i = 0; i < 3000; ++i) ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  std::vector<size_t> rounds;
+  for (int round = 0; round < 9; ++round) {
+    rounds.push_back(placed_.size());
+    clock_.AdvanceBy(absl::Milliseconds(200));
+    ReplyRound();
+  }
+  // Doubling while the replies confirm the ledger, up to 200/s x 0.2 s = 40
+  // (a little more as the window's end nears).
+  EXPECT_EQ(rounds[0], 1u);
+  EXPECT_EQ(rounds[1], 2u);
+  EXPECT_EQ(rounds[2], 4u);
+  EXPECT_EQ(rounds[3], 8u);
+  for (size_t i = 6; i < rounds.size(); ++i) {
+    EXPECT_GE(rounds[i], 38u) << i;
+    EXPECT_LE(rounds[i], 44u) << i;
+  }
+}
+
+TEST_F(SchedulerTest, ForeignUseOrA429DropsTheExposureToOneAndHoldsTheQueue) {
+  exposure_ = true;
+  Make();
+  AddNode("n1", "10.0.0.1");
+  for (int i = 0; i < 3000; ++i) ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  for (int round = 0; round < 4; ++round) {
+    clock_.AdvanceBy(absl::Milliseconds(200));
+    ReplyRound();
+  }
+  ASSERT_EQ(placed_.size(), 16u);
+  // One reply shows 2,000 the node did not send: the other 15 were out when
+  // the exchange changed, so their confirmations count for nothing.
+  clock_.AdvanceBy(absl::Milliseconds(200));
+  Placement first = placed_.front();
+  placed_.pop_front();
+  DispatchOutcome foreign = Replied(2100);
+  foreign.foreign_units = 2000;
+  sched_->Report(first, foreign);
+  EXPECT_EQ(placed_.size(), 15u) << "nothing new while 15 are out";
+  ReplyRound();
+  EXPECT_EQ(placed_.size(), 1u) << "then one";
+  auto lanes = sched_->Snapshot().nodes[0].lanes;
+  auto lane = std::find_if(lanes.begin(), lanes.end(), [](const LaneStatus& l) { return l.exchange == "binance_spot"; });
+  ASSERT_NE(lane, lanes.end());
+  EXPECT_EQ(lane->foreign_units, 2000);
+  EXPECT_EQ(lane->exposure, 1);
+  // Grown again, then a 429 with thousands queued: nothing more is placed
+  // on the IP until its Retry-After, whatever else replies.
+  for (int round = 0; round < 4; ++round) {
+    clock_.AdvanceBy(absl::Milliseconds(200));
+    ReplyRound();
+  }
+  ASSERT_GE(placed_.size(), 8u);
+  Placement refused = placed_.front();
+  placed_.pop_front();
+  DispatchOutcome too_many = Replied(6000);
+  too_many.http_status = 429;
+  too_many.park_until = clock_.Now() + absl::Seconds(5);
+  too_many.park_kind = "rate_limited";
+  sched_->Report(refused, too_many);
+  ReplyRound();
+  EXPECT_TRUE(placed_.empty());
+  clock_.AdvanceBy(absl::Seconds(5));
+  sched_->Poll();
+  EXPECT_TRUE(placed_.empty()) << "past the Retry-After, the exchange showed the window full (6000)";
+  clock_.SetNow(kMinute + absl::Seconds(60) + absl::Milliseconds(2));
+  sched_->Poll();
+  EXPECT_EQ(placed_.size(), 1u) << "the next minute, one at first";
+}
+
+TEST_F(SchedulerTest, TheNodesOwnBoundCapsOursAndItsExposureRefusalKeepsItInRotation) {
+  exposure_ = true;
+  Make();
+  AddNode("n1", "10.0.0.1");
+  for (int i = 0; i < 3000; ++i) ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  for (int round = 0; round < 3; ++round) {
+    clock_.AdvanceBy(absl::Milliseconds(200));
+    ReplyRound();
+  }
+  ASSERT_EQ(placed_.size(), 8u);
+  // The node saw a surprise of its own (its clock probe): its bound is 1.
+  Placement p = placed_.front();
+  placed_.pop_front();
+  DispatchOutcome o;
+  o.kind = DispatchOutcome::Kind::kRefused;
+  o.exposure_refused = true;
+  o.exposure = 1;
+  sched_->Report(p, o);
+  ReplyRound();
+  EXPECT_EQ(placed_.size(), 1u) << "not parked, at the node's bound";
+}
+
+TEST_F(SchedulerTest, EachFixedWindowStartsAtOne) {
+  exposure_ = true;
+  Make();
+  AddNode("n1", "10.0.0.1");
+  for (int i = 0; i < 3000; ++i) ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  for (int round = 0; round < 4; ++round) {
+    clock_.AdvanceBy(absl::Milliseconds(200));
+    ReplyRound();
+  }
+  ASSERT_EQ(placed_.size(), 16u);
+  clock_.SetNow(kMinute + absl::Seconds(60) + absl::Milliseconds(10));
+  ReplyRound();
+  EXPECT_EQ(placed_.size(), 1u) << "the new minute is unknown until a reply confirms it";
 }
 
 }  // namespace

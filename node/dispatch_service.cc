@@ -43,7 +43,12 @@ v1::DispatchResponse::Outcome OutcomeToProto(LaneResult::Outcome outcome) {
 void LaneResultToProto(const std::string& exchange, const common::ExchangeRules& rules,
                        absl::string_view egress_ip, LaneResult r, v1::DispatchResponse* resp) {
   resp->set_outcome(OutcomeToProto(r.outcome));
-  if (r.outcome == LaneResult::Outcome::kRefused) resp->set_account_refused(r.account_refusal);
+  if (r.outcome == LaneResult::Outcome::kRefused) {
+    resp->set_account_refused(r.account_refusal);
+    resp->set_exposure_refused(r.exposure_refusal);
+  }
+  resp->set_exposure(r.exposure);
+  resp->set_foreign_units(r.foreign_units);
   resp->set_http_status(r.reply.status);
   for (auto& [name, value] : r.reply.headers) {
     v1::Header* h = resp->add_headers();

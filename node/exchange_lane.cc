@@ -1,6 +1,7 @@
 #include "node/exchange_lane.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -46,7 +47,8 @@ ExchangeLane::ExchangeLane(const common::ExchangeRules& rules, LaneOptions optio
     : rules_(rules),
       options_(std::move(options)),
       clock_(clock),
-      book_(rules, options_.default_uncertainty) {
+      book_(rules, options_.default_uncertainty),
+      exposure_(options_.exposure) {
   for (const common::PoolRule& p : rules_.pools()) {
     if (p.window == common::WindowKind::kRolling) longest_rolling_ = std::max(longest_rolling_, p.length);
   }
@@ -94,6 +96,21 @@ std::optional<Park> ExchangeLane::ActivePark() {
   absl::MutexLock lock(&mu_);
   if (park_ && park_->until > clock_.Now()) return park_;
   return std::nullopt;
+}
+
+int ExchangeLane::exposure_limit() {
+  absl::MutexLock lock(&mu_);
+  return exposure_.enabled() ? exposure_.Limit(std::numeric_limits<int>::max()) : 0;
+}
+
+int ExchangeLane::exposure_in_flight() {
+  absl::MutexLock lock(&mu_);
+  return exposure_.in_flight();
+}
+
+ForeignUse ExchangeLane::foreign_use() {
+  absl::MutexLock lock(&mu_);
+  return foreign_;
 }
 
 std::vector<common::UsageEvent> ExchangeLane::TakeEvents() {
@@ -163,8 +180,8 @@ bool ExchangeLane::ready() {
   return http_ != nullptr && ClockReady();
 }
 
-std::optional<ExchangeLane::Admission> ExchangeLane::Admit(const LaneRequest& request,
-                                                           bool require_clock, LaneResult* r) {
+std::optional<ExchangeLane::Admission> ExchangeLane::Admit(const LaneRequest& request, bool own,
+                                                           LaneResult* r) {
   absl::StatusOr<std::string> endpoint = rules_.EndpointPath(request.path, request.body);
   absl::StatusOr<common::Cost> cost =
       endpoint.ok() ? rules_.Price(request.method, *endpoint, request.query) : endpoint.status();
@@ -181,7 +198,7 @@ std::optional<ExchangeLane::Admission> ExchangeLane::Admit(const LaneRequest& re
     return std::nullopt;
   }
   absl::Time now = clock_.Now();
-  if (require_clock && !ClockReady()) {
+  if (!own && !ClockReady()) {
     r->outcome = LaneResult::Outcome::kRefused;
     r->retry_after = absl::Seconds(1);
     r->detail = absl::StrCat(rules_.name(), "'s clock is not measured yet");
@@ -192,6 +209,14 @@ std::optional<ExchangeLane::Admission> ExchangeLane::Admit(const LaneRequest& re
     r->park = park_;
     r->retry_after = park_->until - now;
     r->detail = absl::StrCat(rules_.name(), " has this IP on hold (", park_->kind, ")");
+    return std::nullopt;
+  }
+  if (!own && !exposure_.MayStart(std::numeric_limits<int>::max())) {
+    r->outcome = LaneResult::Outcome::kRefused;
+    r->exposure_refusal = true;
+    r->exposure = exposure_.Limit(std::numeric_limits<int>::max());
+    r->detail = absl::StrCat(exposure_.in_flight(), " requests to ", rules_.name(),
+                             " are in flight from this IP, as many as its exposure bound allows");
     return std::nullopt;
   }
   absl::Time t = ExchangeNow();
@@ -265,9 +290,14 @@ std::optional<ExchangeLane::Admission> ExchangeLane::Admit(const LaneRequest& re
     common::Log(common::LogLevel::kInfo, "ledger", absl::StrCat("admit t=", absl::FormatTime(t), " ", used));
   }
   a.ticket = book_.Charge(t, r->cost);
+  if (!own) {
+    a.exposure_epoch = exposure_.Started();
+    a.exposed = true;
+  }
   a.http = http_;
   a.base = rest_url_;
   a.offset_at_send = offset_.offset();
+  a.sent_local = now;
   r->sent_ex = t;
   return a;
 }
@@ -290,6 +320,13 @@ absl::StatusOr<common::HttpReply> ExchangeLane::Send(const Admission& a, const L
 void ExchangeLane::Settle(Admission& a, absl::StatusOr<common::HttpReply> reply, bool own,
                           LaneResult* r) {
   absl::MutexLock lock(&mu_);
+  common::ExposureVerdict verdict = SettleLocked(a, std::move(reply), own, r);
+  if (a.exposed) exposure_.Ended(verdict, a.exposure_epoch);
+  if (exposure_.enabled()) r->exposure = exposure_.Limit(std::numeric_limits<int>::max());
+}
+
+common::ExposureVerdict ExchangeLane::SettleLocked(Admission& a, absl::StatusOr<common::HttpReply> reply,
+                                                   bool own, LaneResult* r) {
   absl::Time now = clock_.Now();
   // If the clock estimate moved while the request was out, express its send
   // time in the current time base, as every other time in the ledger is.
@@ -302,21 +339,29 @@ void ExchangeLane::Settle(Admission& a, absl::StatusOr<common::HttpReply> reply,
   r->replied_ex = ExchangeNow();
   // The lease's book lives as long as the lane (a withdrawn lease keeps it).
   common::BudgetBook* account = a.account.empty() ? nullptr : leases_[a.account].book.get();
+  common::ExposureVerdict verdict = common::ExposureVerdict::kNeutral;
   if (!reply.ok()) {
     if (common::MaybeDelivered(reply.status())) {
       book_.Complete(a.ticket, r->replied_ex, std::nullopt);
       if (account != nullptr) account->Complete(a.account_ticket, r->replied_ex, std::nullopt);
       r->outcome = LaneResult::Outcome::kLost;
+      verdict = common::ExposureVerdict::kSurprise;  // a timeout: the exchange may be refusing
     } else {
       book_.Cancel(a.ticket);
       if (account != nullptr) account->Cancel(a.account_ticket);
       r->outcome = LaneResult::Outcome::kNotSent;
     }
     r->detail = std::string(reply.status().message());
-    return;
+    return verdict;
   }
   r->reply = std::move(*reply);
   r->observed = ObservedUsage(rules_, r->reply);
+  r->foreign_units = ForeignUnits(a, *r);
+  if (r->foreign_units > 0) {
+    verdict = common::ExposureVerdict::kSurprise;
+  } else if (r->reply.status < 500) {
+    verdict = common::ExposureVerdict::kConfirmed;  // a 5xx says nothing about the budget
+  }
   std::optional<std::pair<int, int64_t>> seen;
   if (r->observed) seen = std::make_pair(rules_.PoolIndex(r->observed->first), r->observed->second);
   book_.Complete(a.ticket, r->replied_ex, seen);
@@ -326,6 +371,7 @@ void ExchangeLane::Settle(Admission& a, absl::StatusOr<common::HttpReply> reply,
   const common::RejectionRule* rejection = rules_.MatchRejection(
       r->reply.status, BodyCode(rules_.family(), r->reply.status, r->reply.body));
   if (rejection != nullptr) {
+    if (rejection->kind != common::RejectionKind::kAccountLimited) verdict = common::ExposureVerdict::kSurprise;
     absl::Duration wait = rules_.rejection_backoff();
     switch (rejection->kind) {
       case common::RejectionKind::kRateLimited:
@@ -379,6 +425,9 @@ void ExchangeLane::Settle(Admission& a, absl::StatusOr<common::HttpReply> reply,
       Park p{std::string(common::RejectionKindName(rejection->kind)), now + wait, r->reply.status};
       if (!park_ || p.until > park_->until) park_ = p;
       r->park = p;
+      if (rejection->kind == common::RejectionKind::kRateLimited || rejection->kind == common::RejectionKind::kBanned) {
+        NoteRefusal(*r, a.sent_local, now, p.until);
+      }
     }
   }
   if (own) events_.push_back({r->cost, r->sent_ex, r->replied_ex, r->observed});
@@ -392,11 +441,64 @@ void ExchangeLane::Settle(Admission& a, absl::StatusOr<common::HttpReply> reply,
       recent_rolling_.pop_front();
     }
   }
+  return verdict;
+}
+
+int64_t ExchangeLane::ForeignUnits(const Admission& a, const LaneResult& r) {
+  if (!r.observed) return 0;
+  int pool = rules_.PoolIndex(r.observed->first);
+  const common::PoolLedger* l = book_.ledger(pool);
+  if (l == nullptr) return 0;
+  int64_t explained = 0;
+  for (const auto& [p, part] : a.ticket.parts) {
+    if (p == pool) explained = l->MostExplained(part.sent, r.replied_ex);
+  }
+  int64_t excess = r.observed->second - explained;
+  if (excess <= 0) return 0;
+  absl::Time now = clock_.Now();
+  if (now - foreign_.seen >= absl::Seconds(1)) {
+    common::Log(common::LogLevel::kWarning, "lane",
+                absl::StrCat(rules_.name(), " on ", options_.egress_ip.empty() ? "this IP" : options_.egress_ip,
+                             ": the exchange counts ", r.observed->second, " ", r.observed->first, ", ", excess,
+                             " more than this node sent (another program on this IP?); adopted"));
+  }
+  foreign_ = {r.observed->first, excess, now};
+  return excess;
+}
+
+void ExchangeLane::NoteRefusal(const LaneResult& r, absl::Time sent, absl::Time now, absl::Time until) {
+  // The exchange showed the pool full: so it is, to its window's end. The
+  // pool is the one whose usage the reply reports, else the first fixed
+  // pool the request charged.
+  int pool = r.observed ? rules_.PoolIndex(r.observed->first) : -1;
+  for (const common::Cost::Charge& c : r.cost.charges) {
+    const common::PoolLedger* l = book_.ledger(c.pool);
+    if (pool < 0 && l != nullptr && l->kind() == common::WindowKind::kFixed) pool = c.pool;
+  }
+  absl::Time window_end = until;
+  if (const common::PoolLedger* l = book_.ledger(pool); l != nullptr && l->kind() == common::WindowKind::kFixed) {
+    book_.MarkSpent(pool, r.replied_ex);
+    window_end = std::max(window_end, l->WindowStart(r.replied_ex) + l->length() - offset_.offset());
+  }
+  std::string ip = options_.egress_ip.empty() ? "this IP" : options_.egress_ip;
+  if (now >= refusal_window_end_) {
+    first_refusal_ = now;
+  } else if (sent > first_refusal_) {
+    common::Log(common::LogLevel::kError, "lane",
+                absl::StrCat("BUG: ", rules_.name(), " refused again (HTTP ", r.reply.status, ") on ", ip,
+                             " a request sent after its first refusal in this window, which should have held "
+                             "every request until the window ended"));
+  } else {
+    common::Log(common::LogLevel::kWarning, "lane",
+                absl::StrCat(rules_.name(), " refused (HTTP ", r.reply.status, ") on ", ip,
+                             " a request already in flight at its first refusal in this window"));
+  }
+  refusal_window_end_ = std::max(refusal_window_end_, window_end);
 }
 
 LaneResult ExchangeLane::Execute(const LaneRequest& request) {
   LaneResult r;
-  std::optional<Admission> a = Admit(request, /*require_clock=*/true, &r);
+  std::optional<Admission> a = Admit(request, /*own=*/false, &r);
   if (!a) return r;
   absl::StatusOr<common::HttpReply> reply = Send(*a, request, &r);
   Settle(*a, std::move(reply), /*own=*/false, &r);
@@ -443,7 +545,7 @@ absl::Status ExchangeLane::ProbeClock() {
   req.method = rule->method == "ANY" ? "GET" : rule->method;
   req.path = rule->path;
   LaneResult r;
-  std::optional<Admission> a = Admit(req, /*require_clock=*/false, &r);
+  std::optional<Admission> a = Admit(req, /*own=*/true, &r);
   if (!a) return absl::UnavailableError(absl::StrCat(rules_.name(), " clock probe: ", r.detail));
   absl::Time sent = clock_.Now();
   absl::StatusOr<common::HttpReply> reply = Send(*a, req, &r);

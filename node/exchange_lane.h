@@ -4,10 +4,19 @@
 // of that IP's pools, the exchange's clock offset, and whether the exchange
 // has the IP on hold. Execute() runs one request end to end:
 //
-//   price (rules) -> admit against the ledger, whatever the coordinator said
-//   -> send from the egress IP -> settle the ledger with the exchange's usage
-//   header -> recognise 429/418/50011/10028 and park the exchange for this
-//   IP until Retry-After (or until the pool refills).
+//   price (rules) -> admit against the ledger and the exposure bound,
+//   whatever the coordinator said -> send from the egress IP -> settle the
+//   ledger with the exchange's usage header (a header above what the ledger
+//   explains is someone else's use of the IP: adopted, logged, reported) ->
+//   recognise 429/418/50011/10028 and park the exchange for this IP until
+//   Retry-After (or until the pool refills).
+//
+// The exposure bound (common/budget/exposure.h) is the node's own: requests
+// the coordinator dispatched beyond it are refused (exposure_refusal) so a
+// surprise costs at most that many refused requests. It grows with every
+// confirming reply, so it stays at or above the coordinator's bound, which
+// grows only as the budget needs; the coordinator reads it on every reply.
+// The node's own clock probes are not counted against it (one at a time).
 //
 // Thread-safe: requests run concurrently; the ledger is guarded, the HTTP
 // round trip happens outside the lock.
@@ -25,6 +34,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/budget/budget_book.h"
+#include "common/budget/exposure.h"
 #include "common/budget/usage_event.h"
 #include "common/clock.h"
 #include "common/net/http_client.h"
@@ -43,6 +53,8 @@ struct LaneOptions {
   // Logs every admission and every refusal with the pools' use (diagnostics;
   // mp-node's --trace-ledger, MP_TRACE_LEDGER=1).
   bool trace_ledger = false;
+  common::ExposureOptions exposure;
+  std::string egress_ip;  // for log lines
 };
 
 struct LaneRequest {
@@ -85,6 +97,17 @@ struct LaneResult {
   std::string detail;
   std::vector<common::BudgetBook::PoolView> usage;          // kRefused
   bool account_refusal = false;  // kRefused by the account's lease, not the IP's budget
+  bool exposure_refusal = false;  // kRefused: as many in flight as the exposure bound allows
+  int exposure = 0;               // the lane's exposure bound after this request (0: unbounded)
+  int64_t foreign_units = 0;      // the usage header exceeded what the ledger explains by this
+};
+
+// Someone else's use of this IP, as the last usage header above the ledger
+// showed it.
+struct ForeignUse {
+  std::string pool;
+  int64_t units = 0;  // the excess
+  absl::Time seen = absl::InfinitePast();
 };
 
 struct ClockView {
@@ -119,6 +142,11 @@ class ExchangeLane {
   ClockView clock();
   std::vector<common::BudgetBook::PoolView> Usage();
   std::optional<Park> ActivePark();
+  // The exposure bound now and what is in flight against it.
+  int exposure_limit();
+  int exposure_in_flight();
+  // The last foreign use seen (units 0: none yet).
+  ForeignUse foreign_use();
   // Requests this lane made on its own (clock probes) since the last call,
   // for the coordinator's ledger.
   std::vector<common::UsageEvent> TakeEvents();
@@ -152,18 +180,37 @@ class ExchangeLane {
     std::shared_ptr<common::HttpClient> http;
     std::string base;
     absl::Duration offset_at_send;
+    absl::Time sent_local;
+    bool exposed = false;  // counted against the exposure bound
+    uint64_t exposure_epoch = 0;
   };
 
   absl::Time ExchangeNow() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateUncertainty() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool ClockReady() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Prices and admits; nullopt with *r filled when it may not go.
-  std::optional<Admission> Admit(const LaneRequest& request, bool require_clock, LaneResult* r);
+  // Prices and admits; nullopt with *r filled when it may not go. `own`:
+  // the lane's own request (a clock probe), sent before the clock is known
+  // and not counted against the exposure bound.
+  std::optional<Admission> Admit(const LaneRequest& request, bool own, LaneResult* r);
   absl::StatusOr<common::HttpReply> Send(const Admission& a, const LaneRequest& request,
                                          LaneResult* r);
   // Settles the ledger with the reply (moving the ticket into the current
-  // time base first) and recognises rejections.
+  // time base first), recognises rejections and ends the request's exposure.
   void Settle(Admission& a, absl::StatusOr<common::HttpReply> reply, bool own, LaneResult* r);
+  // Settle's work under the lock: what the reply says about the ledger.
+  common::ExposureVerdict SettleLocked(Admission& a, absl::StatusOr<common::HttpReply> reply, bool own,
+                                       LaneResult* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the reply's usage header shows more than this IP's ledger
+  // explains; records, logs and returns the excess (0: none). Before the
+  // ticket is completed, so what is in flight counts as explained.
+  int64_t ForeignUnits(const Admission& a, const LaneResult& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A refusal (429 and the like) at `now` of a request sent at `sent`: the
+  // rest of the window is spent. Another in the same window is logged: a
+  // warning for a request already in flight at the first (the cost of the
+  // exposure bound), an error for one sent after it (a bug: the first
+  // should have held everything).
+  void NoteRefusal(const LaneResult& r, absl::Time sent, absl::Time now, absl::Time until)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const common::ExchangeRules& rules_;
   const LaneOptions options_;
@@ -175,6 +222,12 @@ class ExchangeLane {
   common::BudgetBook book_ ABSL_GUARDED_BY(mu_);
   common::OffsetEstimator offset_ ABSL_GUARDED_BY(mu_){8};
   std::optional<Park> park_ ABSL_GUARDED_BY(mu_);
+  common::ExposureBound exposure_ ABSL_GUARDED_BY(mu_);
+  ForeignUse foreign_ ABSL_GUARDED_BY(mu_);
+  // The end of the window of the last refusal (local clock): another before
+  // it is a second refusal in one window.
+  absl::Time refusal_window_end_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Time first_refusal_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();  // local clock
   std::vector<common::UsageEvent> events_ ABSL_GUARDED_BY(mu_);
   std::deque<common::UsageEvent> recent_rolling_ ABSL_GUARDED_BY(mu_);
   absl::Duration longest_rolling_ = absl::ZeroDuration();

@@ -3,7 +3,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "node/fake_http_client.h"
 #include "tests/testing/fake_clock.h"
 
@@ -128,6 +131,118 @@ TEST_F(LaneTest, A429ParksTheExchangeUntilRetryAfter) {
   EXPECT_EQ(http_->sent().size(), sent);
   clock_.AdvanceBy(absl::Seconds(7));
   EXPECT_NE(Run("/api/v3/ping").outcome, LaneResult::Outcome::kParked);
+}
+
+// A reply the exchange holds back until Release(): its request stays in
+// flight meanwhile, on a thread of its own.
+class HeldRequest {
+ public:
+  HeldRequest(ExchangeLane& lane, FakeHttpClient& http, common::HttpReply reply) {
+    http.ThenRun([this, reply](const common::HttpRequestSpec&) -> absl::StatusOr<common::HttpReply> {
+      arrived_.Notify();
+      release_.WaitForNotification();
+      return reply;
+    });
+    thread_ = std::thread([this, &lane] {
+      LaneRequest r;
+      r.path = "/api/v3/ping";
+      result_ = lane.Execute(r);
+    });
+    arrived_.WaitForNotification();
+  }
+  LaneResult Release() {
+    release_.Notify();
+    thread_.join();
+    return result_;
+  }
+
+ private:
+  absl::Notification arrived_, release_;
+  std::thread thread_;
+  LaneResult result_;
+};
+
+common::HttpReply Used(int64_t weight) {
+  return FakeHttpClient::Reply(200, "{}", {{"X-MBX-USED-WEIGHT-1M", absl::StrCat(weight)}});
+}
+
+TEST_F(LaneTest, NoMoreInFlightThanTheExposureBoundWhichGrowsWithConfirmingReplies) {
+  Make("binance_spot");
+  Probe(absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}"));  // weight 1
+  EXPECT_EQ(lane_->exposure_limit(), 1);
+  HeldRequest held(*lane_, *http_, Used(2));
+  LaneResult refused = Run("/api/v3/ping");
+  EXPECT_EQ(refused.outcome, LaneResult::Outcome::kRefused);
+  EXPECT_TRUE(refused.exposure_refusal);
+  EXPECT_EQ(refused.exposure, 1);
+  EXPECT_EQ(http_->sent().size(), 2u) << "the probe and the held request only";
+  LaneResult r = held.Release();
+  EXPECT_EQ(r.outcome, LaneResult::Outcome::kReplied);
+  EXPECT_EQ(r.exposure, 2) << "the header said what the ledger expected";
+  EXPECT_EQ(r.foreign_units, 0);
+  HeldRequest a(*lane_, *http_, Used(3));
+  HeldRequest b(*lane_, *http_, Used(4));
+  EXPECT_TRUE(Run("/api/v3/ping").exposure_refusal) << "two in flight, bound two";
+  a.Release();
+  EXPECT_EQ(b.Release().exposure, 4);
+}
+
+TEST_F(LaneTest, ForeignUseIsAdoptedReportedAndDropsTheBoundToOne) {
+  Make("binance_spot", {"binance_spot.REQUEST_WEIGHT=600"});
+  Probe(absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}"));
+  for (int used = 2; used <= 4; ++used) {
+    http_->Then(Used(used));
+    ASSERT_EQ(Run("/api/v3/ping").foreign_units, 0) << used;
+  }
+  EXPECT_EQ(lane_->exposure_limit(), 4);
+  // Another program on this IP spent 300: our ping makes 305.
+  http_->Then(Used(305));
+  ::testing::internal::CaptureStderr();
+  LaneResult r = Run("/api/v3/ping");
+  std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(r.foreign_units, 300);
+  EXPECT_EQ(r.exposure, 1);
+  EXPECT_EQ(lane_->foreign_use().units, 300);
+  EXPECT_EQ(lane_->foreign_use().pool, "REQUEST_WEIGHT");
+  EXPECT_THAT(log, HasSubstr("counts 305 REQUEST_WEIGHT, 300 more than this node sent"));
+  // Adopted at once: 295 left, not 595.
+  int64_t used = 0;
+  for (const auto& p : lane_->Usage()) {
+    if (p.name == "REQUEST_WEIGHT") used = p.used;
+  }
+  EXPECT_EQ(used, 305);
+}
+
+TEST_F(LaneTest, A429HoldsTheRestOfTheWindowAndARefusalOfARequestInFlightIsNamed) {
+  Make("binance_spot", {"binance_spot.REQUEST_WEIGHT=600"});
+  Probe(absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}"));
+  for (int used = 2; used <= 3; ++used) {
+    http_->Then(Used(used));
+    Run("/api/v3/ping");
+  }
+  ASSERT_EQ(lane_->exposure_limit(), 3);
+  // The exchange lowered its limit to 4 without notice: of two in flight,
+  // both are refused.
+  common::HttpReply too_much = FakeHttpClient::Reply(
+      429, R"({"code":-1003,"msg":"Too much request weight used"})", {{"Retry-After", "5"}, {"X-MBX-USED-WEIGHT-1M", "5"}});
+  HeldRequest a(*lane_, *http_, too_much);
+  HeldRequest b(*lane_, *http_, too_much);
+  ::testing::internal::CaptureStderr();
+  LaneResult first = a.Release();
+  LaneResult second = b.Release();
+  std::string log = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(first.park.has_value());
+  EXPECT_EQ(second.exposure, 1);
+  EXPECT_THAT(log, HasSubstr("a request already in flight at its first refusal"));
+  EXPECT_THAT(log, ::testing::Not(HasSubstr("BUG")));
+  // Held to the window's end (:60), past the Retry-After (5 s from :10).
+  size_t sent = http_->sent().size();
+  EXPECT_EQ(Run("/api/v3/ping").outcome, LaneResult::Outcome::kParked);
+  clock_.AdvanceBy(absl::Seconds(6));
+  EXPECT_EQ(Run("/api/v3/ping").outcome, LaneResult::Outcome::kRefused) << "the window is spent";
+  EXPECT_EQ(http_->sent().size(), sent);
+  clock_.AdvanceBy(absl::Seconds(45));
+  EXPECT_EQ(Run("/api/v3/ping").outcome, LaneResult::Outcome::kReplied) << "a new window";
 }
 
 TEST_F(LaneTest, A418BanParksForItsRetryAfter) {

@@ -22,12 +22,15 @@ class FakeHttpClient : public common::HttpClient {
   using Script = std::function<absl::StatusOr<common::HttpReply>(const common::HttpRequestSpec&)>;
 
   absl::StatusOr<common::HttpReply> Send(const common::HttpRequestSpec& request) override {
-    absl::MutexLock lock(&mu_);
-    sent_.push_back(request);
-    if (scripts_.empty()) return Reply(200, "{}");
-    Script s = std::move(scripts_.front());
-    scripts_.pop_front();
-    return s(request);
+    Script s;
+    {
+      absl::MutexLock lock(&mu_);
+      sent_.push_back(request);
+      if (scripts_.empty()) return Reply(200, "{}");
+      s = std::move(scripts_.front());
+      scripts_.pop_front();
+    }
+    return s(request);  // outside the lock: a script may block (a request held in flight)
   }
 
   static common::HttpReply Reply(int status, std::string body, common::HttpHeaders headers = {}) {
@@ -42,6 +45,12 @@ class FakeHttpClient : public common::HttpClient {
   void Then(absl::StatusOr<common::HttpReply> reply) {
     absl::MutexLock lock(&mu_);
     scripts_.push_back([reply](const common::HttpRequestSpec&) { return reply; });
+  }
+
+  // The next request not yet answered runs `script` (which may block).
+  void ThenRun(Script script) {
+    absl::MutexLock lock(&mu_);
+    scripts_.push_back(std::move(script));
   }
 
   std::vector<common::HttpRequestSpec> sent() {

@@ -48,6 +48,8 @@ Node::Node(NodeOptions options, common::RulesBook rules, common::Clock& clock,
   LaneOptions lane_options;
   lane_options.request_timeout = options_.request_timeout;
   lane_options.trace_ledger = options_.trace_ledger;
+  lane_options.exposure = options_.exposure;
+  lane_options.egress_ip = options_.egress_ip;
   for (const std::string& e :
        options_.exchanges.empty() ? rules_.ExchangeNames() : options_.exchanges) {
     lanes_[e] = std::make_unique<ExchangeLane>(*rules_.Find(e), lane_options, clock_);

@@ -16,7 +16,7 @@ absl::StatusOr<std::optional<NodeConfig>> ParseNodeOptions(const std::vector<std
   NodeOptions o;
   std::string listen = "0.0.0.0:0", coordinator, config;
   std::vector<std::string> urls, ws_urls, proxies;
-  int64_t workers = o.workers;
+  int64_t workers = o.workers, max_in_flight = o.exposure.max;
   common::FlagSet f("mp-node", "sends exchange requests from one egress IP for the coordinator");
   f.String("config", &config, "JSON file of settings (keys are these flag names)");
   f.String("node-id", &o.node_id, "this node's id [node-<egress-ip>]");
@@ -39,6 +39,8 @@ absl::StatusOr<std::optional<NodeConfig>> ParseNodeOptions(const std::vector<std
   f.Duration("report-interval", &o.report_interval, "how often to report usage to the coordinator");
   f.Duration("reconnect-max", &o.reconnect_max, "longest wait between attempts to reach the coordinator");
   f.Bool("trace-ledger", &o.trace_ledger, "log every admission and refusal with the pools' use (diagnostics)");
+  f.Int("max-in-flight", &max_in_flight,
+        "most requests this IP has in flight to one exchange; falls to 1 on any surprise (0: no bound)");
   std::string join;
   common::gossip::AddMembershipFlags(f, &o.membership, &join);
   MP_ASSIGN_OR_RETURN(std::vector<std::string> rest, f.ParseWithSources(args, "MP_", env));
@@ -67,6 +69,7 @@ absl::StatusOr<std::optional<NodeConfig>> ParseNodeOptions(const std::vector<std
   if (!o.advertise.empty()) MP_RETURN_IF_ERROR(common::ParseHostPort(o.advertise, "--advertise").status());
   if (workers < 1 || workers > 1024) return absl::InvalidArgumentError("--workers must be in 1..1024");
   o.workers = static_cast<int>(workers);
+  MP_RETURN_IF_ERROR(common::SetMaxInFlight(max_in_flight, &o.exposure));
   for (auto [name, d] : {std::pair<const char*, absl::Duration>{"--request-timeout", o.request_timeout},
                          {"--clock-probe-interval", o.clock_probe_interval},
                          {"--report-interval", o.report_interval},

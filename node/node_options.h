@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/budget/exposure.h"
 #include "common/flags.h"
 #include "common/gossip/membership.h"
 #include "common/rules/rules.h"
@@ -44,6 +45,7 @@ struct NodeOptions {
   absl::Duration report_interval = absl::Seconds(1);
   absl::Duration reconnect_max = absl::Seconds(2);
   bool trace_ledger = false;                          // log every admission (diagnostics)
+  common::ExposureOptions exposure;                   // requests in flight per exchange (--max-in-flight)
   common::gossip::MembershipConfig membership;        // off without --gossip
 };
 

@@ -48,6 +48,17 @@ double BudgetBook::Headroom(absl::Time t, const Cost& cost) const {
   return h;
 }
 
+double BudgetBook::SpendRate(absl::Time t, const Cost& cost) const {
+  double rate = -1;
+  for (const Cost::Charge& c : cost.charges) {
+    const PoolLedger* l = ledger(c.pool);
+    if (l == nullptr || c.units <= 0) continue;
+    double r = l->SpendRate(t, c.units);
+    rate = rate < 0 ? r : std::min(rate, r);
+  }
+  return std::max(0.0, rate);
+}
+
 BudgetBook::Ticket BudgetBook::Charge(absl::Time t, const Cost& cost) {
   Ticket ticket;
   for (const Cost::Charge& c : cost.charges) {

@@ -49,6 +49,10 @@ class BudgetBook {
   // charging it: 1 = untouched, 0 = exactly full. For placement.
   double Headroom(absl::Time t, const Cost& cost) const;
 
+  // Requests like `cost` per second that spend the budget: the slowest of
+  // the pools it touches (PoolLedger::SpendRate); 0 when it touches none.
+  double SpendRate(absl::Time t, const Cost& cost) const;
+
   Ticket Charge(absl::Time t, const Cost& cost);
   // `observed`: (pool index, used) from the exchange's usage header.
   void Complete(const Ticket& ticket, absl::Time replied,

@@ -110,6 +110,36 @@ int64_t PoolLedger::Used(absl::Time t) const {
   return 0;
 }
 
+int64_t PoolLedger::MostExplained(absl::Time sent, absl::Time replied) const {
+  if (kind_ != WindowKind::kFixed) return Used(replied);
+  int64_t first = WindowIndex(absl::ToUnixMicros(sent) - uncertainty_us_);
+  int64_t last = WindowIndex(std::max(absl::ToUnixMicros(replied), absl::ToUnixMicros(sent)) + uncertainty_us_);
+  int64_t most = 0;
+  for (int64_t w = first; w <= last; ++w) most = std::max(most, FixedUsed(w));
+  return most;
+}
+
+double PoolLedger::SpendRate(absl::Time t, int64_t units) const {
+  if (units <= 0) return 0;
+  double per_second = 0;
+  switch (kind_) {
+    case WindowKind::kFixed: {
+      int64_t now = absl::ToUnixMicros(t);
+      int64_t left_us = std::max<int64_t>(1000, (WindowIndex(now) + 1) * length_us_ - now);
+      int64_t left_units = std::max<int64_t>(0, capacity_ - Used(t));
+      per_second = static_cast<double>(left_units) * 1e6 / static_cast<double>(left_us);
+      break;
+    }
+    case WindowKind::kRolling:
+      per_second = static_cast<double>(capacity_) * 1e6 / static_cast<double>(length_us_);
+      break;
+    case WindowKind::kBucket:
+      per_second = static_cast<double>(refill_per_second_);
+      break;
+  }
+  return per_second / static_cast<double>(units);
+}
+
 bool PoolLedger::Fits(absl::Time t, int64_t units) const {
   int64_t now = absl::ToUnixMicros(t);
   switch (kind_) {

@@ -86,6 +86,15 @@ class PoolLedger {
 
   // Units we count as used at `t`, including those in flight.
   int64_t Used(absl::Time t) const;
+  // The most this ledger can explain of a usage header on a reply to a
+  // request sent at `sent` and answered at `replied`: the highest count
+  // (with everything in flight) of any window the request may have landed
+  // in. A header above it is someone else's use of the IP.
+  int64_t MostExplained(absl::Time sent, absl::Time replied) const;
+  // Requests of `units` per second that spend this pool: what is left of a
+  // fixed window over the time left of it; the capacity over the length for
+  // a rolling window; the refill for a bucket.
+  double SpendRate(absl::Time t, int64_t units) const;
   int64_t InFlight() const { return inflight_units_; }
   int64_t capacity() const { return capacity_; }
   void set_capacity(int64_t capacity) { capacity_ = capacity; }

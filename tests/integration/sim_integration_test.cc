@@ -330,7 +330,7 @@ TEST_F(SimWsTest, OkxBooksPingAndConnectionRate) {
   ASSERT_TRUE(ws->WaitOpen(absl::Seconds(5)));
   ws->Send("ping");
   ws->Send(R"({"op":"subscribe","args":[{"channel":"books","instId":"ETH-USDT"}]})");
-  ASSERT_TRUE(ws->WaitMessages(12, absl::Seconds(5)));
+  ASSERT_TRUE(ws->WaitMessages(12, absl::Seconds(15))) << ws->Messages().size() << " messages";
   std::vector<std::string> m = ws->Messages();
   EXPECT_EQ(m[0], "pong");
   EXPECT_EQ(Json::parse(m[1])["event"], "subscribe");
