@@ -72,6 +72,12 @@ void StatusToProto(const SchedulerSnapshot& s, absl::Time now, v1::GetStatusResp
     }
     for (const LaneStatus& l : n.lanes) {
       (*ns->mutable_clock_offsets_us())[l.exchange] = absl::ToInt64Microseconds(l.clock_offset);
+      v1::LaneExposure* x = ns->add_lanes();
+      x->set_exchange(l.exchange);
+      x->set_exposure(l.exposure);
+      x->set_in_flight(l.in_flight);
+      x->set_foreign_units(l.foreign_units);
+      if (l.foreign_units > 0) x->set_foreign_seen_ms(absl::ToUnixMillis(l.foreign_seen));
       if (l.parked_until <= now) continue;
       v1::Ban* b = ns->add_bans();
       b->set_exchange(l.exchange);
