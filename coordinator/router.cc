@@ -71,6 +71,7 @@ DispatchOutcome ToOutcome(const absl::Status& status, const v1::DispatchResponse
   if (!status.ok()) {
     // The node may have sent it before the call failed: keep it charged.
     o.kind = DispatchOutcome::Kind::kLost;
+    o.deadline_passed = status.code() == absl::StatusCode::kDeadlineExceeded;
     o.detail = std::string(status.message());
     return o;
   }

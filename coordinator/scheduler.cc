@@ -125,6 +125,10 @@ Scheduler::Exposure& Scheduler::ExposureOf(const std::string& exchange, const st
 bool Scheduler::ExposureAllows(const Pending& p, const Node& n, absl::Time t) {
   Exposure& e = ExposureOf(p.exchange, n.ip);
   if (!e.bound.enabled()) return true;
+  absl::Time now = clock_.Now();
+  // A request sent now could not be answered before its deadline: it would
+  // be lost to the client and still count at the exchange.
+  if (now + e.rtt.value() > p.deadline || now < e.held_until) return false;
   common::BudgetBook& book = Book(p.exchange, n.ip);
   if (const common::PoolLedger* l = book.ledger(e.window_pool)) {
     absl::Time window = l->WindowStart(t);
@@ -133,7 +137,10 @@ bool Scheduler::ExposureAllows(const Pending& p, const Node& n, absl::Time t) {
       e.bound.Restart();
     }
   }
-  return e.bound.MayStart(common::NeededInFlight(book.SpendRate(t, p.cost), e.rtt.value()));
+  double rate = book.SpendRate(t, p.cost);
+  int64_t units = e.window_pool >= 0 ? p.cost.UnitsIn(e.window_pool) : 0;
+  if (units > 0 && e.mean_units > 0) rate *= static_cast<double>(units) / e.mean_units;
+  return e.bound.MayStart(common::NeededInFlight(rate, e.rtt.value()));
 }
 
 absl::Duration Scheduler::ExchangeOffset(const Node& n, const std::string& exchange) const {
@@ -436,7 +443,12 @@ std::optional<Placement> Scheduler::TryPlace(Pending& p, absl::Time now) {
   pl.exchange = p.exchange;
   pl.cost = p.cost;
   pl.ticket = Book(p.exchange, best->ip).Charge(best_t, p.cost);
-  pl.exposure_epoch = ExposureOf(p.exchange, best->ip).bound.Started();
+  Exposure& exposure = ExposureOf(p.exchange, best->ip);
+  pl.exposure_epoch = exposure.bound.Started();
+  if (int64_t units = exposure.window_pool >= 0 ? p.cost.UnitsIn(exposure.window_pool) : 0; units > 0) {
+    double u = static_cast<double>(units);
+    exposure.mean_units = exposure.mean_units > 0 ? exposure.mean_units + (u - exposure.mean_units) / 16 : u;
+  }
   recorded_.insert({p.exchange, best->ip});
   if (!p.account.empty()) {
     pl.account = p.account;
@@ -460,7 +472,12 @@ absl::Time Scheduler::EarliestStart(const Pending& p, absl::Time now, bool for_w
     if (lane != n.lanes.end()) start = std::max(start, lane->second.parked_until);
     absl::Duration offset = ExchangeOffset(n, p.exchange);
     absl::Time fit = Book(p.exchange, n.ip).EarliestFit(start + offset, p.cost);
-    if (for_wakeup && fit <= now + offset && !ExposureAllows(p, n, now + offset)) continue;
+    if (for_wakeup && fit <= now + offset && !ExposureAllows(p, n, now + offset)) {
+      // Full: a reply will poll. Held after the node's refusal: wake then.
+      absl::Time held = ExposureOf(p.exchange, n.ip).held_until;
+      if (held <= now) continue;
+      fit = held + offset;
+    }
     if (!p.account.empty()) {
       if (auto held = account_held_.find({p.exchange, p.account, n.id}); held != account_held_.end()) {
         start = std::max(start, held->second);
@@ -713,7 +730,7 @@ Scheduler::ReportResult Scheduler::Report(const Placement& pl, const DispatchOut
       case DispatchOutcome::Kind::kLost:
         // It may have reached the exchange: keep it charged, unconfirmed.
         book.Complete(pl.ticket, t, std::nullopt);
-        failed();
+        if (!outcome.deadline_passed) failed();  // the client's deadline is not the node's fault
         p.excluded.insert(n.id);
         if (!p.idempotent) {
           // Sending it again could do it twice: the caller decides.
@@ -767,11 +784,17 @@ void Scheduler::EndExposure(const Placement& pl, const DispatchOutcome& outcome,
       }
       break;
     case DispatchOutcome::Kind::kRefused:
-      if (outcome.exposure_refused) verdict = common::ExposureVerdict::kSurprise;
+      if (outcome.exposure_refused) {
+        verdict = common::ExposureVerdict::kSurprise;
+        e.held_until = now + std::max(e.rtt.value(), absl::Milliseconds(5));
+      }
       break;
     case DispatchOutcome::Kind::kParked:
-    case DispatchOutcome::Kind::kLost:
       verdict = common::ExposureVerdict::kSurprise;
+      break;
+    case DispatchOutcome::Kind::kLost:
+      // A timeout of the exchange's is a surprise; our own deadline is not.
+      if (!outcome.deadline_passed) verdict = common::ExposureVerdict::kSurprise;
       break;
     case DispatchOutcome::Kind::kNotSent:
       break;

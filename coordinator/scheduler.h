@@ -131,6 +131,9 @@ struct DispatchOutcome {
   // allows: the node stays in rotation at that bound.
   bool exposure_refused = false;
   int exposure = 0;           // the node's exposure bound for the exchange (0: none)
+  // kLost because the dispatch's own deadline passed (the client's): not the
+  // node's failure, and the request may still be on its way.
+  bool deadline_passed = false;
   int64_t foreign_units = 0;  // the usage header showed this much use the node did not send
 };
 
@@ -299,6 +302,13 @@ class Scheduler {
     common::ExposureBound bound;
     common::RttEstimate rtt;
     int window_pool = -1;  // the fixed pool whose windows restart the bound (-1: none)
+    // The node refused for its own bound (it still has requests out that we
+    // no longer count): nothing more goes there until this passes.
+    absl::Time held_until = absl::InfinitePast();
+    // The mean units (in window_pool) of the requests placed on the IP: the
+    // budget's rate in requests is what is left over this, not over the
+    // cost of whichever request asks.
+    double mean_units = 0;
     absl::Time window = absl::InfinitePast();
     int64_t foreign_units = 0;
     absl::Time foreign_seen = absl::InfinitePast();

@@ -823,7 +823,11 @@ TEST_F(SchedulerTest, TheNodesOwnBoundCapsOursAndItsExposureRefusalKeepsItInRota
   o.exposure = 1;
   sched_->Report(p, o);
   ReplyRound();
-  EXPECT_EQ(placed_.size(), 1u) << "not parked, at the node's bound";
+  EXPECT_TRUE(placed_.empty()) << "held a round trip: the node still has requests out we no longer count";
+  clock_.AdvanceBy(absl::Milliseconds(201));
+  sched_->Poll();
+  EXPECT_EQ(placed_.size(), 1u) << "then not parked, at the node's bound";
+  EXPECT_TRUE(sched_->Snapshot().nodes[0].lanes[0].parked_until <= clock_.Now());
 }
 
 TEST_F(SchedulerTest, EachFixedWindowStartsAtOne) {
@@ -839,6 +843,36 @@ TEST_F(SchedulerTest, EachFixedWindowStartsAtOne) {
   clock_.SetNow(kMinute + absl::Seconds(60) + absl::Milliseconds(10));
   ReplyRound();
   EXPECT_EQ(placed_.size(), 1u) << "the new minute is unknown until a reply confirms it";
+}
+
+TEST_F(SchedulerTest, NothingIsSentThatCouldNotBeAnsweredBeforeItsDeadlineAndOurDeadlineIsNoNodeFailure) {
+  exposure_ = true;
+  Make();
+  AddNode("n1", "10.0.0.1");
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  clock_.AdvanceBy(absl::Milliseconds(200));
+  ReplyRound();  // the round trip is 200 ms now
+  ASSERT_TRUE(Submit("/api/v3/ping", {}, 0, absl::Milliseconds(150)).ok());
+  EXPECT_TRUE(placed_.empty()) << "150 ms left, 200 ms round trip: it would come back too late";
+  clock_.AdvanceBy(absl::Milliseconds(151));
+  sched_->Poll();
+  ASSERT_EQ(errors_.size(), 1u);
+  EXPECT_EQ(errors_[0].code(), absl::StatusCode::kResourceExhausted);
+  // Three dispatches cut short by their own deadlines leave the node in rotation.
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(Submit("/api/v3/ping").ok());
+    ASSERT_EQ(placed_.size(), 1u) << i;
+    Placement pl = placed_.front();
+    placed_.pop_front();
+    placed_priority_.pop_front();
+    DispatchOutcome lost;
+    lost.kind = DispatchOutcome::Kind::kLost;
+    lost.deadline_passed = true;
+    sched_->Report(pl, lost);
+    placed_.clear();
+  }
+  ASSERT_TRUE(Submit("/api/v3/ping").ok());
+  EXPECT_FALSE(placed_.empty()) << "not parked as unreachable";
 }
 
 }  // namespace

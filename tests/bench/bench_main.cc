@@ -9,8 +9,11 @@
 #include "common/log.h"
 #include "tests/bench/failover_bench.h"
 #include "tests/bench/latency_bench.h"
+#include "tests/bench/priority_bench.h"
 #include "tests/bench/routing_bench.h"
 #include "tests/bench/sim_bench.h"
+#include "tests/bench/surprise_bench.h"
+#include "tests/bench/throughput_bench.h"
 
 int main(int argc, char** argv) {
   marketprism::common::SetLogLevelFrom(std::getenv("MP_LOG_LEVEL"));
@@ -24,6 +27,9 @@ int main(int argc, char** argv) {
   if (cmd == "admission") return marketprism::bench::RunAdmissionBench(args);
   if (cmd == "memory") return marketprism::bench::RunMemoryBench(args);
   if (cmd == "failover") return marketprism::bench::RunFailoverBench(args);
+  if (cmd == "surprise") return marketprism::bench::RunSurpriseBench(args);
+  if (cmd == "throughput") return marketprism::bench::RunThroughputBench(args);
+  if (cmd == "priority") return marketprism::bench::RunPriorityBench(args);
   if (cmd == "gossip") {
     // The gossip scenarios drive processes in network namespaces with
     // nftables, beside Debian's serf: a harness script does that.
@@ -49,6 +55,9 @@ int main(int argc, char** argv) {
                "  memory    resident size of an idle node and a coordinator with 100 nodes\n"
                "  gossip    our gossip beside Debian's serf: join, crash, loss, freezes, traffic, partition\n"
                "  failover  kill -9 the leader coordinator under a saturating load\n"
+               "  surprise  a limit lowered without notice, a foreign client: refusals and 418s, bound on and off\n"
+               "  throughput Execute calls per second one coordinator sustains, and the CPU per call by process\n"
+               "  priority  the top priority's goodput at twice the budget, and requests served after their deadline\n"
                "Run `mp-bench COMMAND --help` for the flags of each.\n");
   return cmd.empty() || cmd == "--help" ? 0 : 2;
 }

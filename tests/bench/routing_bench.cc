@@ -187,8 +187,12 @@ int RunRoutingBench(const std::vector<std::string>& args) {
   int64_t windows = 3, capacity = 6000;
   double factor = 1.5;
   std::string node_counts = "3,8";
+  absl::Duration latency = absl::ZeroDuration();
+  bool baselines = true;
   common::FlagSet f("mp-bench routing",
                     "utilisation of the combined budget: the cluster beside per-node token buckets");
+  f.Duration("latency", &latency, "round trip the simulator adds to every reply (its --latency)");
+  f.Bool("baselines", &baselines, "also run the token-bucket baselines");
   f.Int("windows", &windows, "full 60 s windows to measure");
   f.Int("capacity", &capacity, "Binance REQUEST_WEIGHT per IP per minute");
   f.Double("demand", &factor, "demand as a multiple of the combined budget");
@@ -203,7 +207,8 @@ int RunRoutingBench(const std::vector<std::string>& args) {
     }
     testing::ClusterOptions o;
     o.nodes = n;
-    o.sim_flags = {"--limit", absl::StrCat("binance_spot.REQUEST_WEIGHT=", capacity)};
+    o.sim_flags = {"--limit", absl::StrCat("binance_spot.REQUEST_WEIGHT=", capacity), "--latency",
+                   absl::FormatDuration(latency)};
     o.exchanges = {"binance_spot"};
     o.node_flags = {"--exchange", "binance_spot"};
     auto cluster = testing::Cluster::Start(o);
@@ -225,10 +230,13 @@ int RunRoutingBench(const std::vector<std::string>& args) {
     for (int i = 1; i <= n; ++i) z += 1.0 / i;
     for (int i = 1; i <= n; ++i) zipf.push_back(1.0 / i / z);
     BaselineDriver skew(c.sim().base_url(), skewed, Demand{per_set, 0, 0}, capacity, absl::Seconds(3), 7, zipf);
-    std::thread t1([&] { mine.Run(end); }), t2([&] { even.Run(end); }), t3([&] { skew.Run(end); });
+    std::thread t1([&] { mine.Run(end); });
+    if (baselines) {
+      std::thread t2([&] { even.Run(end); }), t3([&] { skew.Run(end); });
+      t2.join();
+      t3.join();
+    }
     t1.join();
-    t2.join();
-    t3.join();
     auto stats = SimStats(c.sim().base_url());
     if (!stats.ok()) return common::ExitCodeFor("mp-bench routing", stats.status());
     struct Row {
@@ -236,14 +244,18 @@ int RunRoutingBench(const std::vector<std::string>& args) {
       const std::vector<std::string>* ips;
       DriveStats* drive;
     };
-    for (const Row& r : {Row{"marketprism", &ours, &mine.stats()},
-                         Row{"baseline_token_bucket_even_share", &uniform, &even.stats()},
-                         Row{"baseline_token_bucket_zipf_share", &skewed, &skew.stats()}}) {
+    std::vector<Row> rows = {Row{"marketprism", &ours, &mine.stats()}};
+    if (baselines) {
+      rows.push_back(Row{"baseline_token_bucket_even_share", &uniform, &even.stats()});
+      rows.push_back(Row{"baseline_token_bucket_zipf_share", &skewed, &skew.stats()});
+    }
+    for (const Row& r : rows) {
       Utilisation u = Measure(*stats, *r.ips, absl::ToUnixMillis(start), absl::ToUnixMillis(end));
       Json per = Json::array();
       for (auto& [w, share] : u.windows) per.push_back(std::round(share * 10000) / 100);
       nlohmann::ordered_json j = {
           {"bench", "routing_utilization"}, {"approach", r.approach}, {"nodes", n},
+          {"sim_latency_ms", absl::ToDoubleMilliseconds(latency)},
           {"capacity_per_ip_per_minute", capacity}, {"demand_x_budget", factor},
           {"full_windows", u.windows.size()},
           {"mean_utilization_pct", std::round(u.mean * 10000) / 100},

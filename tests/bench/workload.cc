@@ -56,11 +56,12 @@ const MixItem& Pick(const std::vector<MixItem>& mix, std::mt19937_64& rng) {
 // ---- through the cluster --------------------------------------------------------
 
 ClusterDriver::ClusterDriver(const std::string& coordinator, Demand demand, absl::Duration deadline,
-                             uint64_t seed)
+                             uint64_t seed, int priority)
     : stub_(v1::Coordinator::NewStub(grpc::CreateChannel(coordinator, grpc::InsecureChannelCredentials()))),
       demand_(demand),
       deadline_(deadline),
-      rng_(seed) {}
+      rng_(seed),
+      priority_(priority) {}
 
 void ClusterDriver::Issue(const MixItem& item) {
   struct Call {
@@ -73,6 +74,7 @@ void ClusterDriver::Issue(const MixItem& item) {
   c->req.set_exchange(item.exchange);
   c->req.set_method("GET");
   c->req.set_path(item.path);
+  c->req.set_priority(priority_);
   for (const auto& [k, v] : item.query) {
     v1::QueryParam* q = c->req.add_query();
     q->set_key(k);

@@ -55,7 +55,9 @@ struct DriveStats {
 
 class ClusterDriver {
  public:
-  ClusterDriver(const std::string& coordinator, Demand demand, absl::Duration deadline, uint64_t seed);
+  // Calls carry `priority` (higher goes first).
+  ClusterDriver(const std::string& coordinator, Demand demand, absl::Duration deadline, uint64_t seed,
+                int priority = 0);
   // Offers the demand until `until`, then waits for outstanding calls.
   void Run(absl::Time until);
   DriveStats& stats() { return stats_; }
@@ -67,6 +69,7 @@ class ClusterDriver {
   Demand demand_;
   absl::Duration deadline_;
   std::mt19937_64 rng_;
+  int priority_;
   DriveStats stats_;
 };
 
