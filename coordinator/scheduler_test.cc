@@ -89,6 +89,22 @@ class SchedulerTest : public ::testing::Test {
     }
   }
 
+  // One node on a 200 ms round trip, 3,000 pings queued, and the exposure
+  // bound grown by `rounds` round trips of confirming replies (1, 2, 4, ...).
+  void SaturateOneNodeAt200Ms(int rounds) {
+    exposure_ = true;
+    Make();
+    AddNode("n1", "10.0.0.1");
+    for (int i = 0; i < 3000; ++i) ASSERT_TRUE(Submit("/api/v3/ping").ok());
+    RoundTrips(rounds);
+  }
+  void RoundTrips(int rounds) {
+    for (int round = 0; round < rounds; ++round) {
+      clock_.AdvanceBy(absl::Milliseconds(200));
+      ReplyRound();
+    }
+  }
+
   std::map<std::string, int> CountByIp(const std::vector<Placement>& ps) {
     std::map<std::string, int> m;
     for (const Placement& p : ps) ++m[p.egress_ip];
@@ -755,14 +771,7 @@ TEST_F(SchedulerTest, ExposureGrowsOnlyAsTheBudgetNeedsAtTheRoundTrip) {
 }
 
 TEST_F(SchedulerTest, ForeignUseOrA429DropsTheExposureToOneAndHoldsTheQueue) {
-  exposure_ = true;
-  Make();
-  AddNode("n1", "10.0.0.1");
-  for (int i = 0; i < 3000; ++i) ASSERT_TRUE(Submit("/api/v3/ping").ok());
-  for (int round = 0; round < 4; ++round) {
-    clock_.AdvanceBy(absl::Milliseconds(200));
-    ReplyRound();
-  }
+  SaturateOneNodeAt200Ms(4);
   ASSERT_EQ(placed_.size(), 16u);
   // One reply shows 2,000 the node did not send: the other 15 were out when
   // the exchange changed, so their confirmations count for nothing.
@@ -782,10 +791,7 @@ TEST_F(SchedulerTest, ForeignUseOrA429DropsTheExposureToOneAndHoldsTheQueue) {
   EXPECT_EQ(lane->exposure, 1);
   // Grown again, then a 429 with thousands queued: nothing more is placed
   // on the IP until its Retry-After, whatever else replies.
-  for (int round = 0; round < 4; ++round) {
-    clock_.AdvanceBy(absl::Milliseconds(200));
-    ReplyRound();
-  }
+  RoundTrips(4);
   ASSERT_GE(placed_.size(), 8u);
   Placement refused = placed_.front();
   placed_.pop_front();
@@ -805,14 +811,7 @@ TEST_F(SchedulerTest, ForeignUseOrA429DropsTheExposureToOneAndHoldsTheQueue) {
 }
 
 TEST_F(SchedulerTest, TheNodesOwnBoundCapsOursAndItsExposureRefusalKeepsItInRotation) {
-  exposure_ = true;
-  Make();
-  AddNode("n1", "10.0.0.1");
-  for (int i = 0; i < 3000; ++i) ASSERT_TRUE(Submit("/api/v3/ping").ok());
-  for (int round = 0; round < 3; ++round) {
-    clock_.AdvanceBy(absl::Milliseconds(200));
-    ReplyRound();
-  }
+  SaturateOneNodeAt200Ms(3);
   ASSERT_EQ(placed_.size(), 8u);
   // The node saw a surprise of its own (its clock probe): its bound is 1.
   Placement p = placed_.front();
@@ -831,14 +830,7 @@ TEST_F(SchedulerTest, TheNodesOwnBoundCapsOursAndItsExposureRefusalKeepsItInRota
 }
 
 TEST_F(SchedulerTest, EachFixedWindowStartsAtOne) {
-  exposure_ = true;
-  Make();
-  AddNode("n1", "10.0.0.1");
-  for (int i = 0; i < 3000; ++i) ASSERT_TRUE(Submit("/api/v3/ping").ok());
-  for (int round = 0; round < 4; ++round) {
-    clock_.AdvanceBy(absl::Milliseconds(200));
-    ReplyRound();
-  }
+  SaturateOneNodeAt200Ms(4);
   ASSERT_EQ(placed_.size(), 16u);
   clock_.SetNow(kMinute + absl::Seconds(60) + absl::Milliseconds(10));
   ReplyRound();
