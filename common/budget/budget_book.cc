@@ -119,6 +119,7 @@ std::vector<BudgetBook::PoolView> BudgetBook::Snapshot(absl::Time t) const {
     v.reserved = l.InFlight();
     v.capacity = l.capacity();
     if (l.kind() == WindowKind::kFixed) v.window_start = l.WindowStart(t);
+    v.previous = l.PreviousWindow(t);
     out.push_back(std::move(v));
   }
   return out;

@@ -34,6 +34,9 @@ class BudgetBook {
     int64_t reserved = 0;  // in flight
     int64_t capacity = 0;
     absl::Time window_start = absl::InfinitePast();  // fixed windows
+    // Fixed windows: the window before, as the ledger counted it itself
+    // beside the highest usage header seen for it (PoolLedger::PreviousWindow).
+    std::optional<PoolLedger::WindowTally> previous;
   };
 
   // Keeps a reference to `rules`, which must outlive the book. Only pools

@@ -219,6 +219,7 @@ void PoolLedger::Complete(const LedgerTicket& ticket, absl::Time replied,
       for (int64_t w = first; w <= last; ++w) {
         FixedWindow& win = windows_[w];
         win.settled += ticket.units;
+        win.own += ticket.units;
         if (!verified) win.unverified += ticket.units;
       }
       if (verified) {
@@ -255,6 +256,14 @@ void PoolLedger::Complete(const LedgerTicket& ticket, absl::Time replied,
       break;
     }
   }
+}
+
+std::optional<PoolLedger::WindowTally> PoolLedger::PreviousWindow(absl::Time t) const {
+  if (kind_ != WindowKind::kFixed) return std::nullopt;
+  int64_t index = WindowIndex(absl::ToUnixMicros(t)) - 1;
+  auto it = windows_.find(index);
+  if (it == windows_.end()) return std::nullopt;
+  return WindowTally{absl::FromUnixMicros(index * length_us_), it->second.own, it->second.observed};
 }
 
 std::string PoolLedger::DebugString(absl::Time t) const {

@@ -106,6 +106,19 @@ class PoolLedger {
   // Fixed windows: the start of the window holding `t`.
   absl::Time WindowStart(absl::Time t) const;
 
+  // Fixed windows: the window before the one holding `t`, as this ledger
+  // counted it itself (`own`: the units of its answered requests that may
+  // have landed there, a request charged to each window it may have landed
+  // in; no usage header changes it) beside the highest usage header seen for
+  // it (`observed`, -1 if none). What `own` misses or adds is the ledger's
+  // drift from the exchange. Empty for other kinds or before any use.
+  struct WindowTally {
+    absl::Time start;
+    int64_t own = 0;
+    int64_t observed = -1;
+  };
+  std::optional<WindowTally> PreviousWindow(absl::Time t) const;
+
   // The ledger's state around `t`, for diagnostics.
   std::string DebugString(absl::Time t) const;
 
@@ -116,6 +129,7 @@ class PoolLedger {
                              // requests that may also be in another window,
                              // or whose reply carried no usage
     int64_t observed = -1;   // highest usage header seen for this window
+    int64_t own = 0;         // `settled` before any header replaced it
     bool spent = false;      // the exchange refused in this window
   };
 

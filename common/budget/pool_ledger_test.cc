@@ -97,6 +97,27 @@ TEST(PoolLedgerFixedTest, NoDownwardCorrectionWhileAnythingIsInFlight) {
   EXPECT_EQ(l.Used(t), 20);
 }
 
+TEST(PoolLedgerFixedTest, PreviousWindowKeepsItsOwnCountBesideTheHeader) {
+  PoolLedger l(Rule(WindowKind::kFixed, 100, absl::Seconds(60)), kU);
+  absl::Time t = kMinute + absl::Seconds(1);
+  EXPECT_FALSE(l.PreviousWindow(t).has_value()) << "nothing counted yet";
+  // We priced 10 but the exchange charged 4: the count follows the header,
+  // the tally keeps what we predicted.
+  l.Complete(l.Charge(t, 10), t, 4);
+  absl::Time late = kMinute + absl::Seconds(59) + absl::Milliseconds(999);
+  LedgerTicket straddling = l.Charge(late, 3);
+  absl::Time next = kMinute + absl::Seconds(60) + absl::Milliseconds(2);
+  l.Complete(straddling, next, std::nullopt);
+  std::optional<PoolLedger::WindowTally> prev = l.PreviousWindow(next);
+  ASSERT_TRUE(prev.has_value());
+  EXPECT_EQ(prev->start, kMinute);
+  EXPECT_EQ(prev->own, 13) << "a request that may have landed in either window counts in both";
+  EXPECT_EQ(prev->observed, 4);
+  EXPECT_FALSE(l.PreviousWindow(t).has_value()) << "the window before the first";
+  PoolLedger rolling(Rule(WindowKind::kRolling, 10, absl::Seconds(60)), kU);
+  EXPECT_FALSE(rolling.PreviousWindow(t).has_value());
+}
+
 TEST(PoolLedgerFixedTest, UnconfirmedRepliesSurviveTheSync) {
   PoolLedger l(Rule(WindowKind::kFixed, 100, absl::Seconds(60)), kU);
   absl::Time t = kMinute + absl::Seconds(1);

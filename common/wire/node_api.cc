@@ -33,6 +33,11 @@ void PoolUsageToProto(absl::string_view exchange, absl::string_view scope_key,
     u->set_reserved(p.reserved);
     u->set_capacity(p.capacity);
     if (p.window_start != absl::InfinitePast()) u->set_window_start_ms(absl::ToUnixMillis(p.window_start));
+    if (p.previous) {
+      u->set_previous_window_start_ms(absl::ToUnixMillis(p.previous->start));
+      u->set_previous_window_own(p.previous->own);
+      u->set_previous_window_observed(p.previous->observed);
+    }
   }
 }
 

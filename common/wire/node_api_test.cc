@@ -78,9 +78,11 @@ TEST_F(NodeApiWireTest, PoolUsageCarriesTheWindowAndItsStartOnlyWhenKnown) {
   fixed.reserved = 5;
   fixed.capacity = 6000;
   fixed.window_start = absl::FromUnixMillis(1'700'000'040'000);
+  fixed.previous = common::PoolLedger::WindowTally{absl::FromUnixMillis(1'699'999'980'000), 5990, 5985};
   common::BudgetBook::PoolView rolling = fixed;
   rolling.window = common::WindowKind::kRolling;
   rolling.window_start = absl::InfinitePast();
+  rolling.previous.reset();
   Repeated<v1::PoolUsage> wire;
   PoolUsageToProto("binance_spot", "127.0.0.11", {fixed, rolling}, &wire);
   ASSERT_EQ(wire.size(), 2);
@@ -90,8 +92,12 @@ TEST_F(NodeApiWireTest, PoolUsageCarriesTheWindowAndItsStartOnlyWhenKnown) {
   EXPECT_EQ(wire[0].reserved(), 5);
   EXPECT_EQ(wire[0].capacity(), 6000);
   EXPECT_EQ(wire[0].window_start_ms(), 1'700'000'040'000);
+  EXPECT_EQ(wire[0].previous_window_start_ms(), 1'699'999'980'000);
+  EXPECT_EQ(wire[0].previous_window_own(), 5990);
+  EXPECT_EQ(wire[0].previous_window_observed(), 5985);
   EXPECT_EQ(wire[1].window(), "rolling");
   EXPECT_EQ(wire[1].window_start_ms(), 0);
+  EXPECT_EQ(wire[1].previous_window_start_ms(), 0) << "no previous window for a rolling pool";
 }
 
 TEST_F(NodeApiWireTest, ClocksBansAndLimitsRoundTrip) {

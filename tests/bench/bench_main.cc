@@ -7,9 +7,11 @@
 #include <vector>
 
 #include "common/log.h"
+#include "tests/bench/drift_bench.h"
 #include "tests/bench/failover_bench.h"
 #include "tests/bench/latency_bench.h"
 #include "tests/bench/priority_bench.h"
+#include "tests/bench/rebalance_bench.h"
 #include "tests/bench/routing_bench.h"
 #include "tests/bench/sim_bench.h"
 #include "tests/bench/surprise_bench.h"
@@ -30,6 +32,8 @@ int main(int argc, char** argv) {
   if (cmd == "surprise") return marketprism::bench::RunSurpriseBench(args);
   if (cmd == "throughput") return marketprism::bench::RunThroughputBench(args);
   if (cmd == "priority") return marketprism::bench::RunPriorityBench(args);
+  if (cmd == "drift") return marketprism::bench::RunDriftBench(args);
+  if (cmd == "rebalance") return marketprism::bench::RunRebalanceBench(args);
   if (cmd == "gossip") {
     // The gossip scenarios drive processes in network namespaces with
     // nftables, beside Debian's serf: a harness script does that.
@@ -58,6 +62,8 @@ int main(int argc, char** argv) {
                "  surprise  a limit lowered without notice, a foreign client: refusals and 418s, bound on and off\n"
                "  throughput Execute calls per second one coordinator sustains, and the CPU per call by process\n"
                "  priority  the top priority's goodput at twice the budget, and requests served after their deadline\n"
+               "  drift     the ledger's own count of each IP's window beside the exchange's count\n"
+               "  rebalance a demand step on one IP: how fast its share of the load moves to the others\n"
                "Run `mp-bench COMMAND --help` for the flags of each.\n");
   return cmd.empty() || cmd == "--help" ? 0 : 2;
 }

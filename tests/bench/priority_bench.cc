@@ -22,10 +22,6 @@ absl::StatusOr<int64_t> Accepted(testing::Cluster& c) {
   return (*stats)["exchanges"]["binance_spot"]["totals"].value("accepted", int64_t{0});
 }
 
-double Pct(int64_t part, int64_t whole) {
-  return whole == 0 ? 0 : std::round(10000.0 * static_cast<double>(part) / static_cast<double>(whole)) / 100;
-}
-
 }  // namespace
 
 int RunPriorityBench(const std::vector<std::string>& args) {

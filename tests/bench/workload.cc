@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <deque>
 #include <thread>
 
@@ -68,8 +69,12 @@ void ClusterDriver::Issue(const MixItem& item) {
     grpc::ClientContext ctx;
     v1::ExecuteRequest req;
     v1::ExecuteResponse resp;
+    absl::Time issued;
+    int64_t weight;
   };
   auto* c = new Call;
+  c->issued = absl::Now();
+  c->weight = item.weight;
   c->ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(deadline_));
   c->req.set_exchange(item.exchange);
   c->req.set_method("GET");
@@ -87,6 +92,10 @@ void ClusterDriver::Issue(const MixItem& item) {
       ++stats_.ok;
       absl::MutexLock lock(&stats_.mu);
       ++stats_.http[c->resp.http_status()];
+      if (record_) {
+        answers_.push_back(Answer{c->issued, absl::Now(), c->resp.egress_ip(), c->weight, c->resp.queued_us(),
+                                  c->resp.attempts(), c->resp.http_status()});
+      }
     } else if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED ||
                s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
       ++stats_.exhausted;
@@ -96,6 +105,11 @@ void ClusterDriver::Issue(const MixItem& item) {
     --stats_.in_flight;
     delete c;
   });
+}
+
+std::vector<Answer> ClusterDriver::TakeAnswers() {
+  absl::MutexLock lock(&stats_.mu);
+  return std::move(answers_);
 }
 
 void ClusterDriver::Run(absl::Time until) {
@@ -198,6 +212,12 @@ void BaselineDriver::Run(absl::Time until) {
     });
   }
   for (auto& t : threads) t.join();
+}
+
+double Round2(double v) { return std::round(v * 100) / 100; }
+
+double Pct(int64_t part, int64_t whole) {
+  return whole == 0 ? 0 : Round2(100.0 * static_cast<double>(part) / static_cast<double>(whole));
 }
 
 }  // namespace marketprism::bench

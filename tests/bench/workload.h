@@ -53,6 +53,16 @@ struct DriveStats {
   std::map<int, int64_t> http ABSL_GUARDED_BY(mu);
 };
 
+// One answered call, for benchmarks that look at where and when calls went.
+struct Answer {
+  absl::Time issued, answered;
+  std::string egress_ip;
+  int64_t weight = 0;
+  int64_t queued_us = 0;
+  int attempts = 0;
+  int http_status = 0;
+};
+
 class ClusterDriver {
  public:
   // Calls carry `priority` (higher goes first).
@@ -61,6 +71,9 @@ class ClusterDriver {
   // Offers the demand until `until`, then waits for outstanding calls.
   void Run(absl::Time until);
   DriveStats& stats() { return stats_; }
+  // Keep every answered call (off by default: long runs answer millions).
+  void RecordAnswers() { record_ = true; }
+  std::vector<Answer> TakeAnswers() ABSL_LOCKS_EXCLUDED(stats_.mu);
 
  private:
   void Issue(const MixItem& item);
@@ -70,7 +83,9 @@ class ClusterDriver {
   absl::Duration deadline_;
   std::mt19937_64 rng_;
   int priority_;
+  bool record_ = false;
   DriveStats stats_;
+  std::vector<Answer> answers_ ABSL_GUARDED_BY(stats_.mu);
 };
 
 class BaselineDriver {
@@ -94,6 +109,11 @@ class BaselineDriver {
   uint64_t seed_;
   DriveStats stats_;
 };
+
+// Figures as the benchmarks print them: rounded to hundredths; `part` of
+// `whole` in percent (0 for an empty whole).
+double Round2(double v);
+double Pct(int64_t part, int64_t whole);
 
 // Picks an item of `mix` by share.
 const MixItem& Pick(const std::vector<MixItem>& mix, std::mt19937_64& rng);
