@@ -66,6 +66,7 @@ int RunPriorityBench(const std::vector<std::string>& args) {
       {"windows", windows}, {"demand_x_budget", overload}, {"top_share_of_budget", top_share},
       {"top_sent", top.stats().sent.load()}, {"top_answered", top.stats().ok.load()},
       {"top_goodput_pct", Pct(top.stats().ok.load(), top.stats().sent.load())},
+      {"target_top_goodput_pct", 99}, {"met", Pct(top.stats().ok.load(), top.stats().sent.load()) >= 99},
       {"low_sent", low.stats().sent.load()}, {"low_answered", low.stats().ok.load()},
       {"low_without_budget", low.stats().exhausted.load()},
       {"other_errors", top.stats().other_errors.load() + low.stats().other_errors.load()},

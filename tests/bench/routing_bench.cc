@@ -261,6 +261,7 @@ int RunRoutingBench(const std::vector<std::string>& args) {
           {"mean_utilization_pct", std::round(u.mean * 10000) / 100},
           {"min_utilization_pct", std::round(u.min * 10000) / 100},
           {"per_window_pct", per},
+          {"target_mean_utilization_pct", 98}, {"met", u.mean >= 0.98},
           {"rejections_429", u.rejections_429}, {"rejections_418", u.rejections_418},
           {"calls_sent", r.drive->sent.load()}, {"calls_answered", r.drive->ok.load()},
           {"calls_without_budget", r.drive->exhausted.load()}};

@@ -74,7 +74,8 @@ int RunSurpriseBench(const std::vector<std::string>& args) {
                                               ? OJson(nullptr)
                                               : OJson(absl::ToInt64Milliseconds(low->adopted_after))},
                  {"next_window_used_pct_min", std::round(t.min_last_window_pct * 10) / 10},
-                 {"calls_answered", low->calls_ok}};
+                 {"target", "0 418s, at most one 429 per IP"},
+                 {"met", t.total_418 == 0 && t.max_429 <= 1}, {"calls_answered", low->calls_ok}};
       std::printf("%s\n", j.dump().c_str());
       std::fflush(stdout);
       auto fc = testing::RunForeignClient(o, static_cast<int>(windows), foreign);
@@ -85,7 +86,10 @@ int RunSurpriseBench(const std::vector<std::string>& args) {
                  {"victim_refused_429_of_the_cluster", fc->victim.refused_429 - fc->foreign_refused},
                  {"victim_refused_429_of_the_foreign_client", fc->foreign_refused},
                  {"victim_bans_418", fc->victim.banned_418}, {"other_ips_refused_429", others.total_429},
-                 {"foreign_units_reported", fc->foreign_seen}, {"calls_answered", fc->calls_ok}};
+                 {"foreign_units_reported", fc->foreign_seen},
+                 {"target", "0 418s, at most one 429 per IP"},
+                 {"met", fc->victim.banned_418 == 0 && fc->victim.refused_429 <= 1 && others.max_429 <= 1},
+                 {"calls_answered", fc->calls_ok}};
       std::printf("%s\n", k.dump().c_str());
       std::fflush(stdout);
     }
