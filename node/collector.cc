@@ -1,0 +1,364 @@
+#include "node/collector.h"
+
+#include <algorithm>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/log.h"
+#include "node/feeds/binance_feed.h"
+
+namespace marketprism::node {
+
+namespace {
+
+constexpr absl::Duration kBackoffFirst = absl::Milliseconds(100);
+constexpr absl::Duration kBackoffMax = absl::Seconds(5);
+constexpr absl::Duration kSnapshotRetry = absl::Seconds(1);
+
+int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
+
+}  // namespace
+
+Collector::Collector(CollectorOptions options, common::Clock& clock, common::WsClient& ws, WsBaseFn ws_base,
+                     SnapshotFetcher fetch, RecordSink sink)
+    : options_(std::move(options)),
+      clock_(clock),
+      ws_(ws),
+      ws_base_(std::move(ws_base)),
+      fetch_(std::move(fetch)),
+      sink_(std::move(sink)),
+      guard_(std::make_shared<Guard>()),
+      rng_(std::hash<std::string>()(options_.node_id)),
+      timer_(clock, [this] { Tick(); }) {
+  absl::MutexLock lock(&guard_->mu);
+  guard_->self = this;
+}
+
+Collector::~Collector() { Stop(); }
+
+void Collector::Start() { timer_.ArmIn(absl::ZeroDuration()); }
+
+void Collector::Stop() {
+  {
+    absl::MutexLock lock(&guard_->mu);  // waits for a callback under way
+    if (guard_->self == nullptr) return;
+    guard_->self = nullptr;
+  }
+  timer_.Stop();
+  absl::MutexLock lock(&mu_);
+  for (auto& [key, c] : conns_) {
+    if (c.ws) c.ws->Close();
+  }
+  conns_.clear();
+}
+
+void Collector::SetUnits(const v1::Units& units) {
+  absl::MutexLock lock(&mu_);
+  std::map<std::string, Unit> next;
+  std::map<ConnKey, std::set<std::string>> wanted;
+  for (const v1::UnitAssignment& a : units.units()) {
+    absl::StatusOr<common::Channel> channel = common::ParseChannel(a.channel());
+    absl::StatusOr<std::string> stream =
+        !channel.ok() ? absl::StatusOr<std::string>(channel.status())
+        : a.exchange() != "binance_spot"
+            ? absl::StatusOr<std::string>(absl::UnimplementedError(
+                  absl::StrCat(a.exchange(), ": the collector streams only binance_spot yet")))
+            : BinanceStreamName(*channel, a.symbol());
+    if (!stream.ok()) {
+      common::Log(common::LogLevel::kError, "collector",
+                  absl::StrCat("unit ", a.key(), " not run: ", stream.status().message()));
+      continue;
+    }
+    auto old = units_.find(a.key());
+    Unit u;
+    bool same_place = old != units_.end() && old->second.assignment.connection() == a.connection();
+    if (same_place) u = std::move(old->second);
+    u.assignment = a;
+    u.channel = *channel;
+    u.stream = *stream;
+    if (u.channel == common::Channel::kBook && !u.book) {
+      u.book = std::make_unique<common::BookSync>(common::BookProtocol::kBinanceSpot);
+    }
+    wanted[{a.exchange(), a.connection()}].insert(u.stream);
+    next.emplace(a.key(), std::move(u));
+  }
+  units_ = std::move(next);
+  by_stream_.clear();
+  for (const auto& [key, u] : units_) by_stream_[{u.assignment.exchange(), u.stream}] = key;
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    if (!wanted.count(it->first)) {
+      if (it->second.ws) it->second.ws->Close();
+      it = conns_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& [key, streams] : wanted) {
+    Conn& c = conns_[key];
+    c.wanted = std::move(streams);
+    if (c.state == Conn::State::kOpen) SyncSubscriptions(c);
+  }
+  timer_.ArmIn(absl::ZeroDuration());
+}
+
+void Collector::Open(const ConnKey& key, Conn& c) {
+  std::string base = ws_base_(key.first);
+  if (base.empty()) {
+    c.retry_at = clock_.SteadyNow() + kBackoffMax;
+    common::Log(common::LogLevel::kError, "collector", absl::StrCat(key.first, ": no WebSocket URL known"));
+    return;
+  }
+  std::vector<std::string> streams(c.wanted.begin(), c.wanted.end());
+  common::WsConnectSpec spec{absl::StrCat(base, "/stream?streams=", absl::StrJoin(streams, "/")), options_.egress_ip};
+  uint64_t generation = ++c.generation;
+  std::weak_ptr<Guard> weak = guard_;
+  auto call = [weak](auto fn) {
+    if (std::shared_ptr<Guard> g = weak.lock()) {
+      absl::MutexLock lock(&g->mu);
+      if (g->self != nullptr) fn(g->self);
+    }
+  };
+  common::WsCallbacks cb;
+  cb.on_open = [call, key, generation] { call([&](Collector* self) { self->Opened(key, generation); }); };
+  cb.on_text = [call, key, generation](std::string text) {
+    call([&](Collector* self) { self->OnText(key, generation, text); });
+  };
+  cb.on_closed = [call, key, generation](int code, std::string reason) {
+    call([&](Collector* self) { self->Closed(key, generation, code, reason); });
+  };
+  absl::StatusOr<std::shared_ptr<common::WsConnection>> ws = ws_.Connect(spec, std::move(cb));
+  if (!ws.ok()) {
+    common::Log(common::LogLevel::kError, "collector", absl::StrCat(key.first, ": ", ws.status().message()));
+    c.retry_at = clock_.SteadyNow() + kBackoffMax;
+    return;
+  }
+  c.ws = *std::move(ws);
+  c.state = Conn::State::kConnecting;
+  c.subscribed = c.wanted;
+  c.last_message = clock_.SteadyNow();
+}
+
+void Collector::Opened(const ConnKey& key, uint64_t generation) {
+  absl::MutexLock lock(&mu_);
+  auto it = conns_.find(key);
+  if (it == conns_.end() || it->second.generation != generation) return;
+  it->second.state = Conn::State::kOpen;
+  it->second.last_message = clock_.SteadyNow();
+  SyncSubscriptions(it->second);
+}
+
+void Collector::LostLocked(const ConnKey& key, Conn& c, const std::string& reason) {
+  c.state = Conn::State::kClosed;
+  c.ws.reset();
+  c.subscribed.clear();
+  ++c.failures;
+  absl::Duration backoff = std::min(kBackoffMax, kBackoffFirst * (1 << std::min(c.failures - 1, 6)));
+  double jitter = std::uniform_real_distribution<double>(0.5, 1.5)(rng_);
+  c.retry_at = clock_.SteadyNow() + backoff * jitter;
+  for (auto& [unit_key, u] : units_) {
+    if (u.assignment.exchange() != key.first || u.assignment.connection() != key.second) continue;
+    if (u.book) u.book->OnStreamRestart(reason);
+  }
+}
+
+void Collector::Closed(const ConnKey& key, uint64_t generation, int code, const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  auto it = conns_.find(key);
+  if (it == conns_.end() || it->second.generation != generation) return;
+  common::Log(common::LogLevel::kWarning, "collector",
+              absl::StrCat(key.first, " connection ", key.second, " from ", options_.egress_ip, " closed (", code,
+                           " ", reason, "): reopening"));
+  LostLocked(key, it->second, absl::StrCat("connection closed: ", reason));
+}
+
+void Collector::SyncSubscriptions(Conn& c) {
+  absl::Time now = clock_.SteadyNow();
+  if (c.state != Conn::State::kOpen || !c.ws || now - c.last_sent < options_.subscribe_gap) return;
+  std::vector<std::string> add, drop;
+  for (const std::string& s : c.wanted) {
+    if (!c.subscribed.count(s)) add.push_back(s);
+  }
+  for (const std::string& s : c.subscribed) {
+    if (!c.wanted.count(s)) drop.push_back(s);
+  }
+  // One message per gap: subscriptions first (new units wait), then the rest.
+  std::vector<std::string>& batch = add.empty() ? drop : add;
+  if (batch.empty()) return;
+  nlohmann::json msg = {{"method", add.empty() ? "UNSUBSCRIBE" : "SUBSCRIBE"}, {"params", batch}, {"id", c.next_id++}};
+  c.ws->Send(msg.dump());
+  c.last_sent = now;
+  for (const std::string& s : batch) {
+    if (add.empty()) {
+      c.subscribed.erase(s);
+    } else {
+      c.subscribed.insert(s);
+    }
+  }
+}
+
+v1::MarketEvent Collector::Event(const Unit& u, int64_t exchange_time_us) {
+  v1::MarketEvent e;
+  e.set_exchange(u.assignment.exchange());
+  e.set_symbol(u.assignment.symbol());
+  e.set_channel(u.assignment.channel());
+  e.set_exchange_time_us(exchange_time_us);
+  e.set_received_time_us(Micros(clock_.Now()));
+  e.set_node_id(options_.node_id);
+  return e;
+}
+
+void Collector::EmitBook(Unit& u, std::vector<common::BookRecord> records, int64_t exchange_time_us,
+                         std::vector<v1::MarketEvent>& out) {
+  for (common::BookRecord& r : records) {
+    v1::MarketEvent e = Event(u, exchange_time_us);
+    if (r.kind == common::BookRecord::Kind::kGap) {
+      ++u.gaps;
+      e.set_key(absl::StrCat(u.assignment.key(), "/gap/", r.gap.after_update_id(), "-", r.gap.resumed_update_id()));
+      *e.mutable_gap() = std::move(r.gap);
+    } else {
+      const char* kind = r.kind == common::BookRecord::Kind::kSnapshot ? "/snapshot/" : "/";
+      e.set_key(absl::StrCat(u.assignment.key(), kind, r.update.first_update_id(), "-", r.update.last_update_id()));
+      *e.mutable_book() = std::move(r.update);
+    }
+    u.last_record = clock_.Now();
+    out.push_back(std::move(e));
+  }
+}
+
+void Collector::OnText(const ConnKey& key, uint64_t generation, const std::string& text) {
+  absl::MutexLock lock(&mu_);
+  auto conn = conns_.find(key);
+  if (conn == conns_.end() || conn->second.generation != generation) return;
+  conn->second.last_message = clock_.SteadyNow();
+  conn->second.failures = 0;
+  absl::StatusOr<BinanceMessage> m = ParseBinanceMessage(text);
+  if (!m.ok()) {
+    common::Log(common::LogLevel::kWarning, "collector", absl::StrCat(key.first, ": ", m.status().message()));
+    return;
+  }
+  if (m->kind == BinanceMessage::Kind::kReply) {
+    if (!m->error.empty()) {
+      common::Log(common::LogLevel::kError, "collector",
+                  absl::StrCat(key.first, " refused subscription request ", m->reply_id, ": ", m->error));
+    }
+    return;
+  }
+  auto unit_key = by_stream_.find({key.first, m->stream});
+  if (unit_key == by_stream_.end()) return;  // an unsubscribed stream's last messages
+  Unit& u = units_.at(unit_key->second);
+  ++u.messages;
+  std::vector<v1::MarketEvent> out;
+  if (m->kind == BinanceMessage::Kind::kTrade) {
+    if (u.last_trade_id != 0 && m->trade_id > u.last_trade_id + 1) {
+      v1::MarketEvent g = Event(u, m->trade_ms * 1000);
+      g.mutable_gap()->set_after_update_id(u.last_trade_id);
+      g.mutable_gap()->set_resumed_update_id(m->trade_id);
+      g.mutable_gap()->set_reason(absl::StrCat("trade ids ", u.last_trade_id + 1, "..", m->trade_id - 1, " missed"));
+      g.set_key(absl::StrCat(u.assignment.key(), "/gap/", u.last_trade_id, "-", m->trade_id));
+      ++u.gaps;
+      out.push_back(std::move(g));
+    }
+    if (m->trade_id > u.last_trade_id) {
+      u.last_trade_id = m->trade_id;
+      v1::MarketEvent e = Event(u, m->trade_ms * 1000);
+      e.set_key(absl::StrCat(u.assignment.key(), "/", m->trade_id));
+      v1::Trade* t = e.mutable_trade();
+      t->set_trade_id(absl::StrCat(m->trade_id));
+      t->set_price(m->price);
+      t->set_quantity(m->quantity);
+      // The buyer was the maker: the taker sold.
+      t->set_side(m->buyer_is_maker ? v1::SIDE_SELL : v1::SIDE_BUY);
+      u.last_record = clock_.Now();
+      out.push_back(std::move(e));
+    }
+  } else if (u.book) {
+    EmitBook(u, u.book->OnDiff(std::move(m->diff)), m->event_ms * 1000, out);
+    if (u.book->wants_snapshot()) FetchSnapshots();
+  }
+  if (!out.empty()) sink_(std::move(out));
+}
+
+void Collector::FetchSnapshots() {
+  absl::Time now = clock_.SteadyNow();
+  for (auto& [key, u] : units_) {
+    if (!u.book || !u.book->wants_snapshot() || u.fetching || now < u.fetch_after) continue;
+    auto conn = conns_.find({u.assignment.exchange(), u.assignment.connection()});
+    if (conn == conns_.end() || conn->second.state != Conn::State::kOpen) continue;  // diffs must be buffering
+    u.fetching = true;
+    std::weak_ptr<Guard> weak = guard_;
+    std::string unit = key;
+    fetch_(u.assignment.exchange(), "/api/v3/depth",
+           {{"symbol", u.assignment.symbol()}, {"limit", absl::StrCat(u.assignment.depth() > 0 ? u.assignment.depth() : 1000)}},
+           [weak, unit](absl::StatusOr<std::string> body) {
+             if (std::shared_ptr<Guard> g = weak.lock()) {
+               absl::MutexLock lock(&g->mu);
+               if (g->self != nullptr) g->self->OnSnapshot(unit, std::move(body));
+             }
+           });
+  }
+}
+
+void Collector::OnSnapshot(const std::string& unit, absl::StatusOr<std::string> body) {
+  absl::MutexLock lock(&mu_);
+  auto it = units_.find(unit);
+  if (it == units_.end() || !it->second.book) return;
+  Unit& u = it->second;
+  u.fetching = false;
+  absl::StatusOr<common::BookSnapshot> snap =
+      body.ok() ? ParseBinanceDepthSnapshot(*body) : absl::StatusOr<common::BookSnapshot>(body.status());
+  if (!snap.ok()) {
+    u.fetch_after = clock_.SteadyNow() + kSnapshotRetry;
+    common::Log(common::LogLevel::kWarning, "collector",
+                absl::StrCat(unit, ": snapshot failed, retrying: ", snap.status().message()));
+    return;
+  }
+  std::vector<v1::MarketEvent> out;
+  EmitBook(u, u.book->OnSnapshot(*std::move(snap)), Micros(clock_.Now()), out);
+  if (u.book->wants_snapshot()) u.fetch_after = clock_.SteadyNow() + absl::Milliseconds(200);  // stale: soon again
+  if (!out.empty()) sink_(std::move(out));
+}
+
+void Collector::Tick() {
+  {
+    absl::MutexLock lock(&mu_);
+    absl::Time now = clock_.SteadyNow();
+    for (auto& [key, c] : conns_) {
+      if (c.state == Conn::State::kClosed && !c.wanted.empty() && now >= c.retry_at) {
+        Open(key, c);
+      } else if (c.state != Conn::State::kClosed && now - c.last_message > options_.silence) {
+        common::Log(common::LogLevel::kWarning, "collector",
+                    absl::StrCat(key.first, " connection ", key.second, " silent for ",
+                                 absl::FormatDuration(now - c.last_message), ": reopening"));
+        if (c.ws) c.ws->Close();
+        ++c.generation;  // its close is not news
+        LostLocked(key, c, "stream went silent");
+      } else if (c.state == Conn::State::kOpen) {
+        SyncSubscriptions(c);
+      }
+    }
+    FetchSnapshots();
+  }
+  timer_.ArmIn(options_.tick);
+}
+
+std::vector<Collector::UnitStatus> Collector::Status() {
+  absl::MutexLock lock(&mu_);
+  std::vector<UnitStatus> out;
+  for (const auto& [key, u] : units_) {
+    UnitStatus s;
+    s.key = key;
+    auto conn = conns_.find({u.assignment.exchange(), u.assignment.connection()});
+    bool open = conn != conns_.end() && conn->second.state == Conn::State::kOpen;
+    s.state = !open ? "connecting" : (u.book && !u.book->live()) ? "syncing" : "live";
+    s.messages = u.messages;
+    s.gaps = u.gaps;
+    s.last_record = u.last_record;
+    out.push_back(s);
+  }
+  return out;
+}
+
+}  // namespace marketprism::node

@@ -1,0 +1,151 @@
+// File: node/collector.h
+//
+// The node's collection units: the streams the leader assigned it (the
+// Units message on the session), run on WebSocket connections from the
+// node's egress IP, turned into normalized records (collector.proto's
+// MarketEvent) and handed to the sink (the session, which carries them to the
+// leader for Subscribe; the sinks of a later issue write them too).
+//
+//   SetUnits -> group by (exchange, connection index) -> one WebSocket per
+//   group, its streams in the URL, later changes as SUBSCRIBE / UNSUBSCRIBE
+//   (at most one message per 250 ms per connection: Binance allows 5 a
+//   second) -> each message parsed by the exchange's feed -> trades become
+//   Trade records (a hole in the trade ids is a Gap record); depth diffs go
+//   to the unit's BookSync, which asks for a REST snapshot through the
+//   injected fetcher (a budgeted request through the coordinator's scheduler)
+//   and says what to emit.
+//
+// A connection that closes or stays silent for `silence` is reopened with
+// jittered back-off (100 ms doubling to 5 s); its books resynchronise and
+// report the gap. Binance spot only for now: other exchanges' units are
+// refused with a log line naming them.
+//
+// Threads: callbacks arrive on the WebSocket client's thread, the snapshot
+// fetcher's and the maintenance timer's (on the injected clock); one mutex
+// serialises them, and the sink is called under it (it must only queue).
+// Stop() must not be called from a callback.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
+#include "common/collect/book_sync.h"
+#include "common/collect/job.h"
+#include "common/net/ws_client.h"
+#include "common/rules/rules.h"
+#include "common/timer.h"
+#include "marketprism/v1/node.pb.h"
+
+namespace marketprism::node {
+
+struct CollectorOptions {
+  std::string node_id;
+  std::string egress_ip;
+  absl::Duration silence = absl::Seconds(10);   // a stream quiet this long is reopened
+  absl::Duration tick = absl::Milliseconds(100);
+  absl::Duration subscribe_gap = absl::Milliseconds(250);
+};
+
+// Fetches `path` with `query` from `exchange` (a book's snapshot). `done`
+// gets the reply's body or an error, on any thread, exactly once.
+using SnapshotFetcher =
+    std::function<void(const std::string& exchange, const std::string& path, const common::QueryParams& query,
+                       std::function<void(absl::StatusOr<std::string>)> done)>;
+// Takes records in the order each unit made them. Must only queue.
+using RecordSink = std::function<void(std::vector<v1::MarketEvent>)>;
+// The WebSocket base URL for an exchange now ("" if none is known).
+using WsBaseFn = std::function<std::string(const std::string& exchange)>;
+
+class Collector {
+ public:
+  // `clock` and `ws` must outlive the collector.
+  Collector(CollectorOptions options, common::Clock& clock, common::WsClient& ws, WsBaseFn ws_base,
+            SnapshotFetcher fetch, RecordSink sink);
+  ~Collector();  // Stop()
+
+  void Start();
+  // Every unit the node runs from now on.
+  void SetUnits(const v1::Units& units) ABSL_LOCKS_EXCLUDED(mu_);
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
+
+  struct UnitStatus {
+    std::string key;
+    std::string state;  // "connecting", "syncing", "live"
+    int64_t messages = 0;
+    int64_t gaps = 0;
+    absl::Time last_record = absl::InfinitePast();
+  };
+  std::vector<UnitStatus> Status() ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct Unit {
+    v1::UnitAssignment assignment;
+    common::Channel channel = common::Channel::kTrades;
+    std::string stream;  // the exchange's stream name
+    std::unique_ptr<common::BookSync> book;
+    bool fetching = false;
+    absl::Time fetch_after = absl::InfinitePast();
+    int64_t last_trade_id = 0;
+    int64_t messages = 0;
+    int64_t gaps = 0;
+    absl::Time last_record = absl::InfinitePast();
+  };
+  using ConnKey = std::pair<std::string, int>;  // (exchange, index)
+  struct Conn {
+    enum class State { kClosed, kConnecting, kOpen } state = State::kClosed;
+    std::shared_ptr<common::WsConnection> ws;
+    uint64_t generation = 0;
+    std::set<std::string> wanted;      // streams its units need
+    std::set<std::string> subscribed;  // streams it has (asked for)
+    int failures = 0;
+    absl::Time retry_at = absl::InfinitePast();
+    absl::Time last_message;
+    absl::Time last_sent = absl::InfinitePast();
+    int64_t next_id = 1;
+  };
+  // Callbacks hold this, not the collector: Stop() clears `self` under `mu`.
+  struct Guard {
+    absl::Mutex mu;
+    Collector* self ABSL_GUARDED_BY(mu) = nullptr;
+  };
+
+  void Tick() ABSL_LOCKS_EXCLUDED(mu_);
+  void Open(const ConnKey& key, Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Closed(const ConnKey& key, uint64_t generation, int code, const std::string& reason) ABSL_LOCKS_EXCLUDED(mu_);
+  void Opened(const ConnKey& key, uint64_t generation) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnText(const ConnKey& key, uint64_t generation, const std::string& text) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnSnapshot(const std::string& unit, absl::StatusOr<std::string> body) ABSL_LOCKS_EXCLUDED(mu_);
+  // The connection is gone: its books resync, its trades watch for a hole.
+  void LostLocked(const ConnKey& key, Conn& c, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SyncSubscriptions(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FetchSnapshots() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::MarketEvent Event(const Unit& u, int64_t exchange_time_us) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EmitBook(Unit& u, std::vector<common::BookRecord> records, int64_t exchange_time_us,
+                std::vector<v1::MarketEvent>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const CollectorOptions options_;
+  common::Clock& clock_;
+  common::WsClient& ws_;
+  const WsBaseFn ws_base_;
+  const SnapshotFetcher fetch_;
+  const RecordSink sink_;
+  std::shared_ptr<Guard> guard_;
+  absl::Mutex mu_;
+  std::map<std::string, Unit> units_ ABSL_GUARDED_BY(mu_);                      // by unit key
+  std::map<ConnKey, Conn> conns_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, std::string>, std::string> by_stream_ ABSL_GUARDED_BY(mu_);  // (exchange, stream) -> unit
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  common::Timer timer_;
+};
+
+}  // namespace marketprism::node

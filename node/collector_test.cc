@@ -1,0 +1,190 @@
+#include "node/collector.h"
+
+#include <deque>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "tests/testing/fake_clock.h"
+
+namespace marketprism::node {
+namespace {
+
+using ::testing::HasSubstr;
+
+// A WebSocket client the test drives: it keeps each connection's callbacks
+// and what the collector sent on it.
+class FakeWsClient final : public common::WsClient {
+ public:
+  struct Conn final : common::WsConnection {
+    common::WsConnectSpec spec;
+    common::WsCallbacks cb;
+    std::vector<std::string> sent;
+    bool closed = false;
+    void Send(std::string text) override { sent.push_back(std::move(text)); }
+    void Close() override { closed = true; }
+  };
+  absl::StatusOr<std::shared_ptr<common::WsConnection>> Connect(const common::WsConnectSpec& spec,
+                                                                common::WsCallbacks callbacks) override {
+    auto c = std::make_shared<Conn>();
+    c->spec = spec;
+    c->cb = std::move(callbacks);
+    conns.push_back(c);
+    return std::shared_ptr<common::WsConnection>(c);
+  }
+  std::vector<std::shared_ptr<Conn>> conns;
+};
+
+std::string Trade(int64_t id) {
+  return absl::StrCat(R"({"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":)", id,
+                      R"(,"p":"100.10","q":"0.5","T":2,"m":true,"M":true}})");
+}
+
+std::string Depth(int64_t first, int64_t last, const char* bid = "100.0") {
+  return absl::StrCat(R"({"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":)", first,
+                      R"(,"u":)", last, R"(,"b":[[")", bid, R"(","2"]],"a":[["101","1"]]}})");
+}
+
+class CollectorTest : public ::testing::Test {
+ protected:
+  CollectorTest()
+      : collector_(CollectorOptions{"node-1", "127.0.0.11"}, clock_, ws_,
+                   [](const std::string&) { return std::string("ws://sim:1"); },
+                   [this](const std::string& exchange, const std::string& path, const common::QueryParams& q,
+                          std::function<void(absl::StatusOr<std::string>)> done) {
+                     fetches_.push_back({absl::StrCat(exchange, " ", path, "?", q[0].second, "&", q[1].second),
+                                         std::move(done)});
+                   },
+                   [this](std::vector<v1::MarketEvent> events) {
+                     for (auto& e : events) records_.push_back(std::move(e));
+                   }) {
+    collector_.Start();
+  }
+  void Assign(std::vector<std::pair<std::string, std::string>> units) {
+    v1::Units msg;
+    for (const auto& [channel, symbol] : units) {
+      v1::UnitAssignment* a = msg.add_units();
+      a->set_key(absl::StrCat("binance_spot/", channel, "/", symbol));
+      a->set_exchange("binance_spot");
+      a->set_channel(channel);
+      a->set_symbol(symbol);
+      a->set_depth(1000);
+    }
+    collector_.SetUnits(msg);
+    clock_.RunDue();
+  }
+  FakeWsClient::Conn& Last() { return *ws_.conns.back(); }
+
+  testing::FakeClock clock_;
+  FakeWsClient ws_;
+  struct Fetch {
+    std::string what;
+    std::function<void(absl::StatusOr<std::string>)> done;
+  };
+  std::vector<Fetch> fetches_;
+  std::vector<v1::MarketEvent> records_;
+  Collector collector_;
+};
+
+TEST_F(CollectorTest, OneConnectionFromTheEgressIpCarriesEveryStreamOfIt) {
+  Assign({{"trades", "BTCUSDT"}, {"book", "BTCUSDT"}});
+  ASSERT_EQ(ws_.conns.size(), 1u);
+  EXPECT_EQ(Last().spec.url, "ws://sim:1/stream?streams=btcusdt@depth@100ms/btcusdt@trade");
+  EXPECT_EQ(Last().spec.source_ip, "127.0.0.11");
+}
+
+TEST_F(CollectorTest, TradesBecomeRecordsAndAHoleInTheIdsIsAGap) {
+  Assign({{"trades", "BTCUSDT"}});
+  Last().cb.on_open();
+  Last().cb.on_text(Trade(7));
+  Last().cb.on_text(Trade(8));
+  Last().cb.on_text(Trade(8));  // a repeat is not a record twice
+  Last().cb.on_text(Trade(11));
+  ASSERT_EQ(records_.size(), 4u);
+  EXPECT_EQ(records_[0].key(), "binance_spot/trades/BTCUSDT/7");
+  EXPECT_EQ(records_[0].trade().price(), "100.10") << "the exchange's decimal string, exactly";
+  EXPECT_EQ(records_[0].trade().side(), v1::SIDE_SELL) << "buyer is maker: the taker sold";
+  EXPECT_EQ(records_[0].node_id(), "node-1");
+  ASSERT_TRUE(records_[2].has_gap());
+  EXPECT_EQ(records_[2].gap().after_update_id(), 8);
+  EXPECT_EQ(records_[2].gap().resumed_update_id(), 11);
+  EXPECT_THAT(records_[2].gap().reason(), HasSubstr("9..10 missed"));
+}
+
+TEST_F(CollectorTest, ABookFetchesItsSnapshotAndJoinsTheBufferedDiffs) {
+  Assign({{"book", "BTCUSDT"}});
+  Last().cb.on_open();
+  Last().cb.on_text(Depth(91, 100));
+  Last().cb.on_text(Depth(101, 110));
+  ASSERT_EQ(fetches_.size(), 1u) << "one snapshot, not one per diff";
+  EXPECT_EQ(fetches_[0].what, "binance_spot /api/v3/depth?BTCUSDT&1000");
+  EXPECT_TRUE(records_.empty());
+  fetches_[0].done(std::string(R"({"lastUpdateId":105,"bids":[["99","1"]],"asks":[["102","1"]]})"));
+  ASSERT_EQ(records_.size(), 2u);
+  EXPECT_TRUE(records_[0].book().snapshot());
+  EXPECT_EQ(records_[0].key(), "binance_spot/book/BTCUSDT/snapshot/105-105");
+  EXPECT_EQ(records_[1].book().first_update_id(), 101);
+  Last().cb.on_text(Depth(111, 120));
+  EXPECT_EQ(records_.size(), 3u);
+}
+
+TEST_F(CollectorTest, AClosedConnectionReopensAndTheBookReportsItsGap) {
+  Assign({{"book", "BTCUSDT"}});
+  Last().cb.on_open();
+  Last().cb.on_text(Depth(101, 110));
+  fetches_[0].done(std::string(R"({"lastUpdateId":105,"bids":[],"asks":[]})"));
+  Last().cb.on_closed(-1, "dropped");
+  EXPECT_EQ(ws_.conns.size(), 1u) << "not at once: after a back-off";
+  clock_.AdvanceBy(absl::Milliseconds(200));
+  ASSERT_EQ(ws_.conns.size(), 2u);
+  Last().cb.on_open();
+  Last().cb.on_text(Depth(201, 210));
+  ASSERT_EQ(fetches_.size(), 2u);
+  fetches_[1].done(std::string(R"({"lastUpdateId":205,"bids":[],"asks":[]})"));
+  ASSERT_GE(records_.size(), 4u);
+  const v1::MarketEvent& gap = records_[records_.size() - 3];
+  ASSERT_TRUE(gap.has_gap());
+  EXPECT_EQ(gap.gap().after_update_id(), 110);
+  EXPECT_EQ(gap.gap().resumed_update_id(), 205);
+  EXPECT_THAT(gap.gap().reason(), HasSubstr("dropped"));
+}
+
+TEST_F(CollectorTest, ASilentStreamIsReopened) {
+  Assign({{"trades", "BTCUSDT"}});
+  Last().cb.on_open();
+  clock_.AdvanceBy(absl::Seconds(11));
+  EXPECT_TRUE(ws_.conns[0]->closed);
+  clock_.AdvanceBy(absl::Seconds(1));
+  EXPECT_EQ(ws_.conns.size(), 2u);
+}
+
+TEST_F(CollectorTest, NewUnitsOnAnOpenConnectionAreSubscribedPaced) {
+  Assign({{"trades", "BTCUSDT"}});
+  Last().cb.on_open();
+  Assign({{"trades", "BTCUSDT"}, {"trades", "ETHUSDT"}});
+  ASSERT_EQ(ws_.conns.size(), 1u) << "the open connection takes it";
+  ASSERT_EQ(Last().sent.size(), 1u);
+  EXPECT_THAT(Last().sent[0], HasSubstr(R"("method":"SUBSCRIBE","params":["ethusdt@trade"])"));
+  Assign({{"trades", "ETHUSDT"}});
+  EXPECT_EQ(Last().sent.size(), 1u) << "at most one message per 250 ms";
+  clock_.AdvanceBy(absl::Milliseconds(300));
+  ASSERT_EQ(Last().sent.size(), 2u);
+  EXPECT_THAT(Last().sent[1], HasSubstr(R"("method":"UNSUBSCRIBE","params":["btcusdt@trade"])"));
+}
+
+TEST_F(CollectorTest, UnitsOfExchangesItCannotStreamYetAreRefusedNotRun) {
+  v1::Units msg;
+  v1::UnitAssignment* a = msg.add_units();
+  a->set_key("okx/trades/BTC-USDT");
+  a->set_exchange("okx");
+  a->set_channel("trades");
+  a->set_symbol("BTC-USDT");
+  collector_.SetUnits(msg);
+  clock_.RunDue();
+  EXPECT_TRUE(ws_.conns.empty());
+  EXPECT_TRUE(collector_.Status().empty());
+}
+
+}  // namespace
+}  // namespace marketprism::node

@@ -1,0 +1,104 @@
+#include "node/feeds/binance_feed.h"
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+
+namespace marketprism::node {
+
+namespace {
+
+using Json = nlohmann::json;
+
+absl::Status Bad(absl::string_view what) { return absl::InvalidArgumentError(absl::StrCat("binance message: ", what)); }
+
+// [["price", "qty"], ...]
+absl::Status Levels(const Json& j, const char* field, std::vector<common::PriceLevel>* out) {
+  if (!j.contains(field) || !j[field].is_array()) return Bad(absl::StrCat("\"", field, "\" must be a list of levels"));
+  for (const Json& l : j[field]) {
+    if (!l.is_array() || l.size() < 2 || !l[0].is_string() || !l[1].is_string()) {
+      return Bad(absl::StrCat("a level in \"", field, "\" must be [\"price\", \"quantity\"]"));
+    }
+    out->push_back({l[0].get<std::string>(), l[1].get<std::string>()});
+  }
+  return absl::OkStatus();
+}
+
+bool Int(const Json& j, const char* field, int64_t* out) {
+  if (!j.contains(field) || !j[field].is_number_integer()) return false;
+  *out = j[field].get<int64_t>();
+  return true;
+}
+
+bool Text(const Json& j, const char* field, std::string* out) {
+  if (!j.contains(field) || !j[field].is_string()) return false;
+  *out = j[field].get<std::string>();
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> BinanceStreamName(common::Channel channel, absl::string_view symbol) {
+  std::string s = absl::AsciiStrToLower(symbol);
+  switch (channel) {
+    case common::Channel::kTrades:
+      return absl::StrCat(s, "@trade");
+    case common::Channel::kBook:
+      return absl::StrCat(s, "@depth@100ms");
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("binance_spot: the collector does not stream \"", common::ChannelName(channel), "\" yet"));
+  }
+}
+
+absl::StatusOr<BinanceMessage> ParseBinanceMessage(absl::string_view text) {
+  Json j = Json::parse(text.begin(), text.end(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Bad("not a JSON object");
+  BinanceMessage m;
+  if (j.contains("id") && (j.contains("result") || j.contains("error"))) {
+    m.kind = BinanceMessage::Kind::kReply;
+    Int(j, "id", &m.reply_id);
+    if (j.contains("error") && !j["error"].is_null()) m.error = j["error"].dump();
+    return m;
+  }
+  if (!Text(j, "stream", &m.stream) || !j.contains("data") || !j["data"].is_object()) {
+    return Bad("neither a combined-stream event nor a reply");
+  }
+  const Json& d = j["data"];
+  std::string event;
+  if (!Text(d, "e", &event) || !Text(d, "s", &m.symbol) || !Int(d, "E", &m.event_ms)) {
+    return Bad(absl::StrCat("stream ", m.stream, ": an event needs \"e\", \"s\" and \"E\""));
+  }
+  if (event == "trade") {
+    m.kind = BinanceMessage::Kind::kTrade;
+    if (!Int(d, "t", &m.trade_id) || !Text(d, "p", &m.price) || !Text(d, "q", &m.quantity) ||
+        !Int(d, "T", &m.trade_ms) || !d.contains("m") || !d["m"].is_boolean()) {
+      return Bad(absl::StrCat("stream ", m.stream, ": a trade needs \"t\", \"p\", \"q\", \"T\" and \"m\""));
+    }
+    m.buyer_is_maker = d["m"].get<bool>();
+    return m;
+  }
+  if (event == "depthUpdate") {
+    m.kind = BinanceMessage::Kind::kDepth;
+    if (!Int(d, "U", &m.diff.first) || !Int(d, "u", &m.diff.last) || m.diff.first > m.diff.last) {
+      return Bad(absl::StrCat("stream ", m.stream, ": a depth update needs \"U\" <= \"u\""));
+    }
+    if (absl::Status s = Levels(d, "b", &m.diff.bids); !s.ok()) return s;
+    if (absl::Status s = Levels(d, "a", &m.diff.asks); !s.ok()) return s;
+    return m;
+  }
+  return Bad(absl::StrCat("stream ", m.stream, ": event \"", event, "\" is not one this feed reads"));
+}
+
+absl::StatusOr<common::BookSnapshot> ParseBinanceDepthSnapshot(absl::string_view body) {
+  Json j = Json::parse(body.begin(), body.end(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Bad("depth snapshot: not a JSON object");
+  common::BookSnapshot s;
+  if (!Int(j, "lastUpdateId", &s.update_id)) return Bad("depth snapshot: no \"lastUpdateId\"");
+  if (absl::Status st = Levels(j, "bids", &s.bids); !st.ok()) return st;
+  if (absl::Status st = Levels(j, "asks", &s.asks); !st.ok()) return st;
+  return s;
+}
+
+}  // namespace marketprism::node

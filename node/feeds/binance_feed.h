@@ -1,0 +1,48 @@
+// File: node/feeds/binance_feed.h
+//
+// Binance spot's market streams as the collector reads them: the stream
+// names a unit subscribes to, the combined-stream messages it receives
+// ({"stream": ..., "data": ...}: trade and depthUpdate events, and the
+// replies to SUBSCRIBE), and the REST depth snapshot a book joins. Pure;
+// every malformed message is an error that names what is wrong.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/collect/book_sync.h"
+#include "common/collect/job.h"
+
+namespace marketprism::node {
+
+// "btcusdt@trade", "btcusdt@depth@100ms"; kInvalidArgument for channels
+// this feed does not stream yet.
+absl::StatusOr<std::string> BinanceStreamName(common::Channel channel, absl::string_view symbol);
+
+struct BinanceMessage {
+  enum class Kind { kTrade, kDepth, kReply };
+  Kind kind = Kind::kTrade;
+  std::string stream;   // the combined stream's name
+  std::string symbol;   // "BTCUSDT"
+  int64_t event_ms = 0;
+  // kTrade
+  int64_t trade_id = 0;
+  std::string price, quantity;
+  bool buyer_is_maker = false;
+  int64_t trade_ms = 0;
+  // kDepth
+  common::BookDiff diff;
+  // kReply: the id of the request it answers, and an error if it failed
+  int64_t reply_id = 0;
+  std::string error;
+};
+
+absl::StatusOr<BinanceMessage> ParseBinanceMessage(absl::string_view text);
+
+// GET /api/v3/depth's body.
+absl::StatusOr<common::BookSnapshot> ParseBinanceDepthSnapshot(absl::string_view body);
+
+}  // namespace marketprism::node
