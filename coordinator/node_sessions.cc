@@ -38,6 +38,7 @@ class NodeSessions::Reactor final : public grpc::ServerBidiReactor<v1::NodeMessa
       return;
     }
     if (in_.has_report() && owner_.hooks_.on_report) owner_.hooks_.on_report(node_id_, in_.report());
+    if (in_.has_records() && owner_.hooks_.on_records) owner_.hooks_.on_records(node_id_, in_.records());
     StartRead(&in_);
   }
 

@@ -40,6 +40,8 @@ class NodeSessions final : public v1::NodeControl::CallbackService {
     // After the welcome is queued and the session is the node's current one.
     std::function<void(const std::string& node_id)> after_register;
     std::function<void(const std::string& node_id, const v1::UsageReport&)> on_report;
+    // Records the node's collection units made.
+    std::function<void(const std::string& node_id, const v1::RecordBatch&)> on_records;
     // The node's current session ended (not one a newer session replaced).
     std::function<void(const std::string& node_id)> on_end;
   };

@@ -63,6 +63,25 @@ void CoordinatorSession::CheckLeader() {
   leader_check_ = true;
 }
 
+void CoordinatorSession::Publish(std::vector<v1::MarketEvent> events) {
+  absl::MutexLock lock(&mu_);
+  for (v1::MarketEvent& e : events) outbox_.push_back(std::move(e));
+  while (outbox_.size() > kOutboxMax) {
+    outbox_.pop_front();
+    ++records_dropped_;
+  }
+}
+
+int64_t CoordinatorSession::records_dropped() {
+  absl::MutexLock lock(&mu_);
+  return records_dropped_;
+}
+
+std::string CoordinatorSession::current_target() {
+  absl::MutexLock lock(&mu_);
+  return target_;
+}
+
 bool CoordinatorSession::Stopping() {
   absl::MutexLock lock(&mu_);
   return stop_;
@@ -162,6 +181,10 @@ void CoordinatorSession::RunOnce() {
   common::Log(common::LogLevel::kInfo, "node",
               absl::StrCat("registered with ", leader.empty() ? target : leader, " at ", target,
                            " (term ", term, ")"));
+  {
+    absl::MutexLock lock(&mu_);
+    target_ = target;
+  }
   Apply(first);
   std::atomic<bool> broken{false};
   std::thread reader([&] {
@@ -183,7 +206,7 @@ void CoordinatorSession::RunOnce() {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
           +[](CoordinatorSession* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-            return s->stop_ || s->nudge_ || s->leader_check_ || s->woken_;
+            return s->stop_ || s->nudge_ || s->leader_check_ || s->woken_ || !s->outbox_.empty();
           },
           this));
       if (stop_) break;
@@ -208,6 +231,7 @@ void CoordinatorSession::RunOnce() {
         break;
       }
     }
+    if (!WriteRecords(*stream)) break;
     if (!report_now) continue;
     v1::NodeMessage report;
     FillCommon(report.mutable_report());
@@ -217,7 +241,31 @@ void CoordinatorSession::RunOnce() {
   ctx->TryCancel();
   reader.join();
   Finish(*stream, ctx);
+  {
+    absl::MutexLock lock(&mu_);
+    target_.clear();
+  }
   common::Log(common::LogLevel::kWarning, "node", absl::StrCat("lost the coordinator at ", target));
+}
+
+template <typename Stream>
+bool CoordinatorSession::WriteRecords(Stream& stream) {
+  constexpr size_t kBatch = 1000;
+  while (true) {
+    v1::NodeMessage m;
+    {
+      absl::MutexLock lock(&mu_);
+      if (outbox_.empty()) return true;
+      size_t n = std::min(kBatch, outbox_.size());
+      for (size_t i = 0; i < n; ++i) {
+        *m.mutable_records()->add_events() = std::move(outbox_.front());
+        outbox_.pop_front();
+      }
+    }
+    // A failed write loses this batch with the stream: the leader's next
+    // plan reassigns the units and their records resume with a gap.
+    if (!stream.Write(m)) return false;
+  }
 }
 
 template <typename Stream>
@@ -240,7 +288,10 @@ void CoordinatorSession::Apply(const v1::CoordinatorMessage& msg) {
     const v1::Registered& r = msg.registered();
     apply_limits(r.limits());
     std::map<std::string, std::string> offered;
-    for (const v1::ExchangeEndpoint& e : r.endpoints()) offered[e.exchange()] = e.rest_url();
+    for (const v1::ExchangeEndpoint& e : r.endpoints()) {
+      offered[e.exchange()] = e.rest_url();
+      if (!e.ws_url().empty() && parts_.set_ws_endpoint) parts_.set_ws_endpoint(e.exchange(), e.ws_url());
+    }
     for (const auto& [exchange, lane] : parts_.lanes) {
       if (options_.own_urls.contains(exchange)) continue;  // our own setting wins
       auto it = offered.find(exchange);
@@ -251,6 +302,10 @@ void CoordinatorSession::Apply(const v1::CoordinatorMessage& msg) {
     apply_limits(msg.limits());
   } else if (msg.has_leases()) {
     ApplyLeases(msg.leases());
+  } else if (msg.has_units()) {
+    if (parts_.on_units && parts_.admit_term(msg.units().term(), msg.units().coordinator_id())) {
+      parts_.on_units(msg.units());
+    }
   } else if (msg.has_drain()) {
     common::Log(common::LogLevel::kInfo, "node",
                 msg.drain().draining() ? "drained by the coordinator" : "back in rotation");

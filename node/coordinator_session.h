@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -80,6 +81,10 @@ struct SessionParts {
   std::function<std::optional<LeaderClaim>()> leader_claim;
   // The coordinator names a REST base for `exchange` (not one of own_urls).
   std::function<void(const std::string& exchange, const std::string& url)> set_endpoint;
+  // The coordinator names a WebSocket base for `exchange`.
+  std::function<void(const std::string& exchange, const std::string& url)> set_ws_endpoint;
+  // The leader's units for this node (fenced like any assignment).
+  std::function<void(const marketprism::v1::Units&)> on_units;
   // After each usage report is written (the node refreshes its gossip record).
   std::function<void()> on_reported;
   ChannelFactory channel;
@@ -104,6 +109,15 @@ class CoordinatorSession {
   // stop waiting to reconnect).
   void CheckLeader() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Queues collected records for the leader; they go with the next write
+  // (and wait for the next session while there is none). Bounded: beyond
+  // kOutboxMax the oldest are dropped and counted (records_dropped()).
+  static constexpr size_t kOutboxMax = 200'000;
+  void Publish(std::vector<marketprism::v1::MarketEvent> events) ABSL_LOCKS_EXCLUDED(mu_);
+  int64_t records_dropped() ABSL_LOCKS_EXCLUDED(mu_);
+  // The coordinator of the session now ("" between sessions).
+  std::string current_target() ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   bool Stopping() ABSL_LOCKS_EXCLUDED(mu_);
   void Loop();
@@ -120,6 +134,9 @@ class CoordinatorSession {
   template <typename Msg>
   void FillCommon(Msg* m);
   marketprism::v1::Register BuildRegister() ABSL_LOCKS_EXCLUDED(mu_);
+  // Writes the outbox; false when the stream broke.
+  template <typename Stream>
+  bool WriteRecords(Stream& stream) ABSL_LOCKS_EXCLUDED(mu_);
   template <typename Stream>
   void Finish(Stream& stream, const std::shared_ptr<grpc::ClientContext>& ctx)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -138,6 +155,9 @@ class CoordinatorSession {
   std::string redirect_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<grpc::ClientContext> ctx_ ABSL_GUARDED_BY(mu_);
   marketprism::v1::Leases leases_ ABSL_GUARDED_BY(mu_);  // the last admitted
+  std::deque<marketprism::v1::MarketEvent> outbox_ ABSL_GUARDED_BY(mu_);
+  int64_t records_dropped_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string target_ ABSL_GUARDED_BY(mu_);
   common::Timer wake_;  // back-off and report interval, on the injected clock
   absl::Time leases_received_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time leases_expire_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();

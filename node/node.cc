@@ -4,13 +4,16 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <cstring>
 #include <functional>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/gossip/membership.h"
 #include "common/log.h"
 #include "node/gossip_records.h"
 #include "node/proxy.h"
+#include "marketprism/v1/coordinator.grpc.pb.h"
 
 #ifndef MP_VERSION
 #define MP_VERSION "dev"
@@ -19,6 +22,12 @@
 namespace marketprism::node {
 
 namespace g = common::gossip;
+
+namespace {
+// Book snapshots go before clients' calls (0 by default): a book waiting for
+// its snapshot buffers diffs and collects nothing.
+constexpr int kSnapshotPriority = 10;
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Create(NodeOptions options, common::RulesBook rules,
                                                    common::Clock& clock, NodeTransports transports) {
@@ -73,6 +82,15 @@ Node::Node(NodeOptions options, common::RulesBook rules, common::Clock& clock,
                    .admit_term = std::bind_front(&Node::AdmitTerm, this),
                    .leader_claim = std::bind_front(&Node::GossipLeaderClaim, this),
                    .set_endpoint = std::bind_front(&Node::ConfigureEndpoint, this),
+                   .set_ws_endpoint =
+                       [this](const std::string& exchange, const std::string& url) {
+                         absl::MutexLock lock(&mu_);
+                         offered_ws_[exchange] = url;
+                       },
+                   .on_units =
+                       [this](const v1::Units& units) {
+                         if (collector_) collector_->SetUnits(units);
+                       },
                    .on_reported = std::bind_front(&Node::PublishUsage, this),
                    .channel = transports_.channels,
                    .clock = clock_});
@@ -94,6 +112,10 @@ void Node::ConfigureEndpoint(const std::string& exchange, const std::string& url
                             options_.proxy, url, options_.proxy_env),
       .ca_bundle = options_.ca_bundle};
   lanes_.at(exchange)->SetEndpoint(url, transports_.http(endpoint));
+  {
+    absl::MutexLock lock(&mu_);
+    rest_urls_[exchange] = url;
+  }
   common::Log(common::LogLevel::kInfo, "node",
               absl::StrCat(exchange, " at ", url, " from ", options_.egress_ip,
                            endpoint.proxy.empty() ? "" : absl::StrCat(" via ", endpoint.proxy)));
@@ -156,9 +178,73 @@ absl::Status Node::Start() {
       return st;
     }
   }
+  absl::StatusOr<std::unique_ptr<common::WsClient>> ws =
+      transports_.ws ? transports_.ws()
+                     : absl::StatusOr<std::unique_ptr<common::WsClient>>(common::LwsWsClient::Create(
+                           common::LwsWsClientOptions{options_.ca_bundle}));
+  if (!ws.ok()) return ws.status();
+  ws_ = *std::move(ws);
+  collector_ = std::make_unique<Collector>(
+      CollectorOptions{options_.node_id, options_.egress_ip}, clock_, *ws_,
+      std::bind_front(&Node::WsBase, this), std::bind_front(&Node::FetchSnapshot, this),
+      [this](std::vector<v1::MarketEvent> events) { session_->Publish(std::move(events)); });
+  collector_->Start();
   session_->Start(advertise_);
   prober_->Start();
   return absl::OkStatus();
+}
+
+std::string Node::WsBase(const std::string& exchange) {
+  if (auto own = options_.ws_urls.find(exchange); own != options_.ws_urls.end()) return own->second;
+  absl::MutexLock lock(&mu_);
+  if (auto offered = offered_ws_.find(exchange); offered != offered_ws_.end()) return offered->second;
+  const common::ExchangeRules* rules = rules_.Find(exchange);
+  if (auto rest = rest_urls_.find(exchange); rest != rest_urls_.end() && rules && rest->second != rules->rest_base()) {
+    for (auto [from, to] : {std::pair{"http://", "ws://"}, std::pair{"https://", "wss://"}}) {
+      if (absl::StartsWith(rest->second, from)) return absl::StrCat(to, rest->second.substr(strlen(from)));
+    }
+  }
+  return rules ? rules->ws_base() : "";
+}
+
+void Node::FetchSnapshot(const std::string& exchange, const std::string& path, const common::QueryParams& query,
+                         std::function<void(absl::StatusOr<std::string>)> done) {
+  std::string target = session_->current_target();
+  if (target.empty()) {
+    done(absl::UnavailableError("no coordinator session: the snapshot waits"));
+    return;
+  }
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::ExecuteRequest req;
+    v1::ExecuteResponse resp;
+    std::unique_ptr<v1::Coordinator::Stub> stub;
+    std::function<void(absl::StatusOr<std::string>)> done;
+  };
+  auto* c = new Call;
+  c->stub = v1::Coordinator::NewStub(transports_.channels(target));
+  c->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  c->req.set_exchange(exchange);
+  c->req.set_method("GET");
+  c->req.set_path(path);
+  c->req.set_priority(kSnapshotPriority);
+  for (const auto& [k, v] : query) {
+    v1::QueryParam* q = c->req.add_query();
+    q->set_key(k);
+    q->set_value(v);
+  }
+  c->done = std::move(done);
+  c->stub->async()->Execute(&c->ctx, &c->req, &c->resp, [c](grpc::Status s) {
+    if (!s.ok()) {
+      c->done(absl::UnavailableError(absl::StrCat("snapshot: ", s.error_message())));
+    } else if (c->resp.http_status() != 200) {
+      c->done(absl::UnavailableError(absl::StrCat("snapshot: HTTP ", c->resp.http_status(), ": ",
+                                                  c->resp.body().substr(0, 200))));
+    } else {
+      c->done(std::move(*c->resp.mutable_body()));
+    }
+    delete c;
+  });
 }
 
 absl::Status Node::StartGossip() {
@@ -198,6 +284,7 @@ void Node::Shutdown() {
     gossip_->Leave();  // the coordinator moves its work at once
     gossip_->Stop();
   }
+  if (collector_) collector_->Stop();
   session_->Stop();
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

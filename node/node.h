@@ -35,7 +35,9 @@
 #include "common/gossip/membership.h"
 #include "common/net/grpc_channels.h"
 #include "common/rules/rules.h"
+#include "common/net/ws_client.h"
 #include "node/clock_prober.h"
+#include "node/collector.h"
 #include "node/coordinator_session.h"
 #include "node/dispatch_service.h"
 #include "node/exchange_lane.h"
@@ -56,6 +58,8 @@ struct NodeTransports {
   common::ChannelFactory channels;  // coordinators; default InsecureChannelFactory()
   // Default: a gossip agent when options.membership is enabled, else none.
   common::gossip::MembershipFactory membership;
+  // The exchanges' WebSocket streams; default: an LwsWsClient made at Start.
+  std::function<absl::StatusOr<std::unique_ptr<common::WsClient>>()> ws;
   // Serve Node.Dispatch on no port; callers use InProcessChannel()
   // (options.advertise is what the node tells coordinators).
   bool in_process = false;
@@ -102,6 +106,15 @@ class Node {
   std::optional<LeaderClaim> GossipLeaderClaim();
   absl::Status StartGossip();
   void PublishUsage();
+  // The WebSocket base for `exchange`: --ws-url, else the coordinator's
+  // offer, else the REST URL's host (ws:// for http://: the simulator serves
+  // both), else the rules'.
+  std::string WsBase(const std::string& exchange) ABSL_LOCKS_EXCLUDED(mu_);
+  // A book's snapshot: Coordinator.Execute at the session's coordinator, so
+  // the scheduler prices and places it like any request (priority above
+  // clients': a book without its snapshot collects nothing).
+  void FetchSnapshot(const std::string& exchange, const std::string& path, const common::QueryParams& query,
+                     std::function<void(absl::StatusOr<std::string>)> done);
 
   const NodeOptions options_;
   common::Clock& clock_;
@@ -115,12 +128,16 @@ class Node {
   std::unique_ptr<DispatchService> service_;
   std::unique_ptr<CoordinatorSession> session_;
   std::unique_ptr<ClockProber> prober_;
+  std::unique_ptr<common::WsClient> ws_;
+  std::unique_ptr<Collector> collector_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::string advertise_;
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, std::string> offered_ws_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> rest_urls_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace marketprism::node

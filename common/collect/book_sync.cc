@@ -46,6 +46,13 @@ void TopOf(const Side& side, size_t n, google::protobuf::RepeatedPtrField<v1::Le
 
 }  // namespace
 
+BookProtocol BookProtocolFor(absl::string_view exchange) {
+  if (exchange == "binance_usdm") return BookProtocol::kBinanceUsdm;
+  if (exchange == "okx") return BookProtocol::kOkx;
+  if (exchange == "deribit") return BookProtocol::kDeribit;
+  return BookProtocol::kBinanceSpot;
+}
+
 bool OrderBook::Apply(const std::vector<PriceLevel>& bids, const std::vector<PriceLevel>& asks, std::string* error) {
   return ApplySide(bids, bids_, "bid", error) && ApplySide(asks, asks_, "ask", error);
 }

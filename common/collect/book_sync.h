@@ -43,6 +43,10 @@ namespace marketprism::common {
 
 enum class BookProtocol { kBinanceSpot, kBinanceUsdm, kOkx, kDeribit };
 
+// The protocol of `exchange`'s books ("binance_spot", "binance_usdm", "okx",
+// "deribit"); Binance spot's for any other name.
+BookProtocol BookProtocolFor(absl::string_view exchange);
+
 struct PriceLevel {
   std::string price;
   std::string quantity;  // "0" removes the level

@@ -1,0 +1,197 @@
+#include "coordinator/record_hub.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace marketprism::coordinator {
+
+namespace {
+
+std::string UnitKey(const v1::MarketEvent& e) { return absl::StrCat(e.exchange(), "/", e.channel(), "/", e.symbol()); }
+
+std::vector<common::PriceLevel> Levels(const google::protobuf::RepeatedPtrField<v1::Level>& in) {
+  std::vector<common::PriceLevel> out;
+  out.reserve(static_cast<size_t>(in.size()));
+  for (const v1::Level& l : in) out.push_back({l.price(), l.quantity()});
+  return out;
+}
+
+}  // namespace
+
+RecordHub::RecordHub(Options options) : options_(options) {}
+
+bool RecordHub::Matches(const v1::SubscribeRequest& f, const v1::MarketEvent& e) {
+  if (!f.exchange().empty() && f.exchange() != e.exchange()) return false;
+  if (!f.channel().empty() && f.channel() != e.channel()) return false;
+  if (f.symbols_size() == 0) return true;
+  for (const std::string& s : f.symbols()) {
+    if (s == e.symbol()) return true;
+  }
+  return false;
+}
+
+int64_t RecordHub::Subscribe(const v1::SubscribeRequest& filter, RecordSink* sink) {
+  absl::MutexLock lock(&mu_);
+  int64_t id = next_id_++;
+  subscribers_[id] = Subscriber{filter, sink};
+  // A book subscriber starts from the book as the hub holds it.
+  for (const auto& [key, u] : units_) {
+    if (!u.book || !u.book->live()) continue;
+    v1::MarketEvent e;
+    size_t a = key.find('/'), b = key.find('/', a + 1);
+    e.set_exchange(key.substr(0, a));
+    e.set_channel(key.substr(a + 1, b - a - 1));
+    e.set_symbol(key.substr(b + 1));
+    if (!Matches(filter, e)) continue;
+    int64_t id_now = u.book->last_update_id();
+    e.set_key(absl::StrCat(key, "/snapshot/", id_now, "-", id_now));
+    v1::BookUpdate* book = e.mutable_book();
+    book->set_snapshot(true);
+    book->set_first_update_id(id_now);
+    book->set_last_update_id(id_now);
+    u.book->book().Top(0, book);
+    if (!sink->Offer(e)) {
+      sink->Cut(absl::ResourceExhaustedError("the books did not fit the subscriber's queue"));
+      subscribers_.erase(id);
+      ++counts_.cut;
+      break;
+    }
+  }
+  return id;
+}
+
+void RecordHub::Unsubscribe(int64_t id) {
+  absl::MutexLock lock(&mu_);
+  subscribers_.erase(id);
+}
+
+RecordHub::Counts RecordHub::counts() {
+  absl::MutexLock lock(&mu_);
+  return counts_;
+}
+
+bool RecordHub::SeenKey(const std::string& key) {
+  if (key.empty()) return false;
+  if (!keys_.insert(key).second) return true;
+  key_order_.push_back(key);
+  if (key_order_.size() > options_.dedupe_keys) {
+    keys_.erase(key_order_.front());
+    key_order_.pop_front();
+  }
+  return false;
+}
+
+void RecordHub::Deliver(const v1::MarketEvent& e) {
+  ++counts_.delivered;
+  if (e.has_gap()) ++counts_.gaps;
+  for (auto it = subscribers_.begin(); it != subscribers_.end();) {
+    if (!Matches(it->second.filter, e) || it->second.sink->Offer(e)) {
+      ++it;
+      continue;
+    }
+    it->second.sink->Cut(absl::ResourceExhaustedError(absl::StrCat(
+        "subscriber too slow: ", options_.subscriber_queue, " records behind; subscribe again (books start over)")));
+    ++counts_.cut;
+    it = subscribers_.erase(it);
+  }
+}
+
+void RecordHub::Publish(const v1::RecordBatch& batch) {
+  absl::MutexLock lock(&mu_);
+  for (const v1::MarketEvent& e : batch.events()) {
+    ++counts_.received;
+    Accept(e);
+  }
+}
+
+void RecordHub::Accept(const v1::MarketEvent& e) {
+  std::string key = UnitKey(e);
+  if (e.has_trade()) {
+    Unit& u = units_[key];
+    int64_t id = 0;
+    if (!absl::SimpleAtoi(e.trade().trade_id(), &id)) {
+      if (SeenKey(e.key())) ++counts_.duplicates; else Deliver(e);
+      return;
+    }
+    if (id <= u.last_trade) {
+      ++counts_.duplicates;
+      return;
+    }
+    if (u.last_trade != 0 && id > u.last_trade + 1) {
+      v1::MarketEvent g = e;
+      g.clear_trade();
+      g.set_key(absl::StrCat(key, "/gap/", u.last_trade, "-", id));
+      g.mutable_gap()->set_after_update_id(u.last_trade);
+      g.mutable_gap()->set_resumed_update_id(id);
+      g.mutable_gap()->set_reason(absl::StrCat("trade ids ", u.last_trade + 1, "..", id - 1, " missed by every copy"));
+      Deliver(g);
+    }
+    u.last_trade = id;
+    Deliver(e);
+    return;
+  }
+  if (e.has_book()) {
+    AcceptBook(units_[key], e);
+    return;
+  }
+  if (e.has_gap()) {
+    // One copy's gap: whether the merged stream has one is judged here.
+    auto it = units_.find(key);
+    if (it != units_.end() && (it->second.book || it->second.last_trade != 0)) return;
+  }
+  if (SeenKey(e.key())) {
+    ++counts_.duplicates;
+    return;
+  }
+  Deliver(e);
+}
+
+void RecordHub::AcceptBook(Unit& u, const v1::MarketEvent& e) {
+  if (!u.book) u.book = std::make_unique<common::BookSync>(common::BookProtocolFor(e.exchange()));
+  const v1::BookUpdate& b = e.book();
+  std::vector<common::BookRecord> out;
+  if (b.snapshot()) {
+    common::BookSnapshot s{b.last_update_id(), Levels(b.bids()), Levels(b.asks())};
+    if (!u.latest_snapshot || s.update_id >= u.latest_snapshot->update_id) u.latest_snapshot = s;
+    if (u.book->live()) {
+      ++counts_.duplicates;  // the hub's book already runs
+      return;
+    }
+    out = u.book->OnSnapshot(std::move(s));
+  } else {
+    if (u.book->live() && b.last_update_id() <= u.book->last_update_id()) {
+      ++counts_.duplicates;  // the other copy's
+      return;
+    }
+    common::BookDiff d{b.first_update_id(), b.last_update_id(), b.previous_update_id() != 0 ? b.previous_update_id() : -1,
+                       Levels(b.bids()), Levels(b.asks())};
+    out = u.book->OnDiff(std::move(d));
+    if (u.book->wants_snapshot() && u.latest_snapshot) {
+      for (common::BookRecord& r : u.book->OnSnapshot(*u.latest_snapshot)) out.push_back(std::move(r));
+    }
+  }
+  std::string key = UnitKey(e);
+  for (common::BookRecord& r : out) {
+    v1::MarketEvent m;
+    m.set_exchange(e.exchange());
+    m.set_symbol(e.symbol());
+    m.set_channel(e.channel());
+    m.set_exchange_time_us(e.exchange_time_us());
+    m.set_received_time_us(e.received_time_us());
+    m.set_node_id(e.node_id());
+    if (r.kind == common::BookRecord::Kind::kGap) {
+      m.set_key(absl::StrCat(key, "/gap/", r.gap.after_update_id(), "-", r.gap.resumed_update_id()));
+      *m.mutable_gap() = std::move(r.gap);
+    } else {
+      const char* kind = r.kind == common::BookRecord::Kind::kSnapshot ? "/snapshot/" : "/";
+      m.set_key(absl::StrCat(key, kind, r.update.first_update_id(), "-", r.update.last_update_id()));
+      *m.mutable_book() = std::move(r.update);
+    }
+    Deliver(m);
+  }
+}
+
+}  // namespace marketprism::coordinator

@@ -1,0 +1,145 @@
+#include "coordinator/record_hub.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace marketprism::coordinator {
+namespace {
+
+using ::testing::HasSubstr;
+
+class QueueSink final : public RecordSink {
+ public:
+  explicit QueueSink(size_t max = 1000) : max_(max) {}
+  bool Offer(const v1::MarketEvent& e) override {
+    if (events.size() >= max_) return false;
+    events.push_back(e);
+    return true;
+  }
+  void Cut(const absl::Status& why) override { cut = why; }
+  std::vector<v1::MarketEvent> events;
+  absl::Status cut;
+
+ private:
+  size_t max_;
+};
+
+v1::MarketEvent Trade(int64_t id, const std::string& node) {
+  v1::MarketEvent e;
+  e.set_exchange("binance_spot");
+  e.set_channel("trades");
+  e.set_symbol("BTCUSDT");
+  e.set_node_id(node);
+  e.set_key(absl::StrCat("binance_spot/trades/BTCUSDT/", id));
+  e.mutable_trade()->set_trade_id(absl::StrCat(id));
+  e.mutable_trade()->set_price("100");
+  return e;
+}
+
+v1::MarketEvent Book(int64_t first, int64_t last, bool snapshot, const std::string& node) {
+  v1::MarketEvent e;
+  e.set_exchange("binance_spot");
+  e.set_channel("book");
+  e.set_symbol("BTCUSDT");
+  e.set_node_id(node);
+  e.set_key(absl::StrCat("binance_spot/book/BTCUSDT/", snapshot ? "snapshot/" : "", first, "-", last));
+  v1::BookUpdate* b = e.mutable_book();
+  b->set_snapshot(snapshot);
+  b->set_first_update_id(first);
+  b->set_last_update_id(last);
+  v1::Level* bid = b->add_bids();
+  bid->set_price(absl::StrCat(90 + last % 5));
+  bid->set_quantity("1");
+  v1::Level* ask = b->add_asks();
+  ask->set_price("200");
+  ask->set_quantity("1");
+  return e;
+}
+
+v1::RecordBatch Batch(std::vector<v1::MarketEvent> events) {
+  v1::RecordBatch b;
+  for (auto& e : events) *b.add_events() = std::move(e);
+  return b;
+}
+
+std::vector<std::string> Keys(const QueueSink& s) {
+  std::vector<std::string> k;
+  for (const auto& e : s.events) k.push_back(e.key());
+  return k;
+}
+
+TEST(RecordHubTest, TwoCopiesOfTradesArriveOnceAndAGapOnlyWhenBothLost) {
+  RecordHub hub;
+  QueueSink sink;
+  hub.Subscribe({}, &sink);
+  hub.Publish(Batch({Trade(1, "a"), Trade(2, "a")}));
+  hub.Publish(Batch({Trade(1, "b"), Trade(2, "b"), Trade(3, "b")}));  // a misses 3
+  hub.Publish(Batch({Trade(4, "a"), Trade(4, "b"), Trade(7, "a")}));  // both miss 5 and 6
+  std::vector<std::string> keys = Keys(sink);
+  ASSERT_EQ(keys.size(), 6u);
+  EXPECT_EQ(keys[2], "binance_spot/trades/BTCUSDT/3");
+  ASSERT_TRUE(sink.events[4].has_gap());
+  EXPECT_THAT(sink.events[4].gap().reason(), HasSubstr("5..6 missed by every copy"));
+  EXPECT_EQ(hub.counts().duplicates, 3);
+}
+
+TEST(RecordHubTest, BooksFromTwoCopiesMergeIntoOneSequence) {
+  RecordHub hub;
+  QueueSink sink;
+  hub.Subscribe({}, &sink);
+  hub.Publish(Batch({Book(100, 100, true, "a"), Book(95, 110, false, "a")}));
+  hub.Publish(Batch({Book(105, 105, true, "b"), Book(101, 110, false, "b"), Book(111, 120, false, "b")}));
+  hub.Publish(Batch({Book(111, 120, false, "a"), Book(121, 130, false, "a")}));
+  std::vector<std::string> keys = Keys(sink);
+  EXPECT_EQ(keys, (std::vector<std::string>{"binance_spot/book/BTCUSDT/snapshot/100-100", "binance_spot/book/BTCUSDT/95-110",
+                                            "binance_spot/book/BTCUSDT/111-120", "binance_spot/book/BTCUSDT/121-130"}));
+  EXPECT_EQ(hub.counts().gaps, 0);
+}
+
+TEST(RecordHubTest, AUnitThatMovedRejoinsOnItsNewSnapshotWithOneGap) {
+  RecordHub hub;
+  QueueSink sink;
+  hub.Subscribe({}, &sink);
+  hub.Publish(Batch({Book(100, 100, true, "a"), Book(101, 110, false, "a")}));
+  // node a died; b runs the unit from a newer snapshot
+  hub.Publish(Batch({Book(150, 150, true, "b"), Book(141, 160, false, "b"), Book(161, 170, false, "b")}));
+  std::vector<std::string> keys = Keys(sink);
+  ASSERT_EQ(keys.size(), 6u);
+  ASSERT_TRUE(sink.events[2].has_gap());
+  EXPECT_EQ(sink.events[2].gap().after_update_id(), 110);
+  EXPECT_EQ(sink.events[2].gap().resumed_update_id(), 150);
+  EXPECT_TRUE(sink.events[3].book().snapshot());
+  EXPECT_EQ(sink.events[5].key(), "binance_spot/book/BTCUSDT/161-170");
+}
+
+TEST(RecordHubTest, ANewBookSubscriberStartsFromTheHubsBook) {
+  RecordHub hub;
+  hub.Publish(Batch({Book(100, 100, true, "a"), Book(101, 110, false, "a")}));
+  QueueSink sink;
+  v1::SubscribeRequest f;
+  f.set_exchange("binance_spot");
+  f.set_channel("book");
+  hub.Subscribe(f, &sink);
+  ASSERT_EQ(sink.events.size(), 1u);
+  EXPECT_TRUE(sink.events[0].book().snapshot());
+  EXPECT_EQ(sink.events[0].book().last_update_id(), 110);
+  hub.Publish(Batch({Book(111, 111, false, "a"), Trade(1, "a")}));
+  EXPECT_EQ(sink.events.size(), 2u) << "the trade does not match the filter";
+}
+
+TEST(RecordHubTest, ASlowSubscriberIsCutOffAndTheOthersGoOn) {
+  RecordHub hub;
+  QueueSink slow(2), fast;
+  hub.Subscribe({}, &slow);
+  hub.Subscribe({}, &fast);
+  hub.Publish(Batch({Trade(1, "a"), Trade(2, "a"), Trade(3, "a"), Trade(4, "a")}));
+  EXPECT_EQ(slow.cut.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(slow.cut.message(), HasSubstr("too slow"));
+  EXPECT_EQ(fast.events.size(), 4u);
+  EXPECT_EQ(hub.counts().cut, 1);
+}
+
+}  // namespace
+}  // namespace marketprism::coordinator
