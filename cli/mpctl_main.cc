@@ -6,6 +6,8 @@
 //     and when it was last heard; any coordinator answers)
 //   mpctl exec EXCHANGE METHOD PATH [key=value ...] [--priority N] [--body JSON]
 //             [--header NAME:VALUE ...]
+//   mpctl jobs [create FILE | delete NAME] | tail EXCHANGE CHANNEL [SYMBOL ...]
+//     (cli/collect_commands.h)
 //
 // Tables by default; --json prints the reply as JSON for scripts.
 #include <grpcpp/grpcpp.h>
@@ -21,6 +23,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "cli/collect_commands.h"
 #include "common/flags.h"
 #include "google/protobuf/util/json_util.h"
 #include "marketprism/v1/coordinator.grpc.pb.h"
@@ -88,7 +91,8 @@ int main(int argc, char** argv) {
   absl::Duration timeout = absl::Seconds(30);
   common::FlagSet f("mpctl",
                     "talks to a coordinator: status | health | nodes | drain NODE | "
-                    "exec EXCHANGE METHOD PATH [key=value ...]");
+                    "exec EXCHANGE METHOD PATH [key=value ...] | jobs [create FILE | delete NAME] | "
+                    "tail EXCHANGE CHANNEL [SYMBOL ...]");
   f.String("coordinator", &coordinator, "the coordinator's ADDR:PORT");
   f.Bool("json", &json, "print replies as JSON");
   f.Duration("timeout", &timeout, "deadline of the call");
@@ -107,7 +111,10 @@ int main(int argc, char** argv) {
     std::fputs(f.Help().c_str(), stderr);
     return 2;
   }
-  auto stub = v1::Coordinator::NewStub(grpc::CreateChannel(coordinator, grpc::InsecureChannelCredentials()));
+  auto channel = grpc::CreateChannel(coordinator, grpc::InsecureChannelCredentials());
+  if (args->front() == "jobs") return cli::RunJobs(channel, *args, json, timeout);
+  if (args->front() == "tail") return cli::RunTail(channel, *args, json);
+  auto stub = v1::Coordinator::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
   const std::string& cmd = args->front();
@@ -257,6 +264,6 @@ int main(int argc, char** argv) {
     std::printf("%s\n", r.body().c_str());
     return 0;
   }
-  std::fprintf(stderr, "mpctl: unknown command \"%s\" (status, health, nodes, drain, exec)\n", cmd.c_str());
+  std::fprintf(stderr, "mpctl: unknown command \"%s\" (status, health, nodes, drain, exec, jobs, tail)\n", cmd.c_str());
   return 2;
 }

@@ -87,13 +87,19 @@ Coordinator::Coordinator(CoordinatorOptions options, common::Clock& clock, Coord
     return Leadership{};
   };
   hooks.on_register = [this](const v1::Register& r) { return registrar_->Register(r); };
-  hooks.after_register = [this](const std::string&) {
+  hooks.after_register = [this](const std::string& node) {
+    collection_->NodeRegistered(node);
     leases_->Tick();
     front_door_->ReleaseHeld();  // requests that found no node may find this one
   };
   hooks.on_report = [this](const std::string& node, const v1::UsageReport& r) { registrar_->Report(node, r); };
+  hooks.on_records = [this](const std::string& node, const v1::RecordBatch& b) {
+    collection_->Observe(node, b);
+    collection_->hub().Publish(b, clock_.Now());
+  };
   hooks.on_end = [this](const std::string& node) {
     scheduler_->DisconnectNode(node);
+    collection_->NodeGone();
     common::Log(common::LogLevel::kWarning, "coordinator", absl::StrCat("node ", node, " disconnected"));
   };
   sessions_ = std::make_unique<NodeSessions>(options_.name, std::move(hooks));
@@ -111,6 +117,14 @@ Coordinator::Coordinator(CoordinatorOptions options, common::Clock& clock, Coord
       [this] { PushLimits(); });
   member_watch_ = std::make_unique<MemberWatch>(clock_, *scheduler_, *node_client_, *sessions_, *front_door_,
                                                 [this](const FrontDoor::Change& c) { OnLeadershipChange(c); });
+  collection_ = std::make_unique<Collection>(
+      CollectionOptions{.jobs_file = options_.jobs_file, .coordinator_id = ro.coordinator_id}, clock_,
+      scheduler_->rules(), *scheduler_, *sessions_,
+      [this](const v1::ExecuteRequest& req, absl::Time deadline, Router::Done done) {
+        router_->Execute(req, deadline, std::move(done));
+      },
+      [this] { return front_door_->leadership(); }, [this] { return router_->term(); });
+  collector_service_ = std::make_unique<CollectorService>(*collection_);
   client_service_ = std::make_unique<ClientService>(
       ClientService::Options{options_.name, options_.default_deadline, options_.health}, clock_, *front_door_,
       *scheduler_, *sessions_);
@@ -134,6 +148,7 @@ absl::Status Coordinator::Start() {
   if (!transports_.in_process) builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port_);
   builder.RegisterService(client_service_.get());
   builder.RegisterService(sessions_.get());
+  builder.RegisterService(collector_service_.get());
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || (!transports_.in_process && port_ == 0)) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", listen));
@@ -159,6 +174,11 @@ absl::Status Coordinator::Start() {
                 absl::StrCat(options_.name, ": gossip at ", membership_->addr(), ", serving at ", advertise_));
   } else {
     front_door_->LeadAlone(advertise_);
+  }
+  if (absl::Status st = collection_->Start(); !st.ok()) {
+    server_->Shutdown();
+    server_.reset();
+    return st;
   }
   ticker_.ArmIn(absl::ZeroDuration());
   leases_->Start();
@@ -216,6 +236,7 @@ void Coordinator::Shutdown() {
     stopping_ = true;
   }
   refresher_->Stop();
+  collection_->Stop();
   member_watch_->Stop();
   leases_->Stop();
   if (membership_) {

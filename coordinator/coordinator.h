@@ -29,6 +29,8 @@
 #include "common/net/grpc_channels.h"
 #include "common/timer.h"
 #include "coordinator/client_service.h"
+#include "coordinator/collection.h"
+#include "coordinator/collector_service.h"
 #include "coordinator/coordinator_options.h"
 #include "coordinator/front_door.h"
 #include "coordinator/lease_pusher.h"
@@ -97,6 +99,8 @@ class Coordinator {
   std::unique_ptr<LimitsRefresher> refresher_;
   std::unique_ptr<MemberWatch> member_watch_;
   std::unique_ptr<ClientService> client_service_;
+  std::unique_ptr<Collection> collection_;
+  std::unique_ptr<CollectorService> collector_service_;
   std::unique_ptr<common::gossip::Membership> membership_;
   std::unique_ptr<grpc::Server> server_;
   common::Timer ticker_;  // the scheduler's window edges and deadlines

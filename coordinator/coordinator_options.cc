@@ -19,6 +19,7 @@ absl::StatusOr<std::optional<CoordinatorOptions>> ParseCoordinatorOptions(
   f.String("listen", &listen, "ADDR:PORT for clients (Coordinator) and nodes (NodeControl)");
   f.List("exchange-url", &urls, "EXCHANGE=URL: REST base given to nodes that have none");
   f.List("ws-url", &ws_urls, "EXCHANGE=URL: WebSocket base given to nodes that have none");
+  f.String("jobs", &o.jobs_file, "a jobs file (JSON: what to collect); re-read when it changes");
   f.String("rules", &o.rules_file, "exchange rules file [the shipped rules]");
   f.List("limit", &o.limits, "EXCHANGE.POOL=CAPACITY override (also pushed to nodes)");
   f.Duration("exchange-info-refresh", &o.exchange_info_refresh,

@@ -99,42 +99,103 @@ void RecordHub::Deliver(const v1::MarketEvent& e) {
   }
 }
 
-void RecordHub::Publish(const v1::RecordBatch& batch) {
+void RecordHub::Publish(const v1::RecordBatch& batch, absl::Time now) {
   absl::MutexLock lock(&mu_);
   for (const v1::MarketEvent& e : batch.events()) {
     ++counts_.received;
-    Accept(e);
+    Accept(e, now);
   }
 }
 
-void RecordHub::Accept(const v1::MarketEvent& e) {
-  std::string key = UnitKey(e);
+void RecordHub::Flush(absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  for (auto& [key, u] : units_) {
+    if (!u.held.empty()) Release(u, now);
+  }
+}
+
+namespace {
+
+int64_t TradeId(const v1::MarketEvent& e) {
+  int64_t id = 0;
+  return absl::SimpleAtoi(e.trade().trade_id(), &id) ? id : -1;
+}
+
+}  // namespace
+
+void RecordHub::DeliverTrade(Unit& u, const v1::MarketEvent& e, int64_t id) {
+  if (u.last_trade != 0 && id > u.last_trade + 1) {
+    std::string key = UnitKey(e);
+    v1::MarketEvent g = e;
+    g.clear_trade();
+    g.set_key(absl::StrCat(key, "/gap/", u.last_trade, "-", id));
+    g.mutable_gap()->set_after_update_id(u.last_trade);
+    g.mutable_gap()->set_resumed_update_id(id);
+    g.mutable_gap()->set_reason(absl::StrCat("trade ids ", u.last_trade + 1, "..", id - 1, " missed by every copy"));
+    Deliver(g);
+  }
+  u.last_trade = id;
+  Deliver(e);
+}
+
+bool RecordHub::Sequence(Unit& u, const v1::MarketEvent& e, bool force) {
   if (e.has_trade()) {
-    Unit& u = units_[key];
-    int64_t id = 0;
-    if (!absl::SimpleAtoi(e.trade().trade_id(), &id)) {
-      if (SeenKey(e.key())) ++counts_.duplicates; else Deliver(e);
-      return;
-    }
+    int64_t id = TradeId(e);
     if (id <= u.last_trade) {
       ++counts_.duplicates;
+      return true;
+    }
+    if (!force && u.last_trade != 0 && id > u.last_trade + 1) return false;
+    DeliverTrade(u, e, id);
+    return true;
+  }
+  // A book update while the hub's book is live.
+  const v1::BookUpdate& b = e.book();
+  if (b.last_update_id() <= u.book->last_update_id()) {
+    ++counts_.duplicates;  // the other copy's
+    return true;
+  }
+  bool next = b.previous_update_id() != 0 ? b.previous_update_id() == u.book->last_update_id()
+                                          : b.first_update_id() <= u.book->last_update_id() + 1;
+  if (!force && !next) return false;
+  FeedBook(u, e);
+  return true;
+}
+
+void RecordHub::Release(Unit& u, absl::Time now) {
+  while (!u.held.empty()) {
+    auto it = u.held.begin();
+    bool live_book = it->second.second.has_book() && u.book && u.book->live();
+    bool overdue = now - it->second.first >= options_.reorder_hold;
+    if (it->second.second.has_book() && !live_book) {
+      FeedBook(u, it->second.second);  // the book resynchronises: order is BookSync's business now
+    } else if (!Sequence(u, it->second.second, overdue)) {
       return;
     }
-    if (u.last_trade != 0 && id > u.last_trade + 1) {
-      v1::MarketEvent g = e;
-      g.clear_trade();
-      g.set_key(absl::StrCat(key, "/gap/", u.last_trade, "-", id));
-      g.mutable_gap()->set_after_update_id(u.last_trade);
-      g.mutable_gap()->set_resumed_update_id(id);
-      g.mutable_gap()->set_reason(absl::StrCat("trade ids ", u.last_trade + 1, "..", id - 1, " missed by every copy"));
-      Deliver(g);
+    u.held.erase(u.held.begin());
+  }
+}
+
+void RecordHub::Accept(const v1::MarketEvent& e, absl::Time now) {
+  std::string key = UnitKey(e);
+  if (e.has_trade() && TradeId(e) >= 0) {
+    Unit& u = units_[key];
+    if (!Sequence(u, e, /*force=*/false)) {
+      if (!u.held.emplace(TradeId(e), std::make_pair(now, e)).second) ++counts_.duplicates;
     }
-    u.last_trade = id;
-    Deliver(e);
+    Release(u, now);
     return;
   }
   if (e.has_book()) {
-    AcceptBook(units_[key], e);
+    Unit& u = units_[key];
+    if (!e.book().snapshot() && u.book && u.book->live()) {
+      if (!Sequence(u, e, /*force=*/false)) {
+        if (!u.held.emplace(e.book().first_update_id(), std::make_pair(now, e)).second) ++counts_.duplicates;
+      }
+    } else {
+      AcceptBook(u, e);
+    }
+    Release(u, now);
     return;
   }
   if (e.has_gap()) {
@@ -152,18 +213,29 @@ void RecordHub::Accept(const v1::MarketEvent& e) {
 void RecordHub::AcceptBook(Unit& u, const v1::MarketEvent& e) {
   if (!u.book) u.book = std::make_unique<common::BookSync>(common::BookProtocolFor(e.exchange()));
   const v1::BookUpdate& b = e.book();
+  if (!b.snapshot()) {
+    FeedBook(u, e);
+    return;
+  }
+  common::BookSnapshot s{b.last_update_id(), Levels(b.bids()), Levels(b.asks())};
+  if (!u.latest_snapshot || s.update_id >= u.latest_snapshot->update_id) u.latest_snapshot = s;
+  if (u.book->live()) {
+    ++counts_.duplicates;  // the hub's book already runs
+    return;
+  }
+  FeedBook(u, e);
+}
+
+// Hands a book record to the hub's BookSync and delivers what it says.
+void RecordHub::FeedBook(Unit& u, const v1::MarketEvent& e) {
+  if (!u.book) u.book = std::make_unique<common::BookSync>(common::BookProtocolFor(e.exchange()));
+  const v1::BookUpdate& b = e.book();
   std::vector<common::BookRecord> out;
   if (b.snapshot()) {
-    common::BookSnapshot s{b.last_update_id(), Levels(b.bids()), Levels(b.asks())};
-    if (!u.latest_snapshot || s.update_id >= u.latest_snapshot->update_id) u.latest_snapshot = s;
-    if (u.book->live()) {
-      ++counts_.duplicates;  // the hub's book already runs
-      return;
-    }
-    out = u.book->OnSnapshot(std::move(s));
+    out = u.book->OnSnapshot({b.last_update_id(), Levels(b.bids()), Levels(b.asks())});
   } else {
     if (u.book->live() && b.last_update_id() <= u.book->last_update_id()) {
-      ++counts_.duplicates;  // the other copy's
+      ++counts_.duplicates;
       return;
     }
     common::BookDiff d{b.first_update_id(), b.last_update_id(), b.previous_update_id() != 0 ? b.previous_update_id() : -1,

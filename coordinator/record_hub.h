@@ -14,6 +14,10 @@
 //    emitted. A new book subscriber first gets the hub's book as a snapshot;
 //  * anything else: once per record key.
 //
+// The copies' records reach the hub with different delays, so a record
+// ahead of the next one expected is held (up to Options::reorder_hold) for
+// a copy that has the missing ones; only then is the hole a gap.
+//
 // A subscriber that falls `Options::subscriber_queue` records behind is cut
 // off (its Sink is told why) rather than slowing anyone else.
 //
@@ -34,6 +38,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/collect/book_sync.h"
 #include "marketprism/v1/collector.pb.h"
 #include "marketprism/v1/node.pb.h"
@@ -54,6 +59,7 @@ class RecordHub {
   struct Options {
     size_t dedupe_keys = 200'000;  // record keys remembered for "once per key"
     size_t subscriber_queue = 10'000;
+    absl::Duration reorder_hold = absl::Milliseconds(250);
   };
   explicit RecordHub(Options options);
   RecordHub() : RecordHub(Options{}) {}
@@ -64,7 +70,10 @@ class RecordHub {
   int64_t Subscribe(const v1::SubscribeRequest& filter, RecordSink* sink) ABSL_LOCKS_EXCLUDED(mu_);
   void Unsubscribe(int64_t id) ABSL_LOCKS_EXCLUDED(mu_);
 
-  void Publish(const v1::RecordBatch& batch) ABSL_LOCKS_EXCLUDED(mu_);
+  // `now`: when the batch came (it times the reorder hold).
+  void Publish(const v1::RecordBatch& batch, absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+  // Releases what was held past the reorder hold (call it every ~100 ms).
+  void Flush(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
 
   struct Counts {
     int64_t received = 0;   // records the nodes sent
@@ -80,13 +89,23 @@ class RecordHub {
     std::unique_ptr<common::BookSync> book;
     std::optional<common::BookSnapshot> latest_snapshot;  // the newest a copy sent
     int64_t last_trade = 0;
+    // Records ahead of the next expected, by their first id, with when
+    // they came.
+    std::map<int64_t, std::pair<absl::Time, v1::MarketEvent>> held;
   };
   struct Subscriber {
     v1::SubscribeRequest filter;
     RecordSink* sink;
   };
 
-  void Accept(const v1::MarketEvent& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Accept(const v1::MarketEvent& e, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Trades and book updates in id order: delivers `e` if it is next (or
+  // `force`), else holds it; false when held.
+  bool Sequence(Unit& u, const v1::MarketEvent& e, bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Delivers what is held and now next, and what was held too long.
+  void Release(Unit& u, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DeliverTrade(Unit& u, const v1::MarketEvent& e, int64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FeedBook(Unit& u, const v1::MarketEvent& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AcceptBook(Unit& u, const v1::MarketEvent& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool SeenKey(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Deliver(const v1::MarketEvent& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

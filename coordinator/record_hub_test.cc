@@ -58,6 +58,8 @@ v1::MarketEvent Book(int64_t first, int64_t last, bool snapshot, const std::stri
   return e;
 }
 
+const absl::Time T0 = absl::FromUnixSeconds(1'700'000'000);
+
 v1::RecordBatch Batch(std::vector<v1::MarketEvent> events) {
   v1::RecordBatch b;
   for (auto& e : events) *b.add_events() = std::move(e);
@@ -74,9 +76,13 @@ TEST(RecordHubTest, TwoCopiesOfTradesArriveOnceAndAGapOnlyWhenBothLost) {
   RecordHub hub;
   QueueSink sink;
   hub.Subscribe({}, &sink);
-  hub.Publish(Batch({Trade(1, "a"), Trade(2, "a")}));
-  hub.Publish(Batch({Trade(1, "b"), Trade(2, "b"), Trade(3, "b")}));  // a misses 3
-  hub.Publish(Batch({Trade(4, "a"), Trade(4, "b"), Trade(7, "a")}));  // both miss 5 and 6
+  hub.Publish(Batch({Trade(1, "a"), Trade(2, "a")}), T0);
+  hub.Publish(Batch({Trade(1, "b"), Trade(2, "b"), Trade(3, "b")}), T0);  // a misses 3
+  hub.Publish(Batch({Trade(4, "a"), Trade(4, "b"), Trade(7, "a")}), T0);  // both miss 5 and 6
+  EXPECT_EQ(sink.events.size(), 4u) << "7 is held for a copy that may have 5 and 6";
+  hub.Flush(T0 + absl::Milliseconds(100));
+  EXPECT_EQ(sink.events.size(), 4u);
+  hub.Flush(T0 + absl::Milliseconds(300));
   std::vector<std::string> keys = Keys(sink);
   ASSERT_EQ(keys.size(), 6u);
   EXPECT_EQ(keys[2], "binance_spot/trades/BTCUSDT/3");
@@ -85,13 +91,28 @@ TEST(RecordHubTest, TwoCopiesOfTradesArriveOnceAndAGapOnlyWhenBothLost) {
   EXPECT_EQ(hub.counts().duplicates, 3);
 }
 
+TEST(RecordHubTest, ACopyAheadOfTheOtherIsReorderedNotAGap) {
+  RecordHub hub;
+  QueueSink sink;
+  hub.Subscribe({}, &sink);
+  hub.Publish(Batch({Trade(1, "a"), Trade(2, "a")}), T0);
+  hub.Publish(Batch({Trade(4, "b")}), T0);  // b's batch overtook a's 3
+  hub.Publish(Batch({Trade(3, "a"), Trade(4, "a")}), T0 + absl::Milliseconds(20));
+  EXPECT_EQ(Keys(sink), (std::vector<std::string>{"binance_spot/trades/BTCUSDT/1", "binance_spot/trades/BTCUSDT/2",
+                                                  "binance_spot/trades/BTCUSDT/3", "binance_spot/trades/BTCUSDT/4"}));
+  hub.Publish(Batch({Book(100, 100, true, "a"), Book(101, 110, false, "a"), Book(121, 130, false, "b")}), T0);
+  hub.Publish(Batch({Book(111, 120, false, "a"), Book(121, 130, false, "a")}), T0);
+  EXPECT_EQ(hub.counts().gaps, 0);
+  EXPECT_EQ(sink.events.back().key(), "binance_spot/book/BTCUSDT/121-130");
+}
+
 TEST(RecordHubTest, BooksFromTwoCopiesMergeIntoOneSequence) {
   RecordHub hub;
   QueueSink sink;
   hub.Subscribe({}, &sink);
-  hub.Publish(Batch({Book(100, 100, true, "a"), Book(95, 110, false, "a")}));
-  hub.Publish(Batch({Book(105, 105, true, "b"), Book(101, 110, false, "b"), Book(111, 120, false, "b")}));
-  hub.Publish(Batch({Book(111, 120, false, "a"), Book(121, 130, false, "a")}));
+  hub.Publish(Batch({Book(100, 100, true, "a"), Book(95, 110, false, "a")}), T0);
+  hub.Publish(Batch({Book(105, 105, true, "b"), Book(101, 110, false, "b"), Book(111, 120, false, "b")}), T0);
+  hub.Publish(Batch({Book(111, 120, false, "a"), Book(121, 130, false, "a")}), T0);
   std::vector<std::string> keys = Keys(sink);
   EXPECT_EQ(keys, (std::vector<std::string>{"binance_spot/book/BTCUSDT/snapshot/100-100", "binance_spot/book/BTCUSDT/95-110",
                                             "binance_spot/book/BTCUSDT/111-120", "binance_spot/book/BTCUSDT/121-130"}));
@@ -102,9 +123,11 @@ TEST(RecordHubTest, AUnitThatMovedRejoinsOnItsNewSnapshotWithOneGap) {
   RecordHub hub;
   QueueSink sink;
   hub.Subscribe({}, &sink);
-  hub.Publish(Batch({Book(100, 100, true, "a"), Book(101, 110, false, "a")}));
+  hub.Publish(Batch({Book(100, 100, true, "a"), Book(101, 110, false, "a")}), T0);
   // node a died; b runs the unit from a newer snapshot
-  hub.Publish(Batch({Book(150, 150, true, "b"), Book(141, 160, false, "b"), Book(161, 170, false, "b")}));
+  hub.Publish(Batch({Book(150, 150, true, "b"), Book(141, 160, false, "b"), Book(161, 170, false, "b")}), T0);
+  EXPECT_EQ(sink.events.size(), 2u) << "held: the other copy might have 111..140";
+  hub.Flush(T0 + absl::Milliseconds(300));
   std::vector<std::string> keys = Keys(sink);
   ASSERT_EQ(keys.size(), 6u);
   ASSERT_TRUE(sink.events[2].has_gap());
@@ -116,7 +139,7 @@ TEST(RecordHubTest, AUnitThatMovedRejoinsOnItsNewSnapshotWithOneGap) {
 
 TEST(RecordHubTest, ANewBookSubscriberStartsFromTheHubsBook) {
   RecordHub hub;
-  hub.Publish(Batch({Book(100, 100, true, "a"), Book(101, 110, false, "a")}));
+  hub.Publish(Batch({Book(100, 100, true, "a"), Book(101, 110, false, "a")}), T0);
   QueueSink sink;
   v1::SubscribeRequest f;
   f.set_exchange("binance_spot");
@@ -125,7 +148,7 @@ TEST(RecordHubTest, ANewBookSubscriberStartsFromTheHubsBook) {
   ASSERT_EQ(sink.events.size(), 1u);
   EXPECT_TRUE(sink.events[0].book().snapshot());
   EXPECT_EQ(sink.events[0].book().last_update_id(), 110);
-  hub.Publish(Batch({Book(111, 111, false, "a"), Trade(1, "a")}));
+  hub.Publish(Batch({Book(111, 111, false, "a"), Trade(1, "a")}), T0);
   EXPECT_EQ(sink.events.size(), 2u) << "the trade does not match the filter";
 }
 
@@ -134,7 +157,7 @@ TEST(RecordHubTest, ASlowSubscriberIsCutOffAndTheOthersGoOn) {
   QueueSink slow(2), fast;
   hub.Subscribe({}, &slow);
   hub.Subscribe({}, &fast);
-  hub.Publish(Batch({Trade(1, "a"), Trade(2, "a"), Trade(3, "a"), Trade(4, "a")}));
+  hub.Publish(Batch({Trade(1, "a"), Trade(2, "a"), Trade(3, "a"), Trade(4, "a")}), T0);
   EXPECT_EQ(slow.cut.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(slow.cut.message(), HasSubstr("too slow"));
   EXPECT_EQ(fast.events.size(), 4u);

@@ -85,6 +85,18 @@ void Collector::SetUnits(const v1::Units& units) {
     wanted[{a.exchange(), a.connection()}].insert(u.stream);
     next.emplace(a.key(), std::move(u));
   }
+  std::vector<std::string> added, removed;
+  for (const auto& [key, u] : next) {
+    if (!units_.count(key)) added.push_back(key);
+  }
+  for (const auto& [key, u] : units_) {
+    if (!next.count(key)) removed.push_back(key);
+  }
+  if (!added.empty() || !removed.empty()) {
+    common::Log(common::LogLevel::kInfo, "collector",
+                absl::StrCat(next.size(), " units", added.empty() ? "" : "; runs ", absl::StrJoin(added, ", "),
+                             removed.empty() ? "" : "; stops ", absl::StrJoin(removed, ", ")));
+  }
   units_ = std::move(next);
   by_stream_.clear();
   for (const auto& [key, u] : units_) by_stream_[{u.assignment.exchange(), u.stream}] = key;
@@ -187,6 +199,8 @@ void Collector::SyncSubscriptions(Conn& c) {
   // One message per gap: subscriptions first (new units wait), then the rest.
   std::vector<std::string>& batch = add.empty() ? drop : add;
   if (batch.empty()) return;
+  common::Log(common::LogLevel::kInfo, "collector",
+              absl::StrCat(add.empty() ? "unsubscribing " : "subscribing ", absl::StrJoin(batch, ", ")));
   nlohmann::json msg = {{"method", add.empty() ? "UNSUBSCRIBE" : "SUBSCRIBE"}, {"params", batch}, {"id", c.next_id++}};
   c.ws->Send(msg.dump());
   c.last_sent = now;
@@ -288,6 +302,7 @@ void Collector::FetchSnapshots() {
     auto conn = conns_.find({u.assignment.exchange(), u.assignment.connection()});
     if (conn == conns_.end() || conn->second.state != Conn::State::kOpen) continue;  // diffs must be buffering
     u.fetching = true;
+    common::Log(common::LogLevel::kInfo, "collector", absl::StrCat(key, ": fetching a snapshot"));
     std::weak_ptr<Guard> weak = guard_;
     std::string unit = key;
     fetch_(u.assignment.exchange(), "/api/v3/depth",
@@ -316,8 +331,17 @@ void Collector::OnSnapshot(const std::string& unit, absl::StatusOr<std::string> 
     return;
   }
   std::vector<v1::MarketEvent> out;
+  bool was_live = u.book->live();
+  int64_t id = snap->update_id;
   EmitBook(u, u.book->OnSnapshot(*std::move(snap)), Micros(clock_.Now()), out);
-  if (u.book->wants_snapshot()) u.fetch_after = clock_.SteadyNow() + absl::Milliseconds(200);  // stale: soon again
+  if (!was_live && u.book->live()) {
+    common::Log(common::LogLevel::kInfo, "collector", absl::StrCat(unit, ": in sync from snapshot ", id));
+  }
+  if (u.book->wants_snapshot()) {
+    common::Log(common::LogLevel::kInfo, "collector",
+                absl::StrCat(unit, ": snapshot ", id, " is older than the stream; fetching another"));
+    u.fetch_after = clock_.SteadyNow() + absl::Milliseconds(200);
+  }
   if (!out.empty()) sink_(std::move(out));
 }
 

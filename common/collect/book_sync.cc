@@ -203,8 +203,8 @@ void BookSync::Drain(std::vector<BookRecord>& out) {
     BookDiff d = std::move(buffer_.front());
     buffer_.pop_front();
     if (!Follows(d)) {
-      Break(absl::StrCat("sequence break: update ", d.first, "..", d.last, " (previous ", d.prev,
-                         ") does not follow ", last_),
+      Break(absl::StrCat("sequence break: update ", d.first, "..", d.last,
+                         d.prev >= 0 ? absl::StrCat(" (previous ", d.prev, ")") : "", " does not follow ", last_),
             &d);
       return;
     }
@@ -250,8 +250,8 @@ std::vector<BookRecord> BookSync::OnDiff(BookDiff d) {
   std::vector<BookRecord> out;
   if (state_ == State::kLive && buffer_.empty()) {
     if (!Follows(d)) {
-      Break(absl::StrCat("sequence break: update ", d.first, "..", d.last, " (previous ", d.prev,
-                         ") does not follow ", last_),
+      Break(absl::StrCat("sequence break: update ", d.first, "..", d.last,
+                         d.prev >= 0 ? absl::StrCat(" (previous ", d.prev, ")") : "", " does not follow ", last_),
             &d);
       return out;
     }

@@ -1,0 +1,318 @@
+#include "coordinator/collection.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+
+namespace marketprism::coordinator {
+
+namespace {
+
+constexpr absl::Duration kTick = absl::Milliseconds(100);
+
+int64_t MtimeOf(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return -1;
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+std::string UnitKeyOf(const v1::MarketEvent& e) { return absl::StrCat(e.exchange(), "/", e.channel(), "/", e.symbol()); }
+
+}  // namespace
+
+Collection::Collection(CollectionOptions options, common::Clock& clock, const common::RulesBook& rules,
+                       Scheduler& scheduler, NodeSessions& sessions, Execute execute,
+                       std::function<Leadership()> leadership, std::function<int64_t()> term)
+    : options_(std::move(options)),
+      clock_(clock),
+      rules_(rules),
+      scheduler_(scheduler),
+      sessions_(sessions),
+      execute_(std::move(execute)),
+      leadership_(std::move(leadership)),
+      term_(std::move(term)),
+      timer_(clock, [this] { Tick(); }) {}
+
+Collection::~Collection() { Stop(); }
+
+absl::Status Collection::Start() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!options_.jobs_file.empty()) {
+      absl::StatusOr<std::vector<v1::Job>> jobs = common::LoadJobsFile(options_.jobs_file, rules_);
+      if (!jobs.ok()) return jobs.status();
+      file_mtime_ = MtimeOf(options_.jobs_file);
+      for (v1::Job& j : *jobs) file_jobs_[j.name()] = std::move(j);
+      common::Log(common::LogLevel::kInfo, "collection",
+                  absl::StrCat(options_.jobs_file, ": ", file_jobs_.size(), " jobs"));
+    }
+    Rebuild();
+  }
+  timer_.ArmIn(absl::ZeroDuration());
+  return absl::OkStatus();
+}
+
+void Collection::Stop() { timer_.Stop(); }
+
+void Collection::ReloadFile() {
+  if (options_.jobs_file.empty()) return;
+  int64_t mtime = MtimeOf(options_.jobs_file);
+  if (mtime == file_mtime_) return;
+  file_mtime_ = mtime;
+  absl::StatusOr<std::vector<v1::Job>> jobs = common::LoadJobsFile(options_.jobs_file, rules_);
+  if (!jobs.ok()) {
+    common::Log(common::LogLevel::kError, "collection",
+                absl::StrCat("the jobs file changed but is not taken (the jobs in force stay): ",
+                             jobs.status().message()));
+    return;
+  }
+  std::map<std::string, v1::Job> next;
+  for (v1::Job& j : *jobs) {
+    if (api_jobs_.count(j.name())) {
+      common::Log(common::LogLevel::kError, "collection",
+                  absl::StrCat(options_.jobs_file, ": job \"", j.name(), "\" is also an API job: the file's is ignored"));
+      continue;
+    }
+    next[j.name()] = std::move(j);
+  }
+  file_jobs_ = std::move(next);
+  common::Log(common::LogLevel::kInfo, "collection",
+              absl::StrCat(options_.jobs_file, " reloaded: ", file_jobs_.size(), " jobs"));
+  Rebuild();
+}
+
+void Collection::Rebuild() {
+  units_.clear();
+  std::map<std::string, Poll> polls;
+  absl::Time now = clock_.Now();
+  for (const auto* jobs : {&file_jobs_, &api_jobs_}) {
+    for (const auto& [name, job] : *jobs) {
+      for (common::UnitSpec& u : common::SplitIntoUnits(job)) {
+        if (common::IsStream(u.channel)) {
+          units_.push_back(std::move(u));
+          continue;
+        }
+        auto old = polls_.find(u.key);
+        Poll p;
+        if (old != polls_.end() && old->second.unit == u) {
+          p = old->second;
+        } else {
+          // The first slot: the next multiple of the period.
+          int64_t every = std::max<int64_t>(1, absl::ToInt64Microseconds(u.every));
+          p.next_slot = absl::FromUnixMicros((absl::ToUnixMicros(now) / every + 1) * every);
+        }
+        p.unit = u;
+        p.job = job;
+        polls.emplace(u.key, std::move(p));
+      }
+    }
+  }
+  polls_ = std::move(polls);
+  replan_now_ = true;
+}
+
+absl::StatusOr<v1::Job> Collection::CreateJob(v1::Job job) {
+  if (absl::Status s = common::ValidateJob(rules_, job); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  if (file_jobs_.count(job.name()) || api_jobs_.count(job.name())) {
+    return absl::AlreadyExistsError(absl::StrCat("job \"", job.name(), "\" exists"));
+  }
+  api_jobs_[job.name()] = job;
+  Rebuild();
+  common::Log(common::LogLevel::kInfo, "collection", absl::StrCat("job \"", job.name(), "\" created"));
+  return job;
+}
+
+absl::Status Collection::DeleteJob(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  if (file_jobs_.count(name)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job \"", name, "\" comes from ", options_.jobs_file, ": remove it there"));
+  }
+  if (api_jobs_.erase(name) == 0) return absl::NotFoundError(absl::StrCat("no job \"", name, "\""));
+  Rebuild();
+  return absl::OkStatus();
+}
+
+void Collection::NodeRegistered(const std::string& node_id) {
+  absl::MutexLock lock(&mu_);
+  sent_.erase(node_id);
+  replan_now_ = true;
+}
+
+void Collection::NodeGone() {
+  absl::MutexLock lock(&mu_);
+  replan_now_ = true;
+}
+
+void Collection::PlanLocked() {
+  std::vector<PlacementNode> nodes;
+  for (const NodeSnapshot& n : scheduler_.Snapshot().nodes) {
+    PlacementNode p;
+    p.node_id = n.node_id;
+    p.egress_ip = n.egress_ip;
+    p.exchanges.insert(n.ready.begin(), n.ready.end());
+    p.accepting = n.state == NodeState::kActive;
+    nodes.push_back(std::move(p));
+  }
+  plan_ = PlaceUnits(units_, nodes, rules_, plan_);
+  int64_t term = term_();
+  if (term != sent_term_) sent_.clear();
+  sent_term_ = term;
+  std::map<std::string, v1::Units> per_node;
+  for (const PlacementNode& n : nodes) per_node[n.node_id];  // an empty set stops what it ran
+  for (const auto& [key, p] : plan_.units) {
+    for (const CopyPlacement& c : p.copies) {
+      v1::UnitAssignment* a = per_node[c.node_id].add_units();
+      a->set_key(key);
+      a->set_exchange(p.unit.exchange);
+      a->set_channel(std::string(common::ChannelName(p.unit.channel)));
+      a->set_symbol(p.unit.symbol);
+      a->set_interval(p.unit.interval);
+      a->set_depth(p.unit.depth);
+      a->set_connection(c.connection);
+    }
+  }
+  for (auto& [node, units] : per_node) {
+    units.set_term(term);
+    units.set_coordinator_id(options_.coordinator_id);
+    std::string bytes = units.SerializeAsString();
+    auto sent = sent_.find(node);
+    if (sent != sent_.end() && sent->second == bytes) continue;
+    v1::CoordinatorMessage m;
+    *m.mutable_units() = units;
+    if (sessions_.Send(node, m)) sent_[node] = std::move(bytes);
+  }
+}
+
+void Collection::Tick() {
+  std::vector<std::pair<std::string, v1::ExecuteRequest>> due;
+  std::vector<absl::Time> deadlines;
+  {
+    absl::MutexLock lock(&mu_);
+    ReloadFile();
+    Leadership l = leadership_();
+    absl::Time now = clock_.Now();
+    if (l.leading && (replan_now_ || now - last_plan_ >= options_.replan_every)) {
+      PlanLocked();
+      replan_now_ = false;
+      last_plan_ = now;
+    }
+    if (l.leading) {
+      for (auto& [key, p] : polls_) {
+        if (p.in_flight || now < p.next_slot) continue;
+        v1::ExecuteRequest req;
+        req.set_exchange(p.unit.exchange);
+        req.set_method("GET");
+        req.set_path(p.job.path());
+        req.set_priority(options_.poll_priority);
+        std::map<std::string, std::string> sorted(p.job.params().begin(), p.job.params().end());
+        for (const auto& [k, v] : sorted) {
+          v1::QueryParam* q = req.add_query();
+          q->set_key(k);
+          q->set_value(v);
+        }
+        p.in_flight = true;
+        due.emplace_back(key, std::move(req));
+        deadlines.push_back(p.next_slot + p.unit.every);
+      }
+    }
+  }
+  hub_.Flush(clock_.Now());
+  for (size_t i = 0; i < due.size(); ++i) {
+    const std::string key = due[i].first;
+    execute_(due[i].second, deadlines[i], [this, key](absl::StatusOr<v1::ExecuteResponse> r) {
+      int64_t slot_us = 0;
+      v1::MarketEvent e;
+      {
+        absl::MutexLock lock(&mu_);
+        auto it = polls_.find(key);
+        if (it == polls_.end()) return;
+        Poll& p = it->second;
+        p.in_flight = false;
+        slot_us = absl::ToUnixMicros(p.next_slot);
+        // The next slot after now: a poll that ran long skips, never bunches.
+        int64_t every = std::max<int64_t>(1, absl::ToInt64Microseconds(p.unit.every));
+        p.next_slot = absl::FromUnixMicros((absl::ToUnixMicros(clock_.Now()) / every + 1) * every);
+        e.set_exchange(p.unit.exchange);
+        e.set_channel("poll");
+        e.set_symbol(p.job.name());
+      }
+      e.set_received_time_us(absl::ToUnixMicros(clock_.Now()));
+      e.set_exchange_time_us(slot_us);
+      e.set_key(absl::StrCat(key, "/", slot_us));
+      v1::PollResult* poll = e.mutable_poll();
+      poll->set_slot_us(slot_us);
+      if (r.ok()) {
+        e.set_node_id(r->node_id());
+        poll->set_http_status(r->http_status());
+        poll->set_body(r->body());
+      } else {
+        poll->set_http_status(0);
+        poll->set_body(std::string(r.status().message()));
+        common::Log(common::LogLevel::kWarning, "collection",
+                    absl::StrCat("poll ", key, " at slot ", slot_us, ": ", r.status().message()));
+      }
+      v1::RecordBatch b;
+      *b.add_events() = std::move(e);
+      hub_.Publish(b, clock_.Now());
+    });
+  }
+  timer_.ArmIn(kTick);
+}
+
+void Collection::Observe(const std::string& node_id, const v1::RecordBatch& batch) {
+  absl::MutexLock lock(&mu_);
+  absl::Time now = clock_.Now();
+  for (const v1::MarketEvent& e : batch.events()) {
+    CopyStats& s = stats_[{UnitKeyOf(e), node_id}];
+    ++s.messages;
+    if (e.has_gap()) ++s.gaps;
+    if (e.exchange_time_us() > 0) s.lag_us = e.received_time_us() - e.exchange_time_us();
+    s.last = now;
+  }
+}
+
+std::vector<v1::Job> Collection::ListJobs() {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::Job> out;
+  absl::Time now = clock_.Now();
+  for (const auto* jobs : {&file_jobs_, &api_jobs_}) {
+    for (const auto& [name, job] : *jobs) {
+      v1::Job j = job;
+      for (const common::UnitSpec& u : common::SplitIntoUnits(job)) {
+        v1::Unit* unit = j.add_units();
+        unit->set_key(u.key);
+        unit->set_symbol(u.symbol);
+        auto placed = plan_.units.find(u.key);
+        if (placed == plan_.units.end()) continue;
+        for (const CopyPlacement& c : placed->second.copies) {
+          v1::UnitCopy* copy = unit->add_copies();
+          copy->set_node_id(c.node_id);
+          copy->set_egress_ip(c.egress_ip);
+          auto s = stats_.find({u.key, c.node_id});
+          if (s == stats_.end()) {
+            copy->set_state("placed");
+            continue;
+          }
+          copy->set_state(now - s->second.last < absl::Seconds(10) ? "live" : "silent");
+          copy->set_messages_total(s->second.messages);
+          copy->set_gaps_total(s->second.gaps);
+          copy->set_lag_us(s->second.lag_us);
+          copy->set_last_record_age_ms(absl::ToInt64Milliseconds(now - s->second.last));
+        }
+        if (static_cast<int>(placed->second.copies.size()) < u.redundancy) {
+          unit->add_copies()->set_state(absl::StrCat("unplaced: ", placed->second.shortfall));
+        }
+      }
+      out.push_back(std::move(j));
+    }
+  }
+  return out;
+}
+
+}  // namespace marketprism::coordinator
