@@ -209,7 +209,7 @@ void Collection::Tick() {
         req.set_exchange(p.unit.exchange);
         req.set_method("GET");
         req.set_path(p.job.path());
-        req.set_priority(options_.poll_priority);
+        req.set_priority(p.job.has_priority() ? p.job.priority() : options_.poll_priority);
         std::map<std::string, std::string> sorted(p.job.params().begin(), p.job.params().end());
         for (const auto& [k, v] : sorted) {
           v1::QueryParam* q = req.add_query();
@@ -257,6 +257,14 @@ void Collection::Tick() {
         common::Log(common::LogLevel::kWarning, "collection",
                     absl::StrCat("poll ", key, " at slot ", slot_us, ": ", r.status().message()));
       }
+      {
+        absl::MutexLock lock(&mu_);
+        CopyStats& s = stats_[{key, "coordinator"}];
+        ++s.messages;
+        if (!r.ok() || r->http_status() != 200) ++s.gaps;  // a slot without its data
+        s.lag_us = e.received_time_us() - slot_us;
+        s.last = clock_.Now();
+      }
       v1::RecordBatch b;
       *b.add_events() = std::move(e);
       hub_.Publish(b, clock_.Now());
@@ -289,6 +297,20 @@ std::vector<v1::Job> Collection::ListJobs() {
         unit->set_key(u.key);
         unit->set_symbol(u.symbol);
         auto placed = plan_.units.find(u.key);
+        if (!common::IsStream(u.channel)) {
+          // Polls run here, through the scheduler.
+          v1::UnitCopy* copy = unit->add_copies();
+          copy->set_node_id("coordinator");
+          auto s = stats_.find({u.key, "coordinator"});
+          copy->set_state(s == stats_.end() ? "waiting for its first slot" : "polling");
+          if (s != stats_.end()) {
+            copy->set_messages_total(s->second.messages);
+            copy->set_gaps_total(s->second.gaps);
+            copy->set_lag_us(s->second.lag_us);
+            copy->set_last_record_age_ms(absl::ToInt64Milliseconds(now - s->second.last));
+          }
+          continue;
+        }
         if (placed == plan_.units.end()) continue;
         for (const CopyPlacement& c : placed->second.copies) {
           v1::UnitCopy* copy = unit->add_copies();

@@ -103,10 +103,13 @@ absl::Status ValidateJob(const RulesBook& rules, v1::Job& job) {
     absl::StatusOr<Cost> cost = ex->Price("GET", job.path(), query);
     if (!cost.ok()) return Bad(job, absl::StrCat("cannot price GET ", job.path(), ": ", cost.status().message()));
     if (job.redundancy() != 1) return Bad(job, "a poll runs once per period: \"redundancy\" must be 1");
+    if (job.has_priority() && (job.priority() < -1000 || job.priority() > 1000)) {
+      return Bad(job, "\"priority\" must be within [-1000, 1000]");
+    }
     return absl::OkStatus();
   }
-  if (!job.path().empty() || job.params_size() > 0 || job.every_ms() != 0) {
-    return Bad(job, "\"path\", \"params\" and \"every\" belong to a poll");
+  if (!job.path().empty() || job.params_size() > 0 || job.every_ms() != 0 || job.has_priority()) {
+    return Bad(job, "\"path\", \"params\", \"every\" and \"priority\" belong to a poll");
   }
   if (ex->websocket().paths.empty()) {
     return Bad(job, absl::StrCat(job.exchange(), " has no WebSocket rules in the rules file: it cannot stream"));
@@ -144,7 +147,7 @@ absl::StatusOr<v1::Job> JobFromJson(const Json& j, size_t index) {
     return absl::OkStatus();
   };
   static const std::set<std::string> kKeys = {"name",   "exchange", "channel", "symbols", "all_symbols", "redundancy",
-                                              "interval", "path",   "params",  "every",   "depth"};
+                                              "interval", "path",   "params",  "every",   "depth",      "priority"};
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (!kKeys.count(it.key())) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": unknown field \"", it.key(), "\" (fields: ",
@@ -169,7 +172,7 @@ absl::StatusOr<v1::Job> JobFromJson(const Json& j, size_t index) {
     }
     job.set_all_symbols(j["all_symbols"].get<bool>());
   }
-  for (const char* key : {"redundancy", "depth"}) {
+  for (const char* key : {"redundancy", "depth", "priority"}) {
     if (!j.contains(key)) continue;
     if (!j[key].is_number_integer() || j[key].get<int64_t>() < INT32_MIN || j[key].get<int64_t>() > INT32_MAX) {
       return absl::InvalidArgumentError(absl::StrCat(where, ".", key, ": must be an integer"));
@@ -177,8 +180,10 @@ absl::StatusOr<v1::Job> JobFromJson(const Json& j, size_t index) {
     int v = static_cast<int>(j[key].get<int64_t>());
     if (std::string(key) == "redundancy") {
       job.set_redundancy(v);
-    } else {
+    } else if (std::string(key) == "depth") {
       job.set_depth(v);
+    } else {
+      job.set_priority(v);
     }
   }
   if (j.contains("params")) {

@@ -88,6 +88,11 @@ TEST_F(JobTest, EveryMistakeIsNamed) {
               HasSubstr("no WebSocket rules"));
   EXPECT_THAT(ErrorOf(R"({"name": "x", "exchange": "okx", "channel": "trades", "symbol": ["A"]})"),
               HasSubstr("unknown field \"symbol\""));
+  EXPECT_THAT(ErrorOf(R"({"name": "x", "exchange": "okx", "channel": "trades", "symbols": ["A"], "priority": 1})"),
+              HasSubstr("\"priority\" belong to a poll"));
+  EXPECT_THAT(ErrorOf(R"({"name": "x", "exchange": "binance_spot", "channel": "poll", "path": "/api/v3/time",
+                          "every": "5s", "priority": 5000})"),
+              HasSubstr("\"priority\" must be within"));
   EXPECT_THAT(ErrorOf(R"({"name": "x y", "exchange": "okx", "channel": "trades", "symbols": ["A"]})"),
               HasSubstr("\"name\" may hold only"));
 }
