@@ -225,6 +225,24 @@ TEST(CollectionTest, BooksMatchTheExchangeTradesHaveNoHoleAndAKilledNodeCostsOnl
   EXPECT_EQ((*stats)["exchanges"]["binance_spot"]["totals"]["ws_refused"], 0);
 }
 
+TEST(CollectionTest, APythonClientBuiltFromTheProtoAloneSubscribes) {
+  ClusterOptions o;
+  o.nodes = 1;
+  o.exchanges = {"binance_spot"};
+  o.node_flags = {"--exchange", "binance_spot"};
+  o.coordinator_flags = {"--jobs", WriteJobs(R"({"jobs": [
+      {"name": "trades", "exchange": "binance_spot", "channel": "trades", "symbols": ["BTCUSDT"]}]})")};
+  auto cluster = Cluster::Start(o);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto py = Subprocess::Start({"/usr/bin/python3", MP_SOURCE_DIR "/tests/integration/python_subscriber.py",
+                               (*cluster)->coordinator_address(), MP_SOURCE_DIR "/proto"});
+  ASSERT_TRUE(py.ok()) << py.status();
+  auto code = (*py)->Wait(absl::Seconds(30));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << (*py)->Output();
+  EXPECT_THAT((*py)->Output(), HasSubstr("OK"));
+}
+
 TEST(CollectionTest, ABadJobsFileStopsTheCoordinatorNamingTheJob) {
   std::string jobs = WriteJobs(R"({"jobs": [{"name": "x", "exchange": "binance_spot", "channel": "trades",
                                              "symbols": ["BTCUSDT"], "redundancy": 5}]})");
