@@ -7,34 +7,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "tests/testing/fake_clock.h"
+#include "tests/testing/fake_ws_client.h"
 
 namespace marketprism::node {
 namespace {
 
 using ::testing::HasSubstr;
 
-// A WebSocket client the test drives: it keeps each connection's callbacks
-// and what the collector sent on it.
-class FakeWsClient final : public common::WsClient {
- public:
-  struct Conn final : common::WsConnection {
-    common::WsConnectSpec spec;
-    common::WsCallbacks cb;
-    std::vector<std::string> sent;
-    bool closed = false;
-    void Send(std::string text) override { sent.push_back(std::move(text)); }
-    void Close() override { closed = true; }
-  };
-  absl::StatusOr<std::shared_ptr<common::WsConnection>> Connect(const common::WsConnectSpec& spec,
-                                                                common::WsCallbacks callbacks) override {
-    auto c = std::make_shared<Conn>();
-    c->spec = spec;
-    c->cb = std::move(callbacks);
-    conns.push_back(c);
-    return std::shared_ptr<common::WsConnection>(c);
-  }
-  std::vector<std::shared_ptr<Conn>> conns;
-};
+using testing::FakeWsClient;
 
 std::string Trade(int64_t id) {
   return absl::StrCat(R"({"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":)", id,

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "tests/bench/collect_bench.h"
 #include "tests/bench/drift_bench.h"
 #include "tests/bench/failover_bench.h"
 #include "tests/bench/latency_bench.h"
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
   if (cmd == "surprise") return marketprism::bench::RunSurpriseBench(args);
   if (cmd == "throughput") return marketprism::bench::RunThroughputBench(args);
   if (cmd == "priority") return marketprism::bench::RunPriorityBench(args);
+  if (cmd == "collect") return marketprism::bench::RunCollectBench(args);
   if (cmd == "drift") return marketprism::bench::RunDriftBench(args);
   if (cmd == "rebalance") return marketprism::bench::RunRebalanceBench(args);
   if (cmd == "gossip") {
@@ -62,6 +64,7 @@ int main(int argc, char** argv) {
                "  surprise  a limit lowered without notice, a foreign client: refusals and 418s, bound on and off\n"
                "  throughput Execute calls per second one coordinator sustains, and the CPU per call by process\n"
                "  priority  the top priority's goodput at twice the budget, and requests served after their deadline\n"
+               "  collect   feed handling on one core: trade messages/s and depth diffs/s through the collector\n"
                "  drift     the ledger's own count of each IP's window beside the exchange's count\n"
                "  rebalance a demand step on one IP: how fast its share of the load moves to the others\n"
                "Run `mp-bench COMMAND --help` for the flags of each.\n");
