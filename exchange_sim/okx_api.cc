@@ -215,9 +215,12 @@ class Handler {
       }
       return out;
     };
+    // seqId: the books channel's sequence at this book (a 100 ms tick), so a
+    // WebSocket subscriber joins it (OKX's changelog of 2026-02-12).
     return Ok(Json::array({{{"asks", side(book.asks)},
                             {"bids", side(book.bids)},
-                            {"ts", absl::StrCat(tick * Market::kTickMs)}}}));
+                            {"ts", absl::StrCat(tick * Market::kTickMs)},
+                            {"seqId", tick}}}));
   }
 
   HttpResponse Candles(bool history) {

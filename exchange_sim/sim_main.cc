@@ -43,6 +43,8 @@ int main(int argc, char** argv) {
   flags.Double("ws-drop-per-second", &o.faults.ws_drop_per_second, "fault: chance per second a WebSocket is dropped");
   flags.OptionalDuration("binance-ping-interval", &o.binance_ping_interval, "server ping period on Binance streams [rules: 20s]");
   flags.OptionalDuration("binance-pong-timeout", &o.binance_pong_timeout, "close a Binance stream without pong this long [rules: 60s]");
+  flags.Bool("okx-ws-book-snapshot", &o.okx_ws_book_snapshot,
+             "OKX books as before 2026: a snapshot push first and CRC32 checksums (default: updates only, checksum 0)");
   flags.OptionalDuration("okx-idle-timeout", &o.okx_idle_timeout, "close an OKX socket with nothing pushed this long [rules: 30s]");
   flags.OptionalDuration("deribit-min-heartbeat", &o.deribit_min_heartbeat, "smallest public/set_heartbeat interval [rules: 10s]");
   flags.OptionalDuration("deribit-inactivity", &o.deribit_inactivity, "close a Deribit socket silent this long [600s]");

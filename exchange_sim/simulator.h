@@ -64,6 +64,10 @@ struct SimOptions {
   std::optional<absl::Duration> binance_ping_interval;
   std::optional<absl::Duration> binance_pong_timeout;
   std::optional<absl::Duration> okx_idle_timeout;
+  // OKX's books channel as before its changelog of 2026-02-12: a 400-level
+  // snapshot push first and a CRC32 checksum. Off (the default) is OKX now:
+  // updates only, checksum 0, the snapshot from REST (its seqId joins).
+  bool okx_ws_book_snapshot = false;
   std::optional<absl::Duration> deribit_min_heartbeat;
   std::optional<absl::Duration> deribit_inactivity;
 };

@@ -357,6 +357,13 @@ class OkxSession final : public WsSession {
       } else {  // books
         if (sub.book && tick <= sub.book->tick) continue;
         Book now_book = m.BookAt(*sub.inst, tick, kOkxBookDepth);
+        if (!sub.book && !sim_.options().okx_ws_book_snapshot) {
+          // OKX today: no snapshot push. The first update follows the book
+          // as REST shows it now (seqId = this tick).
+          sub.book = std::move(now_book);
+          sub.seq = tick;
+          continue;
+        }
         std::string action = "snapshot";
         BookDiff diff;
         int64_t prev = -1;
@@ -377,7 +384,8 @@ class OkxSession final : public WsSession {
                   {"data", Json::array({{{"asks", Side(*sub.inst, diff.asks)},
                                          {"bids", Side(*sub.inst, diff.bids)},
                                          {"ts", absl::StrCat(tick * Market::kTickMs)},
-                                         {"checksum", Checksum(*sub.inst, *sub.book)},
+                                         {"checksum", sim_.options().okx_ws_book_snapshot
+                                                          ? Checksum(*sub.inst, *sub.book) : 0},
                                          {"prevSeqId", prev},
                                          {"seqId", sub.seq}}})}}
                  .dump(-1, ' ', false, kDumpReplacingBadUtf8));

@@ -57,6 +57,13 @@ class WsSessionTest : public ::testing::Test {
   }
 
   testing::FakeClock clock_{kStart};
+  HttpResponse Get(const std::string& ip, const std::string& path, common::QueryParams query = {}) {
+    HttpRequest r;
+    r.path = path;
+    r.query = std::move(query);
+    r.peer_ip = ip;
+    return sim_->Handle(r);
+  }
   std::unique_ptr<Simulator> sim_;
 };
 
@@ -195,9 +202,39 @@ TEST_F(WsSessionTest, BinanceBadMessages) {
 
 // ---- OKX -------------------------------------------------------------------
 
-// Applies OKX book pushes to a local book and checks seqId chains and checksums.
-TEST_F(WsSessionTest, OkxBooksSnapshotThenUpdatesWithMatchingChecksums) {
+// OKX as it is now: no snapshot push, checksum 0; the first update follows
+// the book REST shows at subscribe time, by seqId.
+TEST_F(WsSessionTest, OkxBooksAreUpdatesOnlyJoiningTheRestBookBySeqId) {
   Make();
+  auto s = Open("/ws/v5/public");
+  Say(*s, R"({"op":"subscribe","args":[{"channel":"books","instId":"BTC-USDT"}]})");
+  WsOut out = Run(*s, 5);
+  HttpResponse rest = Get("10.0.0.1", "/api/v5/market/books", {{"instId", "BTC-USDT"}, {"sz", "400"}});
+  int64_t rest_seq = Json::parse(rest.body)["data"][0]["seqId"];
+  WsOut more = Run(*s, 25);
+  out.texts.insert(out.texts.end(), more.texts.begin(), more.texts.end());
+  ASSERT_GT(out.texts.size(), 10u);
+  int64_t last_seq = -1;
+  int joins = 0;
+  for (size_t i = 0; i < out.texts.size(); ++i) {
+    Json m = Json::parse(out.texts[i]);
+    Json d = m["data"][0];
+    EXPECT_EQ(m["action"], "update") << "push " << i;
+    EXPECT_EQ(d["checksum"], 0);
+    int64_t prev = d["prevSeqId"], seq = d["seqId"];
+    if (last_seq >= 0) EXPECT_EQ(prev, last_seq) << "push " << i << " does not chain";
+    joins += prev <= rest_seq && rest_seq < seq;
+    last_seq = seq;
+  }
+  EXPECT_EQ(joins, 1) << "exactly one push continues the REST book (prevSeqId <= seqId(REST) < seqId)";
+}
+
+// OKX before 2026 (--okx-ws-book-snapshot): applies book pushes to a local
+// book and checks seqId chains and checksums.
+TEST_F(WsSessionTest, OkxBooksSnapshotThenUpdatesWithMatchingChecksums) {
+  SimOptions legacy;
+  legacy.okx_ws_book_snapshot = true;
+  Make(legacy);
   auto s = Open("/ws/v5/public");
   WsOut r = Say(*s, R"({"op":"subscribe","args":[{"channel":"books","instId":"BTC-USDT"}]})");
   Json ack = Json::parse(r.texts.at(0));

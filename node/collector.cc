@@ -61,12 +61,12 @@ void Collector::SetUnits(const v1::Units& units) {
   std::map<ConnKey, std::set<std::string>> wanted;
   for (const v1::UnitAssignment& a : units.units()) {
     absl::StatusOr<common::Channel> channel = common::ParseChannel(a.channel());
+    const Feed* feed = FeedFor(a.exchange());
     absl::StatusOr<std::string> stream =
         !channel.ok() ? absl::StatusOr<std::string>(channel.status())
-        : a.exchange() != "binance_spot"
-            ? absl::StatusOr<std::string>(absl::UnimplementedError(
-                  absl::StrCat(a.exchange(), ": the collector streams only binance_spot yet")))
-            : BinanceStreamName(*channel, a.symbol());
+        : feed == nullptr ? absl::StatusOr<std::string>(absl::UnimplementedError(
+                                absl::StrCat(a.exchange(), ": the collector does not stream this exchange yet")))
+                          : feed->StreamName(*channel, a.symbol());
     if (!stream.ok()) {
       common::Log(common::LogLevel::kError, "collector",
                   absl::StrCat("unit ", a.key(), " not run: ", stream.status().message()));
@@ -77,10 +77,11 @@ void Collector::SetUnits(const v1::Units& units) {
     bool same_place = old != units_.end() && old->second.assignment.connection() == a.connection();
     if (same_place) u = std::move(old->second);
     u.assignment = a;
+    u.feed = feed;
     u.channel = *channel;
     u.stream = *stream;
     if (u.channel == common::Channel::kBook && !u.book) {
-      u.book = std::make_unique<common::BookSync>(common::BookProtocol::kBinanceSpot);
+      u.book = std::make_unique<common::BookSync>(feed->protocol());
     }
     wanted[{a.exchange(), a.connection()}].insert(u.stream);
     next.emplace(a.key(), std::move(u));
@@ -111,7 +112,7 @@ void Collector::SetUnits(const v1::Units& units) {
   for (auto& [key, streams] : wanted) {
     Conn& c = conns_[key];
     c.wanted = std::move(streams);
-    if (c.state == Conn::State::kOpen) SyncSubscriptions(c);
+    if (c.state == Conn::State::kOpen) SyncSubscriptions(key, c);
   }
   timer_.ArmIn(absl::ZeroDuration());
 }
@@ -123,8 +124,9 @@ void Collector::Open(const ConnKey& key, Conn& c) {
     common::Log(common::LogLevel::kError, "collector", absl::StrCat(key.first, ": no WebSocket URL known"));
     return;
   }
+  const Feed* feed = FeedFor(key.first);
   std::vector<std::string> streams(c.wanted.begin(), c.wanted.end());
-  common::WsConnectSpec spec{absl::StrCat(base, "/stream?streams=", absl::StrJoin(streams, "/")), options_.egress_ip};
+  common::WsConnectSpec spec{feed->Url(base, streams), options_.egress_ip};
   uint64_t generation = ++c.generation;
   std::weak_ptr<Guard> weak = guard_;
   auto call = [weak](auto fn) {
@@ -149,8 +151,10 @@ void Collector::Open(const ConnKey& key, Conn& c) {
   }
   c.ws = *std::move(ws);
   c.state = Conn::State::kConnecting;
-  c.subscribed = c.wanted;
+  c.subscribed = feed->StreamsInUrl() ? c.wanted : std::set<std::string>{};  // else subscribed once open
   c.last_message = clock_.SteadyNow();
+  c.last_heartbeat = clock_.SteadyNow();
+  c.last_sent = absl::InfinitePast();
 }
 
 void Collector::Opened(const ConnKey& key, uint64_t generation) {
@@ -159,7 +163,7 @@ void Collector::Opened(const ConnKey& key, uint64_t generation) {
   if (it == conns_.end() || it->second.generation != generation) return;
   it->second.state = Conn::State::kOpen;
   it->second.last_message = clock_.SteadyNow();
-  SyncSubscriptions(it->second);
+  SyncSubscriptions(key, it->second);
 }
 
 void Collector::LostLocked(const ConnKey& key, Conn& c, const std::string& reason) {
@@ -186,7 +190,7 @@ void Collector::Closed(const ConnKey& key, uint64_t generation, int code, const 
   LostLocked(key, it->second, absl::StrCat("connection closed: ", reason));
 }
 
-void Collector::SyncSubscriptions(Conn& c) {
+void Collector::SyncSubscriptions(const ConnKey& key, Conn& c) {
   absl::Time now = clock_.SteadyNow();
   if (c.state != Conn::State::kOpen || !c.ws || now - c.last_sent < options_.subscribe_gap) return;
   std::vector<std::string> add, drop;
@@ -201,8 +205,7 @@ void Collector::SyncSubscriptions(Conn& c) {
   if (batch.empty()) return;
   common::Log(common::LogLevel::kInfo, "collector",
               absl::StrCat(add.empty() ? "unsubscribing " : "subscribing ", absl::StrJoin(batch, ", ")));
-  nlohmann::json msg = {{"method", add.empty() ? "UNSUBSCRIBE" : "SUBSCRIBE"}, {"params", batch}, {"id", c.next_id++}};
-  c.ws->Send(msg.dump());
+  c.ws->Send(FeedFor(key.first)->SubscribeMessage(batch, !add.empty(), c.next_id++));
   c.last_sent = now;
   for (const std::string& s : batch) {
     if (add.empty()) {
@@ -248,51 +251,60 @@ void Collector::OnText(const ConnKey& key, uint64_t generation, const std::strin
   if (conn == conns_.end() || conn->second.generation != generation) return;
   conn->second.last_message = clock_.SteadyNow();
   conn->second.failures = 0;
-  absl::StatusOr<BinanceMessage> m = ParseBinanceMessage(text);
-  if (!m.ok()) {
-    common::Log(common::LogLevel::kWarning, "collector", absl::StrCat(key.first, ": ", m.status().message()));
+  std::vector<FeedEvent> events;
+  if (absl::Status s = FeedFor(key.first)->Parse(text, events); !s.ok()) {
+    common::Log(common::LogLevel::kWarning, "collector", absl::StrCat(key.first, ": ", s.message()));
     return;
   }
-  if (m->kind == BinanceMessage::Kind::kReply) {
-    if (!m->error.empty()) {
-      common::Log(common::LogLevel::kError, "collector",
-                  absl::StrCat(key.first, " refused subscription request ", m->reply_id, ": ", m->error));
-    }
-    return;
-  }
-  auto unit_key = by_stream_.find({key.first, m->stream});
-  if (unit_key == by_stream_.end()) return;  // an unsubscribed stream's last messages
-  Unit& u = units_.at(unit_key->second);
-  ++u.messages;
   std::vector<v1::MarketEvent> out;
-  if (m->kind == BinanceMessage::Kind::kTrade) {
-    if (u.last_trade_id != 0 && m->trade_id > u.last_trade_id + 1) {
-      v1::MarketEvent g = Event(u, m->trade_ms * 1000);
+  for (FeedEvent& e : events) {
+    if (e.kind == FeedEvent::Kind::kReply) {
+      if (!e.error.empty()) {
+        common::Log(common::LogLevel::kError, "collector",
+                    absl::StrCat(key.first, " refused a subscription: ", e.error));
+      }
+      continue;
+    }
+    auto unit_key = by_stream_.find({key.first, e.stream});
+    if (unit_key == by_stream_.end()) continue;  // an unsubscribed stream's last messages
+    OnEvent(units_.at(unit_key->second), e, out);
+  }
+  if (!out.empty()) sink_(std::move(out));
+}
+
+void Collector::OnEvent(Unit& u, FeedEvent& e, std::vector<v1::MarketEvent>& out) {
+  ++u.messages;
+  if (e.kind == FeedEvent::Kind::kTrade) {
+    if (u.last_trade_id != 0 && e.trade_id > u.last_trade_id + 1) {
+      v1::MarketEvent g = Event(u, e.event_ms * 1000);
       g.mutable_gap()->set_after_update_id(u.last_trade_id);
-      g.mutable_gap()->set_resumed_update_id(m->trade_id);
-      g.mutable_gap()->set_reason(absl::StrCat("trade ids ", u.last_trade_id + 1, "..", m->trade_id - 1, " missed"));
-      g.set_key(absl::StrCat(u.assignment.key(), "/gap/", u.last_trade_id, "-", m->trade_id));
+      g.mutable_gap()->set_resumed_update_id(e.trade_id);
+      g.mutable_gap()->set_reason(absl::StrCat("trade ids ", u.last_trade_id + 1, "..", e.trade_id - 1, " missed"));
+      g.set_key(absl::StrCat(u.assignment.key(), "/gap/", u.last_trade_id, "-", e.trade_id));
       ++u.gaps;
       out.push_back(std::move(g));
     }
-    if (m->trade_id > u.last_trade_id) {
-      u.last_trade_id = m->trade_id;
-      v1::MarketEvent e = Event(u, m->trade_ms * 1000);
-      e.set_key(absl::StrCat(u.assignment.key(), "/", m->trade_id));
-      v1::Trade* t = e.mutable_trade();
-      t->set_trade_id(absl::StrCat(m->trade_id));
-      t->set_price(m->price);
-      t->set_quantity(m->quantity);
-      // The buyer was the maker: the taker sold.
-      t->set_side(m->buyer_is_maker ? v1::SIDE_SELL : v1::SIDE_BUY);
+    if (e.trade_id > u.last_trade_id) {
+      u.last_trade_id = e.trade_id;
+      v1::MarketEvent r = Event(u, e.event_ms * 1000);
+      r.set_key(absl::StrCat(u.assignment.key(), "/", e.trade_id));
+      v1::Trade* t = r.mutable_trade();
+      t->set_trade_id(absl::StrCat(e.trade_id));
+      t->set_price(std::move(e.price));
+      t->set_quantity(std::move(e.quantity));
+      t->set_side(e.taker_sold ? v1::SIDE_SELL : v1::SIDE_BUY);
       u.last_record = clock_.Now();
-      out.push_back(std::move(e));
+      out.push_back(std::move(r));
     }
-  } else if (u.book) {
-    EmitBook(u, u.book->OnDiff(std::move(m->diff)), m->event_ms * 1000, out);
-    if (u.book->wants_snapshot()) FetchSnapshots();
+    return;
   }
-  if (!out.empty()) sink_(std::move(out));
+  if (!u.book) return;
+  if (e.kind == FeedEvent::Kind::kSnapshot) {
+    EmitBook(u, u.book->OnSnapshot(std::move(e.snapshot)), e.event_ms * 1000, out);
+  } else {
+    EmitBook(u, u.book->OnDiff(std::move(e.diff)), e.event_ms * 1000, out);
+  }
+  if (u.book->wants_snapshot()) FetchSnapshots();
 }
 
 void Collector::FetchSnapshots() {
@@ -305,8 +317,7 @@ void Collector::FetchSnapshots() {
     common::Log(common::LogLevel::kInfo, "collector", absl::StrCat(key, ": fetching a snapshot"));
     std::weak_ptr<Guard> weak = guard_;
     std::string unit = key;
-    fetch_(u.assignment.exchange(), "/api/v3/depth",
-           {{"symbol", u.assignment.symbol()}, {"limit", absl::StrCat(u.assignment.depth() > 0 ? u.assignment.depth() : 1000)}},
+    fetch_(u.assignment.exchange(), u.feed->SnapshotPath(), u.feed->SnapshotQuery(u.assignment.symbol(), u.assignment.depth()),
            [weak, unit](absl::StatusOr<std::string> body) {
              if (std::shared_ptr<Guard> g = weak.lock()) {
                absl::MutexLock lock(&g->mu);
@@ -323,7 +334,7 @@ void Collector::OnSnapshot(const std::string& unit, absl::StatusOr<std::string> 
   Unit& u = it->second;
   u.fetching = false;
   absl::StatusOr<common::BookSnapshot> snap =
-      body.ok() ? ParseBinanceDepthSnapshot(*body) : absl::StatusOr<common::BookSnapshot>(body.status());
+      body.ok() ? u.feed->ParseSnapshot(*body) : absl::StatusOr<common::BookSnapshot>(body.status());
   if (!snap.ok()) {
     u.fetch_after = clock_.SteadyNow() + kSnapshotRetry;
     common::Log(common::LogLevel::kWarning, "collector",
@@ -360,7 +371,13 @@ void Collector::Tick() {
         ++c.generation;  // its close is not news
         LostLocked(key, c, "stream went silent");
       } else if (c.state == Conn::State::kOpen) {
-        SyncSubscriptions(c);
+        SyncSubscriptions(key, c);
+        const Feed* feed = FeedFor(key.first);
+        std::optional<std::string> beat = feed->Heartbeat();
+        if (beat && c.ws && now - std::max(c.last_message, c.last_heartbeat) >= feed->heartbeat_every()) {
+          c.ws->Send(*beat);
+          c.last_heartbeat = now;
+        }
       }
     }
     FetchSnapshots();

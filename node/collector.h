@@ -17,8 +17,9 @@
 //
 // A connection that closes or stays silent for `silence` is reopened with
 // jittered back-off (100 ms doubling to 5 s); its books resynchronise and
-// report the gap. Binance spot only for now: other exchanges' units are
-// refused with a log line naming them.
+// report the gap. Each exchange's wire format is a Feed (node/feeds/):
+// Binance spot and OKX trades and books today; other units are refused with
+// a log line naming them.
 //
 // Threads: callbacks arrive on the WebSocket client's thread, the snapshot
 // fetcher's and the maintenance timer's (on the injected clock); one mutex
@@ -45,6 +46,7 @@
 #include "common/rules/rules.h"
 #include "common/timer.h"
 #include "marketprism/v1/node.pb.h"
+#include "node/feeds/feed.h"
 
 namespace marketprism::node {
 
@@ -90,6 +92,7 @@ class Collector {
  private:
   struct Unit {
     v1::UnitAssignment assignment;
+    const Feed* feed = nullptr;
     common::Channel channel = common::Channel::kTrades;
     std::string stream;  // the exchange's stream name
     std::unique_ptr<common::BookSync> book;
@@ -111,6 +114,7 @@ class Collector {
     absl::Time retry_at = absl::InfinitePast();
     absl::Time last_message;
     absl::Time last_sent = absl::InfinitePast();
+    absl::Time last_heartbeat;
     int64_t next_id = 1;
   };
   // Callbacks hold this, not the collector: Stop() clears `self` under `mu`.
@@ -127,9 +131,10 @@ class Collector {
   void OnSnapshot(const std::string& unit, absl::StatusOr<std::string> body) ABSL_LOCKS_EXCLUDED(mu_);
   // The connection is gone: its books resync, its trades watch for a hole.
   void LostLocked(const ConnKey& key, Conn& c, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SyncSubscriptions(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SyncSubscriptions(const ConnKey& key, Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FetchSnapshots() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::MarketEvent Event(const Unit& u, int64_t exchange_time_us) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnEvent(Unit& u, FeedEvent& e, std::vector<v1::MarketEvent>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EmitBook(Unit& u, std::vector<common::BookRecord> records, int64_t exchange_time_us,
                 std::vector<v1::MarketEvent>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

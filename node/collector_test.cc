@@ -156,14 +156,60 @@ TEST_F(CollectorTest, NewUnitsOnAnOpenConnectionAreSubscribedPaced) {
 TEST_F(CollectorTest, UnitsOfExchangesItCannotStreamYetAreRefusedNotRun) {
   v1::Units msg;
   v1::UnitAssignment* a = msg.add_units();
-  a->set_key("okx/trades/BTC-USDT");
-  a->set_exchange("okx");
+  a->set_key("deribit/trades/BTC-PERPETUAL");
+  a->set_exchange("deribit");
   a->set_channel("trades");
-  a->set_symbol("BTC-USDT");
+  a->set_symbol("BTC-PERPETUAL");
   collector_.SetUnits(msg);
   clock_.RunDue();
   EXPECT_TRUE(ws_.conns.empty());
   EXPECT_TRUE(collector_.Status().empty());
+}
+
+TEST_F(CollectorTest, OkxSubscribesOnceOpenJoinsItsRestBookAndKeepsTheConnectionAlive) {
+  v1::Units msg;
+  for (const char* channel : {"trades", "book"}) {
+    v1::UnitAssignment* a = msg.add_units();
+    a->set_key(absl::StrCat("okx/", channel, "/BTC-USDT"));
+    a->set_exchange("okx");
+    a->set_channel(channel);
+    a->set_symbol("BTC-USDT");
+  }
+  collector_.SetUnits(msg);
+  clock_.RunDue();
+  ASSERT_EQ(ws_.conns.size(), 1u);
+  EXPECT_EQ(Last().spec.url, "ws://sim:1/ws/v5/public");
+  Last().cb.on_open();
+  ASSERT_EQ(Last().sent.size(), 1u);
+  EXPECT_THAT(Last().sent[0], HasSubstr(R"("args":[{"channel":"books","instId":"BTC-USDT"},{"channel":"trades","instId":"BTC-USDT"}])"));
+  EXPECT_THAT(Last().sent[0], HasSubstr(R"("op":"subscribe")"));
+  Last().cb.on_text(R"({"event":"subscribe","arg":{"channel":"trades","instId":"BTC-USDT"},"connId":"a"})");
+  Last().cb.on_text(R"({"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[
+      {"instId":"BTC-USDT","tradeId":"41","px":"43000.1","sz":"0.01","side":"sell","ts":"1700000000001","count":"1"},
+      {"instId":"BTC-USDT","tradeId":"42","px":"43000.2","sz":"0.02","side":"buy","ts":"1700000000002","count":"1"}]})");
+  ASSERT_EQ(records_.size(), 2u);
+  EXPECT_EQ(records_[0].key(), "okx/trades/BTC-USDT/41");
+  EXPECT_EQ(records_[0].trade().side(), v1::SIDE_SELL);
+  EXPECT_EQ(records_[1].trade().price(), "43000.2");
+  // No WebSocket snapshot (OKX since 2026): the book joins the REST one by seqId.
+  Last().cb.on_text(R"({"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[
+      {"asks":[["43001","1","0","1"]],"bids":[],"ts":"1700000000100","checksum":0,"prevSeqId":100,"seqId":110}]})");
+  ASSERT_EQ(fetches_.size(), 1u);
+  EXPECT_EQ(fetches_[0].what, "okx /api/v5/market/books?BTC-USDT&400");
+  fetches_[0].done(std::string(R"({"code":"0","msg":"","data":[{"asks":[["43002","1","0","1"]],"bids":[["42999","2","0","1"]],
+      "ts":"1700000000050","seqId":105}]})"));
+  ASSERT_EQ(records_.size(), 4u) << "prevSeqId 100 <= 105 < seqId 110: the buffered update joins";
+  EXPECT_TRUE(records_[2].book().snapshot());
+  EXPECT_EQ(records_[3].book().previous_update_id(), 100);
+  size_t sent = Last().sent.size();
+  clock_.AdvanceBy(absl::Seconds(4));
+  EXPECT_EQ(Last().sent.size(), sent) << "not while messages come";
+  clock_.AdvanceBy(absl::Seconds(2));
+  ASSERT_EQ(Last().sent.size(), sent + 1);
+  EXPECT_EQ(Last().sent.back(), "ping") << "OKX closes a connection quiet for 30 s";
+  Last().cb.on_text("pong");
+  clock_.AdvanceBy(absl::Seconds(8));
+  EXPECT_EQ(ws_.conns.size(), 1u) << "the pongs keep the watchdog quiet";
 }
 
 }  // namespace

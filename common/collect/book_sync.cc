@@ -28,7 +28,7 @@ bool ApplySide(const std::vector<PriceLevel>& levels, Side& side, absl::string_v
     if (DecimalIsZero(*qty)) {
       side.erase(*price);
     } else {
-      side[*price] = l.quantity;
+      side[*price] = {l.price, l.quantity};
     }
   }
   return true;
@@ -36,11 +36,11 @@ bool ApplySide(const std::vector<PriceLevel>& levels, Side& side, absl::string_v
 
 template <typename Side>
 void TopOf(const Side& side, size_t n, google::protobuf::RepeatedPtrField<v1::Level>* out) {
-  for (const auto& [price, qty] : side) {
+  for (const auto& [key, level] : side) {
     if (n != 0 && static_cast<size_t>(out->size()) >= n) break;
     v1::Level* l = out->Add();
-    l->set_price(price);
-    l->set_quantity(qty);
+    l->set_price(level.first);
+    l->set_quantity(level.second);
   }
 }
 

@@ -75,8 +75,11 @@ class OrderBook {
   struct Greater {
     bool operator()(const std::string& a, const std::string& b) const { return DecimalLess(b, a); }
   };
-  using Bids = std::map<std::string, std::string, Greater>;  // best (highest) first
-  using Asks = std::map<std::string, std::string, Less>;     // best (lowest) first
+  // Keyed by canonical price; each level keeps the price and quantity as the
+  // exchange last wrote them.
+  using Level = std::pair<std::string, std::string>;    // (price, quantity)
+  using Bids = std::map<std::string, Level, Greater>;  // best (highest) first
+  using Asks = std::map<std::string, Level, Less>;     // best (lowest) first
 
   // Applies levels; fails (leaving the book partly changed) with the first
   // malformed price or quantity.

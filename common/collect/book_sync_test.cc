@@ -49,7 +49,7 @@ TEST(OrderBookTest, OnePriceWrittenTwoWaysIsOneLevel) {
   ASSERT_TRUE(b.Apply({{"0.10", "5"}, {"0.1", "6"}, {"0.09", "1"}}, {{"0.2", "1"}}, &error));
   ASSERT_EQ(b.bids().size(), 2u);
   EXPECT_EQ(b.bids().begin()->first, "0.1");
-  EXPECT_EQ(b.bids().begin()->second, "6") << "quantities are kept as the exchange sent them";
+  EXPECT_EQ(b.bids().begin()->second, (OrderBook::Level{"0.1", "6"})) << "as the exchange last wrote the level";
   ASSERT_TRUE(b.Apply({{"0.100", "0.000"}}, {}, &error));
   EXPECT_EQ(b.bids().begin()->first, "0.09") << "quantity 0 removes the level";
   EXPECT_FALSE(b.Apply({{"abc", "1"}}, {}, &error));
@@ -71,8 +71,8 @@ TEST(BookSyncBinanceSpotTest, BufferedDiffsJoinTheSnapshotByTheDocumentedRule) {
   EXPECT_TRUE(s.live());
   EXPECT_EQ(s.last_update_id(), 105);
   EXPECT_EQ(s.book().bids().size(), 1u) << "99.5 removed";
-  EXPECT_EQ(s.book().bids().begin()->second, "1") << "the dropped diff (u 99) was not applied";
-  EXPECT_EQ(s.book().asks().begin()->second, "4");
+  EXPECT_EQ(s.book().bids().begin()->second.second, "1") << "the dropped diff (u 99) was not applied";
+  EXPECT_EQ(s.book().asks().begin()->second.second, "4");
 }
 
 TEST(BookSyncBinanceSpotTest, ASnapshotOlderThanTheStreamIsFetchedAgain) {
@@ -246,7 +246,9 @@ class GeneratedBook {
 
 template <typename Side>
 std::map<std::string, std::string> AsMap(const Side& side) {
-  return std::map<std::string, std::string>(side.begin(), side.end());
+  std::map<std::string, std::string> out;
+  for (const auto& [key, level] : side) out[key] = level.second;
+  return out;
 }
 
 TEST(BookSyncPropertyTest, TheBookEqualsTheExchangesAndEachLossIsOneGap) {

@@ -4,6 +4,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "node/feeds/okx_feed.h"
 
 namespace marketprism::node {
 
@@ -99,6 +101,55 @@ absl::StatusOr<common::BookSnapshot> ParseBinanceDepthSnapshot(absl::string_view
   if (absl::Status st = Levels(j, "bids", &s.bids); !st.ok()) return st;
   if (absl::Status st = Levels(j, "asks", &s.asks); !st.ok()) return st;
   return s;
+}
+
+std::string BinanceFeed::Url(const std::string& base, const std::vector<std::string>& streams) const {
+  return absl::StrCat(base, "/stream?streams=", absl::StrJoin(streams, "/"));
+}
+
+std::string BinanceFeed::SubscribeMessage(const std::vector<std::string>& streams, bool subscribe, int64_t id) const {
+  return Json{{"method", subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE"}, {"params", streams}, {"id", id}}.dump();
+}
+
+absl::Status BinanceFeed::Parse(absl::string_view text, std::vector<FeedEvent>& out) const {
+  absl::StatusOr<BinanceMessage> m = ParseBinanceMessage(text);
+  if (!m.ok()) return m.status();
+  FeedEvent e;
+  e.stream = std::move(m->stream);
+  e.symbol = std::move(m->symbol);
+  e.event_ms = m->event_ms;
+  switch (m->kind) {
+    case BinanceMessage::Kind::kReply:
+      e.kind = FeedEvent::Kind::kReply;
+      e.error = std::move(m->error);
+      break;
+    case BinanceMessage::Kind::kTrade:
+      e.kind = FeedEvent::Kind::kTrade;
+      e.trade_id = m->trade_id;
+      e.price = std::move(m->price);
+      e.quantity = std::move(m->quantity);
+      e.taker_sold = m->buyer_is_maker;  // the buyer was the maker: the taker sold
+      e.event_ms = m->trade_ms;
+      break;
+    case BinanceMessage::Kind::kDepth:
+      e.kind = FeedEvent::Kind::kDiff;
+      e.diff = std::move(m->diff);
+      break;
+  }
+  out.push_back(std::move(e));
+  return absl::OkStatus();
+}
+
+common::QueryParams BinanceFeed::SnapshotQuery(absl::string_view symbol, int depth) const {
+  return {{"symbol", std::string(symbol)}, {"limit", absl::StrCat(depth > 0 ? depth : 1000)}};
+}
+
+const Feed* FeedFor(absl::string_view exchange) {
+  static const BinanceFeed* binance = new BinanceFeed;
+  static const OkxFeed* okx = new OkxFeed;
+  if (exchange == "binance_spot") return binance;
+  if (exchange == "okx") return okx;
+  return nullptr;
 }
 
 }  // namespace marketprism::node

@@ -15,6 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "common/collect/book_sync.h"
 #include "common/collect/job.h"
+#include "node/feeds/feed.h"
 
 namespace marketprism::node {
 
@@ -44,5 +45,25 @@ absl::StatusOr<BinanceMessage> ParseBinanceMessage(absl::string_view text);
 
 // GET /api/v3/depth's body.
 absl::StatusOr<common::BookSnapshot> ParseBinanceDepthSnapshot(absl::string_view body);
+
+// Binance spot behind the Feed interface: streams in the combined-stream
+// URL (/stream?streams=a/b), SUBSCRIBE / UNSUBSCRIBE for later changes; the
+// server pings and lws answers.
+class BinanceFeed final : public Feed {
+ public:
+  common::BookProtocol protocol() const override { return common::BookProtocol::kBinanceSpot; }
+  absl::StatusOr<std::string> StreamName(common::Channel channel, absl::string_view symbol) const override {
+    return BinanceStreamName(channel, symbol);
+  }
+  std::string Url(const std::string& base, const std::vector<std::string>& streams) const override;
+  bool StreamsInUrl() const override { return true; }
+  std::string SubscribeMessage(const std::vector<std::string>& streams, bool subscribe, int64_t id) const override;
+  absl::Status Parse(absl::string_view text, std::vector<FeedEvent>& out) const override;
+  std::string SnapshotPath() const override { return "/api/v3/depth"; }
+  common::QueryParams SnapshotQuery(absl::string_view symbol, int depth) const override;
+  absl::StatusOr<common::BookSnapshot> ParseSnapshot(absl::string_view body) const override {
+    return ParseBinanceDepthSnapshot(body);
+  }
+};
 
 }  // namespace marketprism::node

@@ -1,0 +1,67 @@
+// File: node/feeds/feed.h
+//
+// One exchange's market streams as the collector speaks them: how a unit's
+// stream is named, the URL a connection opens, the subscribe messages, how a
+// message reads (into FeedEvents), the heartbeat the exchange wants, and
+// the REST snapshot a book joins. Implementations are pure and stateless;
+// every malformed message is an error that names what is wrong.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/collect/book_sync.h"
+#include "common/collect/job.h"
+#include "common/rules/rules.h"
+
+namespace marketprism::node {
+
+struct FeedEvent {
+  enum class Kind { kTrade, kDiff, kSnapshot, kReply };
+  Kind kind = Kind::kTrade;
+  std::string stream;  // the stream it belongs to, as StreamName names it
+  std::string symbol;
+  int64_t event_ms = 0;
+  // kTrade
+  int64_t trade_id = 0;
+  std::string price, quantity;
+  bool taker_sold = false;
+  // kDiff, kSnapshot
+  common::BookDiff diff;
+  common::BookSnapshot snapshot;
+  // kReply: a refusal names what was refused ("" when it was accepted)
+  std::string error;
+};
+
+class Feed {
+ public:
+  virtual ~Feed() = default;
+  virtual common::BookProtocol protocol() const = 0;
+  // kInvalidArgument for a channel this feed does not stream.
+  virtual absl::StatusOr<std::string> StreamName(common::Channel channel, absl::string_view symbol) const = 0;
+  // The URL a connection opens; with streams in it when the exchange takes
+  // them there (then they need no subscribe message).
+  virtual std::string Url(const std::string& base, const std::vector<std::string>& streams) const = 0;
+  virtual bool StreamsInUrl() const = 0;
+  virtual std::string SubscribeMessage(const std::vector<std::string>& streams, bool subscribe, int64_t id) const = 0;
+  // Appends what `text` holds; messages of no interest (pongs) add nothing.
+  virtual absl::Status Parse(absl::string_view text, std::vector<FeedEvent>& out) const = 0;
+  // A text to send after `heartbeat_every()` without a message, or nullopt.
+  virtual std::optional<std::string> Heartbeat() const { return std::nullopt; }
+  virtual absl::Duration heartbeat_every() const { return absl::Seconds(20); }
+  // The REST snapshot of a book at `depth`.
+  virtual std::string SnapshotPath() const = 0;
+  virtual common::QueryParams SnapshotQuery(absl::string_view symbol, int depth) const = 0;
+  virtual absl::StatusOr<common::BookSnapshot> ParseSnapshot(absl::string_view body) const = 0;
+};
+
+// The feed of `exchange`, or nullptr when the collector cannot stream it yet.
+const Feed* FeedFor(absl::string_view exchange);
+
+}  // namespace marketprism::node
