@@ -130,16 +130,7 @@ TEST(CollectionTest, BooksMatchTheExchangeTradesHaveNoHoleAndAKilledNodeCostsOnl
   size_t read = 0;
   auto feed = [&] {
     std::vector<Subscriber::Got> got = sub.events();
-    for (; read < got.size(); ++read) {
-      const v1::MarketEvent& e = got[read].event;
-      if (!e.has_book()) continue;
-      if (e.book().snapshot()) {
-        book.OnSnapshot({e.book().last_update_id(), Levels(e.book().bids()), Levels(e.book().asks())});
-      } else {
-        book.OnDiff({e.book().first_update_id(), e.book().last_update_id(), -1, Levels(e.book().bids()),
-                     Levels(e.book().asks())});
-      }
-    }
+    for (; read < got.size(); ++read) Apply(book, got[read].event);
   };
   ASSERT_TRUE(WaitUntil([&] { feed(); return book.live(); }, absl::Seconds(10))) << "no book within 10 s";
   auto rest = c.sim().Get("127.0.0.1", "/api/v3/depth?symbol=BTCUSDT&limit=100");
@@ -153,12 +144,7 @@ TEST(CollectionTest, BooksMatchTheExchangeTradesHaveNoHoleAndAKilledNodeCostsOnl
   for (const Subscriber::Got& g : sub.events()) {
     const v1::MarketEvent& e = g.event;
     if (!e.has_book() || replay.last_update_id() >= at) continue;
-    if (e.book().snapshot()) {
-      replay.OnSnapshot({e.book().last_update_id(), Levels(e.book().bids()), Levels(e.book().asks())});
-    } else if (e.book().last_update_id() <= at) {
-      replay.OnDiff({e.book().first_update_id(), e.book().last_update_id(), -1, Levels(e.book().bids()),
-                     Levels(e.book().asks())});
-    }
+    if (e.book().snapshot() || e.book().last_update_id() <= at) Apply(replay, e);
   }
   ASSERT_EQ(replay.last_update_id(), at);
   v1::BookUpdate ours;
