@@ -35,7 +35,7 @@ void LimitsRefresher::RequestRefresh(const std::string& exchange) {
   if (rules == nullptr || !rules->published_limits()) return;
   {
     absl::MutexLock lock(&mu_);
-    refresh_now_ = true;
+    refusals_.insert(exchange);
   }
   timer_.ArmIn(absl::ZeroDuration());
 }
@@ -58,15 +58,22 @@ void LimitsRefresher::Look() {
         scheduler_.ConfirmLimits(exchange);
       }
     }
-    // A refusal asks for a read; at most one every 5 s.
-    bool requested = refresh_now_ && now - last_refresh_ >= kRefusalSpacing;
-    if (requested || now - last_refresh_ >= kRefusalSpacing) refresh_now_ = false;
     bool periodic = options_.every > absl::ZeroDuration() && now - last_refresh_ >= options_.every;
     for (const std::string& exchange : scheduler_.rules().ExchangeNames()) {
       const common::ExchangeRules& rules = *scheduler_.rules().Find(exchange);
       if (!rules.published_limits() || !served.count(exchange) || reading_.count(exchange)) continue;
       bool first = !done_once_.count(exchange) && options_.every > absl::ZeroDuration();
+      // A refusal asks for a read at once, whatever read came before it (that
+      // one may predate the change); refusal reads are 5 s apart. A refusal
+      // during a read waits for it to end, then asks again.
+      auto asked = refusal_reads_.find(exchange);
+      bool requested = refusals_.count(exchange) &&
+                       (asked == refusal_reads_.end() || now - asked->second >= kRefusalSpacing);
       if (!first && !periodic && !requested) continue;
+      if (requested) {
+        refusals_.erase(exchange);
+        refusal_reads_[exchange] = now;
+      }
       reading_.insert(exchange);
       read.push_back(exchange);
     }

@@ -2,9 +2,9 @@
 //
 // Reads the limits an exchange publishes (Binance exchangeInfo.rateLimits)
 // through the cluster itself — a budgeted request like any other — once
-// nodes serve the exchange, every `every` after that, and after a refusal
-// (at most once per 5 s). A capacity that differs from the rules is applied
-// to the scheduler and pushed to every node. An exchange whose limits cannot
+// nodes serve the exchange, every `every` after that, and at once after a
+// refusal (such reads at most once per 5 s). A capacity that differs from the
+// rules is applied to the scheduler and pushed to every node. An exchange whose limits cannot
 // be read within `wait` is priced with the rules' figures.
 //
 // Thread-safe. Runs on the clock's timer (a look each second); the read is
@@ -58,7 +58,8 @@ class LimitsRefresher {
   const Execute execute_;
   const std::function<void()> changed_;
   absl::Mutex mu_;
-  bool refresh_now_ ABSL_GUARDED_BY(mu_) = false;
+  std::set<std::string> refusals_ ABSL_GUARDED_BY(mu_);  // exchanges that refused since their last read
+  std::map<std::string, absl::Time> refusal_reads_ ABSL_GUARDED_BY(mu_);  // when a refusal last caused a read
   absl::Time last_refresh_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::set<std::string> done_once_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> reading_ ABSL_GUARDED_BY(mu_);

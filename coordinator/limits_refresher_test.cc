@@ -83,22 +83,42 @@ TEST_F(LimitsRefresherTest, ReadsOnceANodeServesTheExchangeAndAppliesWhatChanged
   EXPECT_EQ(pushes_, 1);  // the same figures: nothing to push
 }
 
-TEST_F(LimitsRefresherTest, ARefusalAsksForAReadAtMostOnceEveryFiveSeconds) {
+TEST_F(LimitsRefresherTest, ARefusalAsksForAReadAtOnceAndThenAtMostOnceEveryFiveSeconds) {
   Make({absl::Minutes(10), absl::Seconds(10)});
   AddNode();
   refresher_->Start();
   clock_.RunDue();
   ASSERT_EQ(reads_.size(), 1u);
   Answer(200, kPublished);
+  // The read just done may predate what the exchange changed: read again now.
+  clock_.AdvanceBy(absl::Milliseconds(300));
+  refresher_->RequestRefresh("binance_spot");
+  clock_.RunDue();
+  ASSERT_EQ(reads_.size(), 1u);
+  Answer(200, kPublished);
   refresher_->RequestRefresh("binance_spot");
   clock_.AdvanceBy(absl::Seconds(1));
-  EXPECT_TRUE(reads_.empty());  // the last read was under 5 s ago
-  clock_.AdvanceBy(absl::Seconds(5));
+  EXPECT_TRUE(reads_.empty());  // the last refusal's read was under 5 s ago
+  clock_.AdvanceBy(absl::Seconds(4));
   EXPECT_EQ(reads_.size(), 1u);
   refresher_->RequestRefresh("okx");  // publishes nothing: no read
   Answer(200, kPublished);
   clock_.AdvanceBy(absl::Seconds(30));
   EXPECT_TRUE(reads_.empty());
+}
+
+TEST_F(LimitsRefresherTest, ARefusalDuringAReadIsReadAgainAfterIt) {
+  Make({absl::Minutes(10), absl::Seconds(10)});
+  AddNode();
+  refresher_->Start();
+  clock_.RunDue();
+  ASSERT_EQ(reads_.size(), 1u);  // the first read, sent before the refusal
+  refresher_->RequestRefresh("binance_spot");
+  clock_.AdvanceBy(absl::Seconds(2));
+  EXPECT_EQ(reads_.size(), 1u) << "one read at a time";
+  Answer(200, kPublished);
+  clock_.AdvanceBy(absl::Seconds(1));
+  EXPECT_EQ(reads_.size(), 1u) << "the refusal is not forgotten";
 }
 
 TEST_F(LimitsRefresherTest, WithoutAnAnswerTheRulesFiguresAreUsedAfterTheWait) {

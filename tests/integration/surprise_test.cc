@@ -26,7 +26,7 @@ TEST(SurpriseTest, ALimitLoweredUnderSaturatingLoadCostsOneRefusalPerIpAndTheNew
   EXPECT_LT(r->adopted_after, absl::Seconds(10)) << "the refusal made the coordinator re-read the published limits";
   for (const IpCount& ip : r->ips) {
     EXPECT_EQ(ip.banned_418, 0) << ip.ip << " " << r->sim_stats;
-    EXPECT_LE(ip.refused_429, 1) << ip.ip << ": at most one refused request for the surprise";
+    EXPECT_LE(ip.refused_429, 1) << ip.ip << ": at most one refused request for the surprise\n" << r->refusal_log;
     EXPECT_LE(ip.last_window_used, 300) << ip.ip;
     EXPECT_GE(ip.last_window_used, 300 * 95 / 100) << ip.ip << ": the new limit is used";
   }

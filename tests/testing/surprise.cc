@@ -9,7 +9,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
 #include "tests/testing/cluster.h"
@@ -107,6 +109,22 @@ IpCount CountOf(const Json& stats, const std::string& ip) {
   return c;
 }
 
+// Every member's log lines about refusals and published limits, by member.
+std::string RefusalLog(Cluster& c, int nodes) {
+  std::string out;
+  auto grep = [&out](const std::string& who, const std::string& log) {
+    for (absl::string_view line : absl::StrSplit(log, '\n')) {
+      if (absl::StrContains(line, "HTTP 429") || absl::StrContains(line, "publishes") ||
+          absl::StrContains(line, "refused ")) {
+        absl::StrAppend(&out, who, ": ", line, "\n");
+      }
+    }
+  };
+  grep("coordinator", c.coordinator().Output());
+  for (int i = 0; i < nodes; ++i) grep(c.egress_ip(i), c.node(i).Output());
+  return out;
+}
+
 int64_t WindowNow(const SurpriseOptions& o) { return absl::ToUnixSeconds(absl::Now()) / o.window_seconds; }
 
 // Until every IP has spent (nearly) its whole window: saturated.
@@ -164,6 +182,7 @@ absl::StatusOr<LoweredLimitResult> RunLoweredLimit(const SurpriseOptions& o, int
   MP_ASSIGN_OR_RETURN(Json stats, c->sim().Stats());
   for (int i = 0; i < o.nodes; ++i) result.ips.push_back(CountOf(stats, c->egress_ip(i)));
   result.sim_stats = stats.dump();
+  result.refusal_log = RefusalLog(*c, o.nodes);
   return result;
 }
 

@@ -57,6 +57,7 @@ struct LoweredLimitResult {
   // From the drop until the coordinator shows the new limit for every IP.
   absl::Duration adopted_after = absl::InfiniteDuration();
   std::string sim_stats;  // for failure messages
+  std::string refusal_log;  // the members' log lines about refusals, for failure messages
 };
 
 // Saturates, lowers the limit to `lowered_to`, and runs three more windows
