@@ -220,6 +220,26 @@ std::optional<ExchangeLane::Admission> ExchangeLane::Admit(const LaneRequest& re
     return std::nullopt;
   }
   absl::Time t = ExchangeNow();
+  if (!own && own_claim_ && now < own_claim_until_) {
+    common::Cost both = r->cost;  // per pool: this request's units and the claim's
+    for (const common::Cost::Charge& c : own_claim_->charges) {
+      auto same = std::find_if(both.charges.begin(), both.charges.end(),
+                               [&](const common::Cost::Charge& b) { return b.pool == c.pool; });
+      if (same == both.charges.end()) {
+        both.charges.push_back(c);
+      } else {
+        same->units += c.units;
+      }
+    }
+    if (!book_.Fits(t, both)) {
+      absl::Time fit = book_.EarliestFit(t, both);
+      r->outcome = LaneResult::Outcome::kRefused;
+      r->retry_after = fit == absl::InfiniteFuture() ? absl::ZeroDuration() : fit - t;
+      r->detail = absl::StrCat("a message this node must send to ", rules_.name(),
+                               " (a heartbeat or subscription) has first claim on this IP's budget");
+      return std::nullopt;
+    }
+  }
   if (!book_.Fits(t, r->cost)) {
     // The coordinator thought it fits; this IP's own ledger does not.
     absl::Time fit = book_.EarliestFit(t, r->cost);
@@ -300,6 +320,32 @@ std::optional<ExchangeLane::Admission> ExchangeLane::Admit(const LaneRequest& re
   a.sent_local = now;
   r->sent_ex = t;
   return a;
+}
+
+namespace {
+// How long a message that found no room keeps its claim without asking again.
+constexpr absl::Duration kOwnClaimHold = absl::Seconds(1);
+}  // namespace
+
+absl::StatusOr<absl::Duration> ExchangeLane::SpendOwn(const std::string& method, const std::string& path) {
+  absl::StatusOr<common::Cost> cost = rules_.Price(method, path, {});
+  if (!cost.ok()) return cost.status();
+  absl::MutexLock lock(&mu_);
+  absl::Time now = clock_.Now();
+  if (park_ && now < park_->until) return park_->until - now;
+  absl::Time t = ExchangeNow();
+  if (!book_.Fits(t, *cost)) {
+    // Dispatched requests would take every unit as it frees: claim the next.
+    own_claim_ = *cost;
+    own_claim_until_ = now + kOwnClaimHold;
+    absl::Time fit = book_.EarliestFit(t, *cost);
+    return fit == absl::InfiniteFuture() ? absl::Seconds(1) : std::max(fit - t, absl::Milliseconds(1));
+  }
+  own_claim_.reset();
+  common::BudgetBook::Ticket ticket = book_.Charge(t, *cost);
+  book_.Complete(ticket, t, std::nullopt);  // a WebSocket message arrives as it is sent
+  events_.push_back({*cost, t, t, std::nullopt});
+  return absl::ZeroDuration();
 }
 
 absl::StatusOr<common::HttpReply> ExchangeLane::Send(const Admission& a, const LaneRequest& request,

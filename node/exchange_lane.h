@@ -147,7 +147,14 @@ class ExchangeLane {
   int exposure_in_flight();
   // The last foreign use seen (units 0: none yet).
   ForeignUse foreign_use();
-  // Requests this lane made on its own (clock probes) since the last call,
+  // Charges what a message the node sends on its own costs this IP — a
+  // WebSocket call that the exchange prices like a request (Deribit's
+  // public/test and public/set_heartbeat draw on the same credits as REST) —
+  // and reports it with TakeEvents. Zero when charged; else how long until
+  // it would fit (or the IP's hold ends): the caller sends it then.
+  // kInvalidArgument when the rules cannot price it.
+  absl::StatusOr<absl::Duration> SpendOwn(const std::string& method, const std::string& path);
+  // Requests this lane made on its own (clock probes, SpendOwn) since the last call,
   // for the coordinator's ledger.
   std::vector<common::UsageEvent> TakeEvents();
   // Every request sent (own or dispatched) still inside one of the rules'
@@ -229,6 +236,10 @@ class ExchangeLane {
   absl::Time refusal_window_end_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time first_refusal_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();  // local clock
   std::vector<common::UsageEvent> events_ ABSL_GUARDED_BY(mu_);
+  // What a SpendOwn that found no room needs: dispatched requests leave it
+  // room until it is spent (or not asked for again within a second).
+  std::optional<common::Cost> own_claim_ ABSL_GUARDED_BY(mu_);
+  absl::Time own_claim_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::deque<common::UsageEvent> recent_rolling_ ABSL_GUARDED_BY(mu_);
   absl::Duration longest_rolling_ = absl::ZeroDuration();
   struct Lease {

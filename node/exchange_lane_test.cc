@@ -280,6 +280,38 @@ TEST_F(LaneTest, Deribit10028EmptiesTheBucketAndParksUntilItRefills) {
   EXPECT_LT(r.park->until - clock_.Now(), absl::Milliseconds(60));
 }
 
+TEST_F(LaneTest, MessagesTheNodeSendsOnItsOwnSpendTheIpsCreditsAndAreReported) {
+  Make("deribit", {"deribit.non_matching_engine=1000"});  // room for two calls of 500
+  Probe(absl::StrCat(R"({"jsonrpc":"2.0","result":)", absl::ToUnixMillis(clock_.Now()), "}"));
+  (void)lane_->TakeEvents();  // the probe's
+  auto first = lane_->SpendOwn("POST", "/api/v2/public/test");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(*first, absl::ZeroDuration());
+  auto second = lane_->SpendOwn("POST", "/api/v2/public/test");
+  ASSERT_TRUE(second.ok());
+  EXPECT_GT(*second, absl::ZeroDuration()) << "the probe's 500 and the first call's 500 spent the bucket";
+  EXPECT_LT(*second, absl::Milliseconds(60)) << "500 credits refill in 50 ms";
+  std::vector<common::UsageEvent> events = lane_->TakeEvents();
+  ASSERT_EQ(events.size(), 1u) << "for the coordinator's ledger";
+  EXPECT_EQ(events[0].cost.charges[0].units, 500);
+  EXPECT_EQ(Run("/api/v2/public/ticker", {{"instrument_name", "BTC-PERPETUAL"}}).outcome,
+            LaneResult::Outcome::kRefused)
+      << "requests see what the messages spent";
+  clock_.AdvanceBy(*second + absl::Milliseconds(5));  // the ledger's margins are conservative
+  LaneResult dispatched = Run("/api/v2/public/ticker", {{"instrument_name", "BTC-PERPETUAL"}});
+  EXPECT_EQ(dispatched.outcome, LaneResult::Outcome::kRefused)
+      << "the message that waited has first claim on what refilled, or requests would starve it";
+  EXPECT_THAT(dispatched.detail, ::testing::HasSubstr("first claim"));
+  auto third = lane_->SpendOwn("POST", "/api/v2/public/test");
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(*third, absl::ZeroDuration());
+  clock_.AdvanceBy(absl::Milliseconds(60));
+  http_->Then(FakeHttpClient::Reply(200, R"({"jsonrpc":"2.0","result":{}})"));
+  EXPECT_EQ(Run("/api/v2/public/ticker", {{"instrument_name", "BTC-PERPETUAL"}}).outcome,
+            LaneResult::Outcome::kReplied)
+      << "the claim ends when the message is sent";
+}
+
 TEST_F(LaneTest, LostRequestsStayChargedButUnsentOnesAreRefunded) {
   Make("binance_spot", {"binance_spot.REQUEST_WEIGHT=6"});  // the probe's 1 + one depth
   Probe(absl::StrCat(R"({"serverTime":)", absl::ToUnixMillis(clock_.Now()), "}"));
