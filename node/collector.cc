@@ -17,19 +17,23 @@ namespace {
 constexpr absl::Duration kBackoffFirst = absl::Milliseconds(100);
 constexpr absl::Duration kBackoffMax = absl::Seconds(5);
 constexpr absl::Duration kSnapshotRetry = absl::Seconds(1);
+// A book that resyncs by subscribing again waits this long for the
+// subscription's snapshot before it subscribes once more.
+constexpr absl::Duration kResubscribeWait = absl::Seconds(5);
 
 int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
 
 }  // namespace
 
 Collector::Collector(CollectorOptions options, common::Clock& clock, common::WsClient& ws, WsBaseFn ws_base,
-                     SnapshotFetcher fetch, RecordSink sink)
+                     SnapshotFetcher fetch, RecordSink sink, SpendFn spend)
     : options_(std::move(options)),
       clock_(clock),
       ws_(ws),
       ws_base_(std::move(ws_base)),
       fetch_(std::move(fetch)),
       sink_(std::move(sink)),
+      spend_(std::move(spend)),
       guard_(std::make_shared<Guard>()),
       rng_(std::hash<std::string>()(options_.node_id)),
       timer_(clock, [this] { Tick(); }) {
@@ -161,15 +165,19 @@ void Collector::Opened(const ConnKey& key, uint64_t generation) {
   absl::MutexLock lock(&mu_);
   auto it = conns_.find(key);
   if (it == conns_.end() || it->second.generation != generation) return;
-  it->second.state = Conn::State::kOpen;
-  it->second.last_message = clock_.SteadyNow();
-  SyncSubscriptions(key, it->second);
+  Conn& c = it->second;
+  c.state = Conn::State::kOpen;
+  c.last_message = clock_.SteadyNow();
+  for (std::string& text : FeedFor(key.first)->OpenMessages(c.next_id++)) SendLocked(key, c, std::move(text));
+  SyncSubscriptions(key, c);
 }
 
 void Collector::LostLocked(const ConnKey& key, Conn& c, const std::string& reason) {
   c.state = Conn::State::kClosed;
   c.ws.reset();
   c.subscribed.clear();
+  c.held.clear();  // a new connection sends its own
+  c.held_until = absl::InfinitePast();
   ++c.failures;
   absl::Duration backoff = std::min(kBackoffMax, kBackoffFirst * (1 << std::min(c.failures - 1, 6)));
   double jitter = std::uniform_real_distribution<double>(0.5, 1.5)(rng_);
@@ -190,6 +198,37 @@ void Collector::Closed(const ConnKey& key, uint64_t generation, int code, const 
   LostLocked(key, it->second, absl::StrCat("connection closed: ", reason));
 }
 
+void Collector::SendLocked(const ConnKey& key, Conn& c, std::string text) {
+  if (!c.ws) return;
+  if (!c.held.empty()) {
+    c.held.push_back(std::move(text));  // in order, behind what waits
+    return;
+  }
+  c.held.push_back(std::move(text));
+  SendHeld(key, c);
+}
+
+void Collector::SendHeld(const ConnKey& key, Conn& c) {
+  absl::Time now = clock_.SteadyNow();
+  const Feed* feed = FeedFor(key.first);
+  while (!c.held.empty() && c.ws && now >= c.held_until) {
+    std::optional<std::string> path = spend_ ? feed->ChargedPath(c.held.front()) : std::nullopt;
+    if (path) {
+      absl::StatusOr<absl::Duration> wait = spend_(key.first, *path);
+      if (!wait.ok()) {
+        common::Log(common::LogLevel::kWarning, "collector",
+                    absl::StrCat(key.first, ": sent unpriced: ", wait.status().message()));
+      } else if (*wait > absl::ZeroDuration()) {
+        // The IP's budget has no room for it yet: hold it (and what follows).
+        c.held_until = now + *wait;
+        return;
+      }
+    }
+    c.ws->Send(c.held.front());
+    c.held.pop_front();
+  }
+}
+
 void Collector::SyncSubscriptions(const ConnKey& key, Conn& c) {
   absl::Time now = clock_.SteadyNow();
   if (c.state != Conn::State::kOpen || !c.ws || now - c.last_sent < options_.subscribe_gap) return;
@@ -205,14 +244,19 @@ void Collector::SyncSubscriptions(const ConnKey& key, Conn& c) {
   if (batch.empty()) return;
   common::Log(common::LogLevel::kInfo, "collector",
               absl::StrCat(add.empty() ? "unsubscribing " : "subscribing ", absl::StrJoin(batch, ", ")));
-  c.ws->Send(FeedFor(key.first)->SubscribeMessage(batch, !add.empty(), c.next_id++));
+  const Feed* feed = FeedFor(key.first);
+  SendLocked(key, c, feed->SubscribeMessage(batch, !add.empty(), c.next_id++));
   c.last_sent = now;
   for (const std::string& s : batch) {
     if (add.empty()) {
       c.subscribed.erase(s);
-    } else {
-      c.subscribed.insert(s);
+      continue;
     }
+    c.subscribed.insert(s);
+    if (!feed->SnapshotOnSubscribe()) continue;
+    // Its snapshot is on the way: no resubscription for it before then.
+    auto unit = by_stream_.find({key.first, s});
+    if (unit != by_stream_.end()) units_.at(unit->second).fetch_after = now + kResubscribeWait;
   }
 }
 
@@ -258,6 +302,10 @@ void Collector::OnText(const ConnKey& key, uint64_t generation, const std::strin
   }
   std::vector<v1::MarketEvent> out;
   for (FeedEvent& e : events) {
+    if (e.kind == FeedEvent::Kind::kAnswer) {
+      SendLocked(key, conn->second, std::move(e.answer));
+      continue;
+    }
     if (e.kind == FeedEvent::Kind::kReply) {
       if (!e.error.empty()) {
         common::Log(common::LogLevel::kError, "collector",
@@ -289,7 +337,8 @@ void Collector::OnEvent(Unit& u, FeedEvent& e, std::vector<v1::MarketEvent>& out
       v1::MarketEvent r = Event(u, e.event_ms * 1000);
       r.set_key(absl::StrCat(u.assignment.key(), "/", e.trade_id));
       v1::Trade* t = r.mutable_trade();
-      t->set_trade_id(absl::StrCat(e.trade_id));
+      t->set_trade_id(e.trade_id_text.empty() ? absl::StrCat(e.trade_id) : std::move(e.trade_id_text));
+      t->set_sequence(e.trade_id);
       t->set_price(std::move(e.price));
       t->set_quantity(std::move(e.quantity));
       t->set_side(e.taker_sold ? v1::SIDE_SELL : v1::SIDE_BUY);
@@ -300,6 +349,7 @@ void Collector::OnEvent(Unit& u, FeedEvent& e, std::vector<v1::MarketEvent>& out
   }
   if (!u.book) return;
   if (e.kind == FeedEvent::Kind::kSnapshot) {
+    u.fetch_after = absl::InfinitePast();  // the snapshot awaited came
     EmitBook(u, u.book->OnSnapshot(std::move(e.snapshot)), e.event_ms * 1000, out);
   } else {
     EmitBook(u, u.book->OnDiff(std::move(e.diff)), e.event_ms * 1000, out);
@@ -313,6 +363,17 @@ void Collector::FetchSnapshots() {
     if (!u.book || !u.book->wants_snapshot() || u.fetching || now < u.fetch_after) continue;
     auto conn = conns_.find({u.assignment.exchange(), u.assignment.connection()});
     if (conn == conns_.end() || conn->second.state != Conn::State::kOpen) continue;  // diffs must be buffering
+    if (u.feed->SnapshotOnSubscribe()) {
+      // Unsubscribe now; SyncSubscriptions subscribes again, and the new
+      // subscription's first message is the snapshot.
+      Conn& c = conn->second;
+      if (!c.subscribed.count(u.stream) || !c.ws) continue;  // its subscription (and snapshot) is still to come
+      common::Log(common::LogLevel::kInfo, "collector", absl::StrCat(key, ": subscribing again for a snapshot"));
+      SendLocked(conn->first, c, u.feed->SubscribeMessage({u.stream}, /*subscribe=*/false, c.next_id++));
+      c.subscribed.erase(u.stream);
+      u.fetch_after = now + kResubscribeWait;
+      continue;
+    }
     u.fetching = true;
     common::Log(common::LogLevel::kInfo, "collector", absl::StrCat(key, ": fetching a snapshot"));
     std::weak_ptr<Guard> weak = guard_;
@@ -371,11 +432,12 @@ void Collector::Tick() {
         ++c.generation;  // its close is not news
         LostLocked(key, c, "stream went silent");
       } else if (c.state == Conn::State::kOpen) {
+        SendHeld(key, c);
         SyncSubscriptions(key, c);
         const Feed* feed = FeedFor(key.first);
         std::optional<std::string> beat = feed->Heartbeat();
         if (beat && c.ws && now - std::max(c.last_message, c.last_heartbeat) >= feed->heartbeat_every()) {
-          c.ws->Send(*beat);
+          SendLocked(key, c, *std::move(beat));
           c.last_heartbeat = now;
         }
       }

@@ -28,6 +28,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -67,12 +68,16 @@ using SnapshotFetcher =
 using RecordSink = std::function<void(std::vector<v1::MarketEvent>)>;
 // The WebSocket base URL for an exchange now ("" if none is known).
 using WsBaseFn = std::function<std::string(const std::string& exchange)>;
+// Charges a message that `exchange` prices like a request at `path` to this
+// IP's budget: zero when charged (send it), else how long to hold it.
+using SpendFn = std::function<absl::StatusOr<absl::Duration>(const std::string& exchange, const std::string& path)>;
 
 class Collector {
  public:
   // `clock` and `ws` must outlive the collector.
+  // Without `spend`, no message is charged.
   Collector(CollectorOptions options, common::Clock& clock, common::WsClient& ws, WsBaseFn ws_base,
-            SnapshotFetcher fetch, RecordSink sink);
+            SnapshotFetcher fetch, RecordSink sink, SpendFn spend = nullptr);
   ~Collector();  // Stop()
 
   void Start();
@@ -116,6 +121,8 @@ class Collector {
     absl::Time last_sent = absl::InfinitePast();
     absl::Time last_heartbeat;
     int64_t next_id = 1;
+    std::deque<std::string> held;  // texts waiting for the IP's budget, in order
+    absl::Time held_until = absl::InfinitePast();
   };
   // Callbacks hold this, not the collector: Stop() clears `self` under `mu`.
   struct Guard {
@@ -132,6 +139,10 @@ class Collector {
   // The connection is gone: its books resync, its trades watch for a hole.
   void LostLocked(const ConnKey& key, Conn& c, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SyncSubscriptions(const ConnKey& key, Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends `text` on `c` once the IP's budget has room for what the exchange
+  // charges for it (at once when it charges nothing), after any held before.
+  void SendLocked(const ConnKey& key, Conn& c, std::string text) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendHeld(const ConnKey& key, Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FetchSnapshots() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::MarketEvent Event(const Unit& u, int64_t exchange_time_us) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnEvent(Unit& u, FeedEvent& e, std::vector<v1::MarketEvent>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -144,6 +155,7 @@ class Collector {
   const WsBaseFn ws_base_;
   const SnapshotFetcher fetch_;
   const RecordSink sink_;
+  const SpendFn spend_;
   std::shared_ptr<Guard> guard_;
   absl::Mutex mu_;
   std::map<std::string, Unit> units_ ABSL_GUARDED_BY(mu_);                      // by unit key

@@ -38,6 +38,10 @@ class CollectorTest : public ::testing::Test {
                    },
                    [this](std::vector<v1::MarketEvent> events) {
                      for (auto& e : events) records_.push_back(std::move(e));
+                   },
+                   [this](const std::string& exchange, const std::string& path) -> absl::StatusOr<absl::Duration> {
+                     if (spend_wait_ == absl::ZeroDuration()) spent_.push_back(absl::StrCat(exchange, " ", path));
+                     return spend_wait_;
                    }) {
     collector_.Start();
   }
@@ -64,6 +68,8 @@ class CollectorTest : public ::testing::Test {
   };
   std::vector<Fetch> fetches_;
   std::vector<v1::MarketEvent> records_;
+  absl::Duration spend_wait_ = absl::ZeroDuration();  // what the IP's budget answers
+  std::vector<std::string> spent_;
   Collector collector_;
 };
 
@@ -156,10 +162,10 @@ TEST_F(CollectorTest, NewUnitsOnAnOpenConnectionAreSubscribedPaced) {
 TEST_F(CollectorTest, UnitsOfExchangesItCannotStreamYetAreRefusedNotRun) {
   v1::Units msg;
   v1::UnitAssignment* a = msg.add_units();
-  a->set_key("deribit/trades/BTC-PERPETUAL");
-  a->set_exchange("deribit");
+  a->set_key("binance_usdm/trades/BTCUSDT");
+  a->set_exchange("binance_usdm");
   a->set_channel("trades");
-  a->set_symbol("BTC-PERPETUAL");
+  a->set_symbol("BTCUSDT");
   collector_.SetUnits(msg);
   clock_.RunDue();
   EXPECT_TRUE(ws_.conns.empty());
@@ -210,6 +216,107 @@ TEST_F(CollectorTest, OkxSubscribesOnceOpenJoinsItsRestBookAndKeepsTheConnection
   Last().cb.on_text("pong");
   clock_.AdvanceBy(absl::Seconds(8));
   EXPECT_EQ(ws_.conns.size(), 1u) << "the pongs keep the watchdog quiet";
+}
+
+TEST_F(CollectorTest, DeribitAsksForHeartbeatsAnswersThemAndResyncsABookBySubscribingAgain) {
+  v1::Units msg;
+  for (const char* channel : {"trades", "book"}) {
+    v1::UnitAssignment* a = msg.add_units();
+    a->set_key(absl::StrCat("deribit/", channel, "/BTC-PERPETUAL"));
+    a->set_exchange("deribit");
+    a->set_channel(channel);
+    a->set_symbol("BTC-PERPETUAL");
+  }
+  collector_.SetUnits(msg);
+  clock_.RunDue();
+  ASSERT_EQ(ws_.conns.size(), 1u);
+  EXPECT_EQ(Last().spec.url, "ws://sim:1/ws/api/v2");
+  Last().cb.on_open();
+  ASSERT_EQ(Last().sent.size(), 2u);
+  EXPECT_THAT(Last().sent[0], HasSubstr(R"("method":"public/set_heartbeat","params":{"interval":10})"));
+  EXPECT_THAT(Last().sent[1], HasSubstr(R"("method":"public/subscribe","params":{"channels":["book.BTC-PERPETUAL.100ms","trades.BTC-PERPETUAL.100ms"]})"));
+  Last().cb.on_text(R"({"jsonrpc":"2.0","id":2,"result":["book.BTC-PERPETUAL.100ms","trades.BTC-PERPETUAL.100ms"]})");
+  // Prices and amounts are JSON numbers: their text is kept, trailing zero and all.
+  Last().cb.on_text(R"({"jsonrpc":"2.0","method":"subscription","params":{"channel":"trades.BTC-PERPETUAL.100ms","data":[
+      {"trade_seq":7,"trade_id":"ETH-99","timestamp":1700000000001,"price":43000.50,"amount":10,"direction":"sell",
+       "instrument_name":"BTC-PERPETUAL","tick_direction":0,"mark_price":43000.1,"index_price":43000.2}]}})");
+  ASSERT_EQ(records_.size(), 1u);
+  EXPECT_EQ(records_[0].trade().price(), "43000.50");
+  EXPECT_EQ(records_[0].trade().quantity(), "10");
+  EXPECT_EQ(records_[0].trade().trade_id(), "ETH-99") << "the exchange's own id";
+  EXPECT_EQ(records_[0].trade().sequence(), 7) << "continuity is trade_seq's";
+  EXPECT_EQ(records_[0].key(), "deribit/trades/BTC-PERPETUAL/7");
+  // The subscription's first book message is the snapshot: no REST fetch.
+  Last().cb.on_text(R"({"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.BTC-PERPETUAL.100ms","data":{
+      "type":"snapshot","timestamp":1700000000100,"instrument_name":"BTC-PERPETUAL","change_id":100,
+      "bids":[["new",42999.5,2500.0]],"asks":[["new",43000.5,10]]}}})");
+  EXPECT_TRUE(fetches_.empty());
+  ASSERT_EQ(records_.size(), 2u);
+  EXPECT_TRUE(records_[1].book().snapshot());
+  EXPECT_EQ(records_[1].book().bids(0).price(), "42999.5");
+  EXPECT_EQ(records_[1].book().bids(0).quantity(), "2500.0");
+  Last().cb.on_text(R"({"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.BTC-PERPETUAL.100ms","data":{
+      "type":"change","timestamp":1700000000200,"instrument_name":"BTC-PERPETUAL","change_id":104,"prev_change_id":100,
+      "bids":[["delete",42999.5,0]],"asks":[["change",43000.5,20]]}}})");
+  ASSERT_EQ(records_.size(), 3u);
+  EXPECT_EQ(records_[2].book().bids(0).quantity(), "0") << "a delete removes the level";
+  // Deribit's heartbeat asks for an answer.
+  size_t sent = Last().sent.size();
+  Last().cb.on_text(R"({"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}})");
+  ASSERT_EQ(Last().sent.size(), sent + 1);
+  EXPECT_THAT(Last().sent.back(), HasSubstr(R"("method":"public/test")"));
+  // A change that does not follow: the book resubscribes for a new snapshot.
+  Last().cb.on_text(R"({"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.BTC-PERPETUAL.100ms","data":{
+      "type":"change","timestamp":1700000000400,"instrument_name":"BTC-PERPETUAL","change_id":110,"prev_change_id":107,
+      "bids":[],"asks":[["change",43000.5,21]]}}})");
+  clock_.AdvanceBy(absl::Seconds(1));
+  EXPECT_TRUE(fetches_.empty()) << "no REST snapshot on Deribit";
+  ASSERT_GE(Last().sent.size(), sent + 3);
+  EXPECT_THAT(Last().sent[sent + 1], HasSubstr(R"("method":"public/unsubscribe","params":{"channels":["book.BTC-PERPETUAL.100ms"]})"));
+  EXPECT_THAT(Last().sent[sent + 2], HasSubstr(R"("method":"public/subscribe","params":{"channels":["book.BTC-PERPETUAL.100ms"]})"));
+  sent = Last().sent.size();
+  clock_.AdvanceBy(absl::Seconds(3));
+  EXPECT_EQ(Last().sent.size(), sent) << "while its snapshot is on the way, no second resubscription";
+  Last().cb.on_text(R"({"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.BTC-PERPETUAL.100ms","data":{
+      "type":"snapshot","timestamp":1700000000500,"instrument_name":"BTC-PERPETUAL","change_id":120,
+      "bids":[["new",42999,1]],"asks":[["new",43001,1]]}}})");
+  ASSERT_GE(records_.size(), 5u);
+  EXPECT_TRUE(records_[records_.size() - 2].has_gap());
+  EXPECT_EQ(records_[records_.size() - 2].gap().after_update_id(), 104);
+  EXPECT_TRUE(records_.back().book().snapshot());
+  EXPECT_EQ(collector_.Status()[0].state, "live");
+  // A malformed message is named and dropped.
+  Last().cb.on_text(R"({"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.BTC-PERPETUAL.100ms","data":{
+      "type":"change","timestamp":1,"instrument_name":"BTC-PERPETUAL","change_id":121,"prev_change_id":120,
+      "bids":[["upsert",1,1]],"asks":[]}}})");
+  EXPECT_EQ(collector_.Status()[0].state, "live");
+}
+
+TEST_F(CollectorTest, DeribitMessagesWaitForTheIpsCreditsAndGoInOrder) {
+  v1::Units msg;
+  v1::UnitAssignment* a = msg.add_units();
+  a->set_key("deribit/trades/BTC-PERPETUAL");
+  a->set_exchange("deribit");
+  a->set_channel("trades");
+  a->set_symbol("BTC-PERPETUAL");
+  collector_.SetUnits(msg);
+  clock_.RunDue();
+  ASSERT_EQ(ws_.conns.size(), 1u);
+  spend_wait_ = absl::Milliseconds(30);  // REST requests spent the bucket
+  Last().cb.on_open();
+  EXPECT_TRUE(Last().sent.empty()) << "Deribit charges each call like a request: none goes over";
+  spend_wait_ = absl::ZeroDuration();
+  clock_.AdvanceBy(absl::Milliseconds(100));
+  ASSERT_EQ(Last().sent.size(), 2u);
+  EXPECT_THAT(Last().sent[0], HasSubstr("public/set_heartbeat"));
+  EXPECT_THAT(Last().sent[1], HasSubstr("public/subscribe"));
+  EXPECT_THAT(spent_, ::testing::ElementsAre("deribit /api/v2/public/set_heartbeat", "deribit /api/v2/public/subscribe"));
+  // Binance's messages are not charged to the IP's request pools.
+  spent_.clear();
+  Assign({{"trades", "BTCUSDT"}});
+  ASSERT_EQ(ws_.conns.size(), 2u);
+  Last().cb.on_open();
+  EXPECT_TRUE(spent_.empty());
 }
 
 }  // namespace

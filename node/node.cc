@@ -187,7 +187,12 @@ absl::Status Node::Start() {
   collector_ = std::make_unique<Collector>(
       CollectorOptions{options_.node_id, options_.egress_ip}, clock_, *ws_,
       std::bind_front(&Node::WsBase, this), std::bind_front(&Node::FetchSnapshot, this),
-      [this](std::vector<v1::MarketEvent> events) { session_->Publish(std::move(events)); });
+      [this](std::vector<v1::MarketEvent> events) { session_->Publish(std::move(events)); },
+      [this](const std::string& exchange, const std::string& path) -> absl::StatusOr<absl::Duration> {
+        auto lane = lanes_.find(exchange);
+        if (lane == lanes_.end()) return absl::ZeroDuration();  // no lane, no budget kept here
+        return lane->second->SpendOwn("POST", path);
+      });
   collector_->Start();
   session_->Start(advertise_);
   prober_->Start();

@@ -117,6 +117,7 @@ class BookSync {
   // No usable snapshot is held: the runner should fetch one.
   bool wants_snapshot() const { return state_ == State::kAwaitSnapshot; }
   bool live() const { return state_ == State::kLive; }
+  BookProtocol protocol() const { return protocol_; }
   int64_t last_update_id() const { return last_; }
   const OrderBook& book() const { return book_; }
   // Snapshots that came too late to join the buffered diffs (each asks for

@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "node/feeds/deribit_feed.h"
 #include "node/feeds/okx_feed.h"
 
 namespace marketprism::node {
@@ -147,8 +148,10 @@ common::QueryParams BinanceFeed::SnapshotQuery(absl::string_view symbol, int dep
 const Feed* FeedFor(absl::string_view exchange) {
   static const BinanceFeed* binance = new BinanceFeed;
   static const OkxFeed* okx = new OkxFeed;
+  static const DeribitFeed* deribit = new DeribitFeed;
   if (exchange == "binance_spot") return binance;
   if (exchange == "okx") return okx;
+  if (exchange == "deribit") return deribit;
   return nullptr;
 }
 

@@ -23,13 +23,16 @@
 namespace marketprism::node {
 
 struct FeedEvent {
-  enum class Kind { kTrade, kDiff, kSnapshot, kReply };
+  enum class Kind { kTrade, kDiff, kSnapshot, kReply, kAnswer };
   Kind kind = Kind::kTrade;
   std::string stream;  // the stream it belongs to, as StreamName names it
   std::string symbol;
   int64_t event_ms = 0;
-  // kTrade
+  // kTrade: trade_id is the exchange's per-symbol sequence that continuity
+  // is checked by (Binance/OKX trade id, Deribit trade_seq); trade_id_text
+  // the exchange's own id when it differs from that ("": the same).
   int64_t trade_id = 0;
+  std::string trade_id_text;
   std::string price, quantity;
   bool taker_sold = false;
   // kDiff, kSnapshot
@@ -37,6 +40,8 @@ struct FeedEvent {
   common::BookSnapshot snapshot;
   // kReply: a refusal names what was refused ("" when it was accepted)
   std::string error;
+  // kAnswer: a text the exchange asked for (Deribit's heartbeat test_request)
+  std::string answer;
 };
 
 class Feed {
@@ -52,6 +57,15 @@ class Feed {
   virtual std::string SubscribeMessage(const std::vector<std::string>& streams, bool subscribe, int64_t id) const = 0;
   // Appends what `text` holds; messages of no interest (pongs) add nothing.
   virtual absl::Status Parse(absl::string_view text, std::vector<FeedEvent>& out) const = 0;
+  // Texts to send once a connection opens, before any subscription.
+  virtual std::vector<std::string> OpenMessages(int64_t /*id*/) const { return {}; }
+  // The path the rules price `text` by when the exchange charges a message
+  // sent on a connection to the IP's request pools (Deribit: "/api/v2/" and
+  // the JSON-RPC method); nullopt when messages are not charged that way.
+  virtual std::optional<std::string> ChargedPath(absl::string_view /*text*/) const { return std::nullopt; }
+  // A book resynchronises by subscribing again (the subscription's first
+  // message is the snapshot: Deribit) rather than by a REST snapshot.
+  virtual bool SnapshotOnSubscribe() const { return false; }
   // A text to send after `heartbeat_every()` without a message, or nullopt.
   virtual std::optional<std::string> Heartbeat() const { return std::nullopt; }
   virtual absl::Duration heartbeat_every() const { return absl::Seconds(20); }

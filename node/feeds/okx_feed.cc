@@ -2,9 +2,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "node/feeds/json_fields.h"
 
 namespace marketprism::node {
 
@@ -26,20 +26,7 @@ absl::Status Levels(const Json& j, const char* field, std::vector<common::PriceL
   return absl::OkStatus();
 }
 
-bool IntText(const Json& j, const char* field, int64_t* out) {
-  if (!j.contains(field)) return false;
-  if (j[field].is_number_integer()) {
-    *out = j[field].get<int64_t>();
-    return true;
-  }
-  return j[field].is_string() && absl::SimpleAtoi(j[field].get<std::string>(), out);
-}
 
-bool Text(const Json& j, const char* field, std::string* out) {
-  if (!j.contains(field) || !j[field].is_string()) return false;
-  *out = j[field].get<std::string>();
-  return true;
-}
 
 }  // namespace
 
@@ -76,19 +63,19 @@ absl::Status OkxFeed::Parse(absl::string_view text, std::vector<FeedEvent>& out)
     FeedEvent e;
     e.kind = FeedEvent::Kind::kReply;
     std::string event;
-    Text(j, "event", &event);
+    TextField(j, "event", &event);
     if (event == "error") {
       std::string code, msg;
-      Text(j, "code", &code);
-      Text(j, "msg", &msg);
+      TextField(j, "code", &code);
+      TextField(j, "msg", &msg);
       e.error = absl::StrCat(code, " ", msg);
     }
     out.push_back(std::move(e));
     return absl::OkStatus();
   }
   std::string channel, inst;
-  if (!j.contains("arg") || !j["arg"].is_object() || !Text(j["arg"], "channel", &channel) ||
-      !Text(j["arg"], "instId", &inst) || !j.contains("data") || !j["data"].is_array()) {
+  if (!j.contains("arg") || !j["arg"].is_object() || !TextField(j["arg"], "channel", &channel) ||
+      !TextField(j["arg"], "instId", &inst) || !j.contains("data") || !j["data"].is_array()) {
     return Bad("neither a push with \"arg\" and \"data\" nor an event");
   }
   std::string stream = absl::StrCat(channel, ":", inst);
@@ -99,8 +86,8 @@ absl::Status OkxFeed::Parse(absl::string_view text, std::vector<FeedEvent>& out)
       e.stream = stream;
       e.symbol = inst;
       std::string side;
-      if (!d.is_object() || !IntText(d, "tradeId", &e.trade_id) || !Text(d, "px", &e.price) ||
-          !Text(d, "sz", &e.quantity) || !Text(d, "side", &side) || !IntText(d, "ts", &e.event_ms)) {
+      if (!d.is_object() || !IntField(d, "tradeId", &e.trade_id) || !TextField(d, "px", &e.price) ||
+          !TextField(d, "sz", &e.quantity) || !TextField(d, "side", &side) || !IntField(d, "ts", &e.event_ms)) {
         return Bad(absl::StrCat(stream, ": a trade needs \"tradeId\", \"px\", \"sz\", \"side\" and \"ts\""));
       }
       e.taker_sold = side == "sell";
@@ -110,16 +97,16 @@ absl::Status OkxFeed::Parse(absl::string_view text, std::vector<FeedEvent>& out)
   }
   if (channel == "books") {
     std::string action;
-    Text(j, "action", &action);
+    TextField(j, "action", &action);
     for (const Json& d : j["data"]) {
       FeedEvent e;
       e.stream = stream;
       e.symbol = inst;
       int64_t seq = 0, prev = -1;
-      if (!d.is_object() || !IntText(d, "seqId", &seq) || !IntText(d, "ts", &e.event_ms)) {
+      if (!d.is_object() || !IntField(d, "seqId", &seq) || !IntField(d, "ts", &e.event_ms)) {
         return Bad(absl::StrCat(stream, ": a book push needs \"seqId\" and \"ts\""));
       }
-      IntText(d, "prevSeqId", &prev);
+      IntField(d, "prevSeqId", &prev);
       std::vector<common::PriceLevel> bids, asks;
       if (absl::Status s = Levels(d, "bids", &bids); !s.ok()) return s;
       if (absl::Status s = Levels(d, "asks", &asks); !s.ok()) return s;
@@ -148,7 +135,7 @@ absl::StatusOr<common::BookSnapshot> OkxFeed::ParseSnapshot(absl::string_view bo
   }
   const Json& d = j["data"][0];
   common::BookSnapshot s;
-  if (!IntText(d, "seqId", &s.update_id)) return Bad("books snapshot: no \"seqId\" to join the stream at");
+  if (!IntField(d, "seqId", &s.update_id)) return Bad("books snapshot: no \"seqId\" to join the stream at");
   if (absl::Status st = Levels(d, "bids", &s.bids); !st.ok()) return st;
   if (absl::Status st = Levels(d, "asks", &s.asks); !st.ok()) return st;
   return s;

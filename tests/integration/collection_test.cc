@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/collect/book_sync.h"
+#include "common/collect/exact_json.h"
 #include "marketprism/v1/collector.grpc.pb.h"
 #include "tests/testing/cluster.h"
 #include "tests/testing/wait.h"
@@ -223,38 +224,71 @@ TEST(CollectionTest, BooksMatchTheExchangeTradesHaveNoHoleAndAKilledNodeCostsOnl
   EXPECT_EQ((*stats)["exchanges"]["binance_spot"]["totals"]["ws_refused"], 0);
 }
 
-TEST(CollectionTest, OkxBooksJoinTheRestBookAndEqualItAndTradesHaveNoHole) {
+// One node collecting `exchange`'s book and trades of `symbol`, with a
+// subscriber to everything of that exchange whose records keep `book`.
+struct OneExchange {
+  std::unique_ptr<Cluster> cluster;
+  std::unique_ptr<Subscriber> sub;
+  common::BookSync book;
+  size_t read = 0;
+
+  explicit OneExchange(const std::string& exchange) : book(common::BookProtocolFor(exchange)) {}
+  // Feeds the book what arrived since the last call.
+  void Feed() {
+    std::vector<Subscriber::Got> got = sub->events();
+    for (; read < got.size(); ++read) Apply(book, got[read].event);
+  }
+  // The book up to update `at`, replayed from everything received.
+  common::BookSync ReplayTo(int64_t at) {
+    common::BookSync replay(book.protocol());
+    for (const Subscriber::Got& g : sub->events()) {
+      if (g.event.has_book() && g.event.book().last_update_id() <= at) Apply(replay, g.event);
+    }
+    return replay;
+  }
+  // Trade records and gap records received; fails on a hole or repeat in
+  // `sequence` order.
+  void CountTrades(int64_t* trades, int64_t* gaps) {
+    int64_t last = 0;
+    *trades = *gaps = 0;
+    for (const Subscriber::Got& g : sub->events()) {
+      if (g.event.has_gap()) ++*gaps;
+      if (!g.event.has_trade()) continue;
+      int64_t seq = g.event.trade().sequence();
+      if (last != 0) ASSERT_EQ(seq, last + 1) << "a hole or a repeat in " << g.event.exchange() << " trades";
+      last = seq;
+      ++*trades;
+    }
+  }
+};
+
+absl::Status StartOneExchange(OneExchange& x, const std::string& exchange, const std::string& symbol) {
   ClusterOptions o;
   o.nodes = 1;
-  o.exchanges = {"okx"};
-  o.node_flags = {"--exchange", "okx"};
-  o.coordinator_flags = {"--jobs", WriteJobs(R"({"jobs": [
-      {"name": "book", "exchange": "okx", "channel": "book", "symbols": ["BTC-USDT"]},
-      {"name": "trades", "exchange": "okx", "channel": "trades", "symbols": ["BTC-USDT"]}]})")};
-  auto cluster = Cluster::Start(o);
-  ASSERT_TRUE(cluster.ok()) << cluster.status();
-  Cluster& c = **cluster;
+  o.exchanges = {exchange};
+  o.node_flags = {"--exchange", exchange};
+  o.coordinator_flags = {"--jobs", WriteJobs(absl::StrCat(R"({"jobs": [
+      {"name": "book", "exchange": ")", exchange, R"(", "channel": "book", "symbols": [")", symbol, R"("]},
+      {"name": "trades", "exchange": ")", exchange, R"(", "channel": "trades", "symbols": [")", symbol, R"("]}]})"))};
+  absl::StatusOr<std::unique_ptr<Cluster>> c = Cluster::Start(o);
+  if (!c.ok()) return c.status();
+  x.cluster = *std::move(c);
   v1::SubscribeRequest all;
-  all.set_exchange("okx");
-  Subscriber sub(c.coordinator_address(), all);
-  common::BookSync book(common::BookProtocol::kOkx);
-  size_t read = 0;
-  auto feed = [&] {
-    std::vector<Subscriber::Got> got = sub.events();
-    for (; read < got.size(); ++read) Apply(book, got[read].event);
-  };
-  ASSERT_TRUE(WaitUntil([&] { feed(); return book.live(); }, absl::Seconds(10))) << "no book within 10 s";
-  auto rest = c.sim().Get("127.0.0.1", "/api/v5/market/books?instId=BTC-USDT&sz=400");
+  all.set_exchange(exchange);
+  x.sub = std::make_unique<Subscriber>(x.cluster->coordinator_address(), all);
+  return absl::OkStatus();
+}
+
+TEST(CollectionTest, OkxBooksJoinTheRestBookAndEqualItAndTradesHaveNoHole) {
+  OneExchange x("okx");
+  ASSERT_TRUE(StartOneExchange(x, "okx", "BTC-USDT").ok());
+  ASSERT_TRUE(WaitUntil([&] { x.Feed(); return x.book.live(); }, absl::Seconds(10))) << "no book within 10 s";
+  auto rest = x.cluster->sim().Get("127.0.0.1", "/api/v5/market/books?instId=BTC-USDT&sz=400");
   ASSERT_TRUE(rest.ok()) << rest.status();
   nlohmann::json exchange = nlohmann::json::parse(rest->body)["data"][0];
   int64_t at = exchange["seqId"];
-  ASSERT_TRUE(WaitUntil([&] { feed(); return book.last_update_id() >= at; }, absl::Seconds(5)));
-  common::BookSync replay(common::BookProtocol::kOkx);
-  for (const Subscriber::Got& g : sub.events()) {
-    if (g.event.has_book() && (g.event.book().snapshot() || g.event.book().last_update_id() <= at)) {
-      Apply(replay, g.event);
-    }
-  }
+  ASSERT_TRUE(WaitUntil([&] { x.Feed(); return x.book.last_update_id() >= at; }, absl::Seconds(5)));
+  common::BookSync replay = x.ReplayTo(at);
   ASSERT_EQ(replay.last_update_id(), at) << "OKX pushes at every 100 ms tick: the book passes through the REST seqId";
   v1::BookUpdate ours;
   replay.book().Top(100, &ours);
@@ -266,16 +300,40 @@ TEST(CollectionTest, OkxBooksJoinTheRestBookAndEqualItAndTradesHaveNoHole) {
     EXPECT_EQ(ours.asks(i).quantity(), exchange["asks"][i][1].get<std::string>()) << "ask " << i;
   }
   absl::SleepFor(absl::Seconds(1));
-  int64_t last = 0, trades = 0, gaps = 0;
-  for (const Subscriber::Got& g : sub.events()) {
-    if (g.event.has_gap()) ++gaps;
-    if (!g.event.has_trade()) continue;
-    int64_t id = 0;
-    ASSERT_TRUE(absl::SimpleAtoi(g.event.trade().trade_id(), &id));
-    if (last != 0) ASSERT_EQ(id, last + 1) << "a hole or a repeat in OKX trade ids";
-    last = id;
-    ++trades;
+  int64_t trades = 0, gaps = 0;
+  x.CountTrades(&trades, &gaps);
+  EXPECT_GT(trades, 5);
+  EXPECT_EQ(gaps, 0);
+}
+
+TEST(CollectionTest, DeribitBooksEqualItsRestBookWithPricesAsSentAndTradeSeqsHaveNoHole) {
+  OneExchange x("deribit");
+  ASSERT_TRUE(StartOneExchange(x, "deribit", "BTC-PERPETUAL").ok());
+  ASSERT_TRUE(WaitUntil([&] { x.Feed(); return x.book.live(); }, absl::Seconds(10))) << "no book within 10 s";
+  auto rest = x.cluster->sim().Get("127.0.0.1", "/api/v2/public/get_order_book?instrument_name=BTC-PERPETUAL&depth=100");
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  std::string error;
+  std::optional<nlohmann::json> parsed = common::ParseExactJson(rest->body, &error);  // prices as the exchange wrote them
+  ASSERT_TRUE(parsed.has_value()) << error;
+  const nlohmann::json& exchange = (*parsed)["result"];
+  int64_t at = exchange["change_id"];
+  ASSERT_TRUE(WaitUntil([&] { x.Feed(); return x.book.last_update_id() >= at; }, absl::Seconds(5)));
+  // Deribit sends a change only when the book changed: the book at the last
+  // change up to the REST book's change_id is the REST book.
+  common::BookSync replay = x.ReplayTo(at);
+  ASSERT_TRUE(replay.live());
+  v1::BookUpdate ours;
+  replay.book().Top(100, &ours);
+  ASSERT_EQ(ours.bids_size(), 100);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(ours.bids(i).price(), common::NumberText(exchange["bids"][i][0])) << "bid " << i;
+    EXPECT_EQ(ours.bids(i).quantity(), common::NumberText(exchange["bids"][i][1])) << "bid " << i;
+    EXPECT_EQ(ours.asks(i).price(), common::NumberText(exchange["asks"][i][0])) << "ask " << i;
+    EXPECT_EQ(ours.asks(i).quantity(), common::NumberText(exchange["asks"][i][1])) << "ask " << i;
   }
+  absl::SleepFor(absl::Seconds(1));
+  int64_t trades = 0, gaps = 0;
+  x.CountTrades(&trades, &gaps);
   EXPECT_GT(trades, 5);
   EXPECT_EQ(gaps, 0);
 }
