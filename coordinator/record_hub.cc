@@ -116,7 +116,10 @@ void RecordHub::Flush(absl::Time now) {
 
 namespace {
 
+// The sequence trades are merged and checked by: Trade.sequence (Deribit's
+// trade_seq; its trade ids are not consecutive), else a numeric trade id.
 int64_t TradeId(const v1::MarketEvent& e) {
+  if (e.trade().sequence() > 0) return e.trade().sequence();
   int64_t id = 0;
   return absl::SimpleAtoi(e.trade().trade_id(), &id) ? id : -1;
 }

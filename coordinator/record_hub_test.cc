@@ -91,6 +91,24 @@ TEST(RecordHubTest, TwoCopiesOfTradesArriveOnceAndAGapOnlyWhenBothLost) {
   EXPECT_EQ(hub.counts().duplicates, 3);
 }
 
+TEST(RecordHubTest, TradesMergeByTheirSequenceWhereTheIdsAreNotConsecutive) {
+  RecordHub hub;
+  QueueSink sink;
+  hub.Subscribe({}, &sink);
+  auto deribit = [](int64_t seq, int64_t id, const std::string& node) {
+    v1::MarketEvent e = Trade(seq, node);
+    e.mutable_trade()->set_trade_id(absl::StrCat(id));  // Deribit's ids jump between instruments' trades
+    e.mutable_trade()->set_sequence(seq);
+    return e;
+  };
+  hub.Publish(Batch({deribit(1, 1000, "a"), deribit(2, 1007, "a")}), T0);
+  hub.Publish(Batch({deribit(1, 1000, "b"), deribit(2, 1007, "b"), deribit(3, 1012, "b")}), T0);
+  hub.Flush(T0 + absl::Seconds(1));
+  ASSERT_EQ(sink.events.size(), 3u);
+  for (const auto& e : sink.events) EXPECT_FALSE(e.has_gap()) << "ids 1000, 1007, 1012 are one sequence 1, 2, 3";
+  EXPECT_EQ(hub.counts().duplicates, 2);
+}
+
 TEST(RecordHubTest, ACopyAheadOfTheOtherIsReorderedNotAGap) {
   RecordHub hub;
   QueueSink sink;
