@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "common/collect/job.h"
 #include "google/protobuf/util/json_util.h"
 #include "marketprism/v1/collector.grpc.pb.h"
@@ -59,6 +60,22 @@ std::string Describe(const v1::MarketEvent& e) {
   if (e.has_gap()) {
     return absl::StrCat(head, "GAP after ", e.gap().after_update_id(), ", resumed at ", e.gap().resumed_update_id(),
                         ": ", e.gap().reason());
+  }
+  if (e.has_book_ticker()) {
+    const v1::BookTicker& t = e.book_ticker();
+    return absl::StrCat(head, "top ", t.update_id(), " bid ", t.bid().quantity(), " @ ", t.bid().price(), " ask ",
+                        t.ask().quantity(), " @ ", t.ask().price());
+  }
+  if (e.has_ticker()) {
+    const v1::Ticker& t = e.ticker();
+    return absl::StrCat(head, "24h last ", t.last_price(), " open ", t.open_price(), " high ", t.high_price(), " low ",
+                        t.low_price(), " volume ", t.volume());
+  }
+  if (e.has_kline()) {
+    const v1::Kline& k = e.kline();
+    return absl::StrCat(head, k.interval(), " ", absl::FormatTime("%H:%M:%S", absl::FromUnixMicros(k.open_time_us()), absl::UTCTimeZone()),
+                        k.closed() ? " closed" : " open", " o ", k.open(), " h ", k.high(), " l ", k.low(), " c ",
+                        k.close(), " v ", k.volume());
   }
   if (e.has_poll()) {
     return absl::StrCat(head, "poll HTTP ", e.poll().http_status(), ", ", e.poll().body().size(), " bytes");

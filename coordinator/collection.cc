@@ -20,8 +20,6 @@ int64_t MtimeOf(const std::string& path) {
   return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
 }
 
-std::string UnitKeyOf(const v1::MarketEvent& e) { return absl::StrCat(e.exchange(), "/", e.channel(), "/", e.symbol()); }
-
 }  // namespace
 
 Collection::Collection(CollectionOptions options, common::Clock& clock, const common::RulesBook& rules,
@@ -277,7 +275,7 @@ void Collection::Observe(const std::string& node_id, const v1::RecordBatch& batc
   absl::MutexLock lock(&mu_);
   absl::Time now = clock_.Now();
   for (const v1::MarketEvent& e : batch.events()) {
-    CopyStats& s = stats_[{UnitKeyOf(e), node_id}];
+    CopyStats& s = stats_[{common::UnitKeyOf(e), node_id}];
     ++s.messages;
     if (e.has_gap()) ++s.gaps;
     if (e.exchange_time_us() > 0) s.lag_us = e.received_time_us() - e.exchange_time_us();

@@ -5,12 +5,11 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/collect/job.h"
 
 namespace marketprism::coordinator {
 
 namespace {
-
-std::string UnitKey(const v1::MarketEvent& e) { return absl::StrCat(e.exchange(), "/", e.channel(), "/", e.symbol()); }
 
 std::vector<common::PriceLevel> Levels(const google::protobuf::RepeatedPtrField<v1::Level>& in) {
   std::vector<common::PriceLevel> out;
@@ -25,7 +24,11 @@ RecordHub::RecordHub(Options options) : options_(options) {}
 
 bool RecordHub::Matches(const v1::SubscribeRequest& f, const v1::MarketEvent& e) {
   if (!f.exchange().empty() && f.exchange() != e.exchange()) return false;
-  if (!f.channel().empty() && f.channel() != e.channel()) return false;
+  // A kline filter may name its interval too ("kline_1m").
+  if (!f.channel().empty() && f.channel() != e.channel() &&
+      !(e.has_kline() && f.channel() == absl::StrCat(e.channel(), "_", e.kline().interval()))) {
+    return false;
+  }
   if (f.symbols_size() == 0) return true;
   for (const std::string& s : f.symbols()) {
     if (s == e.symbol()) return true;
@@ -128,7 +131,7 @@ int64_t TradeId(const v1::MarketEvent& e) {
 
 void RecordHub::DeliverTrade(Unit& u, const v1::MarketEvent& e, int64_t id) {
   if (u.last_trade != 0 && id > u.last_trade + 1) {
-    std::string key = UnitKey(e);
+    std::string key = common::UnitKeyOf(e);
     v1::MarketEvent g = e;
     g.clear_trade();
     g.set_key(absl::StrCat(key, "/gap/", u.last_trade, "-", id));
@@ -180,7 +183,7 @@ void RecordHub::Release(Unit& u, absl::Time now) {
 }
 
 void RecordHub::Accept(const v1::MarketEvent& e, absl::Time now) {
-  std::string key = UnitKey(e);
+  std::string key = common::UnitKeyOf(e);
   if (e.has_trade() && TradeId(e) >= 0) {
     Unit& u = units_[key];
     if (!Sequence(u, e, /*force=*/false)) {
@@ -248,7 +251,7 @@ void RecordHub::FeedBook(Unit& u, const v1::MarketEvent& e) {
       for (common::BookRecord& r : u.book->OnSnapshot(*u.latest_snapshot)) out.push_back(std::move(r));
     }
   }
-  std::string key = UnitKey(e);
+  std::string key = common::UnitKeyOf(e);
   for (common::BookRecord& r : out) {
     v1::MarketEvent m;
     m.set_exchange(e.exchange());

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <string>
 
 #include "absl/time/time.h"
 #include "exchange_sim/market.h"
@@ -12,6 +14,13 @@
 #include <nlohmann/json.hpp>
 
 namespace marketprism::sim {
+
+namespace binance {
+// Kline interval names and their lengths in milliseconds ("1m" -> 60000).
+const std::map<std::string, int64_t>& KlineIntervals();
+// GET /api/v3/ticker/24hr's object (the `@ticker` stream renames its fields).
+nlohmann::ordered_json TickerJson(const Market& m, const Instrument& inst, int64_t now_ms, bool futures);
+}  // namespace binance
 
 namespace okx {
 // The market/ticker object (also the `tickers` channel's data item).

@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "exchange_sim/api_json.h"
 #include "exchange_sim/api_util.h"
 #include "exchange_sim/simulator.h"
 #include <nlohmann/json.hpp>
@@ -25,15 +26,6 @@ HttpResponse Reply(const Json& body) {
   HttpResponse r;
   r.body = body.dump(-1, ' ', false, kDumpReplacingBadUtf8);
   return r;
-}
-
-const std::map<std::string, int64_t>& Intervals() {
-  static const auto* m = new std::map<std::string, int64_t>{
-      {"1s", 1'000},         {"1m", 60'000},        {"3m", 180'000},       {"5m", 300'000},
-      {"15m", 900'000},      {"30m", 1'800'000},    {"1h", 3'600'000},     {"2h", 7'200'000},
-      {"4h", 14'400'000},    {"6h", 21'600'000},    {"8h", 28'800'000},    {"12h", 43'200'000},
-      {"1d", 86'400'000},    {"3d", 259'200'000},   {"1w", 604'800'000}};
-  return *m;
 }
 
 class Handler {
@@ -262,8 +254,8 @@ class Handler {
       return Error(400, -1102,
                    "Mandatory parameter 'interval' was not sent, was empty/null, or malformed.");
     }
-    auto it = Intervals().find(*interval);
-    if (it == Intervals().end()) return Error(400, -1120, "Invalid interval.");
+    auto it = KlineIntervals().find(*interval);
+    if (it == KlineIntervals().end()) return Error(400, -1120, "Invalid interval.");
     int64_t step = it->second;
     auto limit = Limit(500, futures_ ? 1500 : 1000, &error);
     if (!limit) return error;
@@ -318,39 +310,7 @@ class Handler {
     return Reply(out);
   }
 
-  Json Ticker24h(const Instrument& inst) {
-    int64_t open_ms = ctx_.now_ms - 86'400'000;
-    Candle c = m_.CandleAt(inst, open_ms, 86'400'000, ctx_.now_ms);
-    Book top = m_.BookAt(inst, ctx_.now_ms / Market::kTickMs, 1);
-    double open = m_.PriceOf(inst, c.open), last = m_.PriceOf(inst, c.close);
-    int64_t last_id = m_.LastTradeId(inst, ctx_.now_ms);
-    Trade last_trade = m_.TradeById(inst, last_id);
-    double vol = m_.QtyOf(inst, c.volume);
-    Json j = {{"symbol", inst.symbol},
-              {"priceChange", absl::StrFormat("%.8f", last - open)},
-              {"priceChangePercent", absl::StrFormat("%.3f", (last - open) / open * 100)},
-              {"weightedAvgPrice", absl::StrFormat("%.8f", (open + last) / 2)},
-              {"prevClosePrice", Px(inst, m_.PriceGrid(inst, open_ms - 1))},
-              {"lastPrice", Px(inst, c.close)},
-              {"lastQty", Qty(inst, last_trade.qty)}};
-    if (!futures_) {
-      j["bidPrice"] = Px(inst, top.bids.at(0).grid);
-      j["bidQty"] = Qty(inst, top.bids.at(0).qty);
-      j["askPrice"] = Px(inst, top.asks.at(0).grid);
-      j["askQty"] = Qty(inst, top.asks.at(0).qty);
-    }
-    j["openPrice"] = Px(inst, c.open);
-    j["highPrice"] = Px(inst, c.high);
-    j["lowPrice"] = Px(inst, c.low);
-    j["volume"] = Qty(inst, c.volume);
-    j["quoteVolume"] = absl::StrFormat("%.8f", vol * (open + last) / 2);
-    j["openTime"] = open_ms;
-    j["closeTime"] = ctx_.now_ms;
-    j["firstId"] = m_.FirstTradeIdAtOrAfter(inst, open_ms);
-    j["lastId"] = last_id;
-    j["count"] = c.trades;
-    return j;
-  }
+  Json Ticker24h(const Instrument& inst) { return TickerJson(m_, inst, ctx_.now_ms, futures_); }
 
   Json RollingTicker(const Instrument& inst) {
     Json j = Ticker24h(inst);
@@ -381,6 +341,50 @@ class Handler {
 };
 
 }  // namespace
+
+const std::map<std::string, int64_t>& KlineIntervals() {
+  static const auto* m = new std::map<std::string, int64_t>{
+      {"1s", 1'000},         {"1m", 60'000},        {"3m", 180'000},       {"5m", 300'000},
+      {"15m", 900'000},      {"30m", 1'800'000},    {"1h", 3'600'000},     {"2h", 7'200'000},
+      {"4h", 14'400'000},    {"6h", 21'600'000},    {"8h", 28'800'000},    {"12h", 43'200'000},
+      {"1d", 86'400'000},    {"3d", 259'200'000},   {"1w", 604'800'000}};
+  return *m;
+}
+
+Json TickerJson(const Market& m, const Instrument& inst, int64_t now_ms, bool futures) {
+  int64_t open_ms = now_ms - 86'400'000;
+  Candle c = m.CandleAt(inst, open_ms, 86'400'000, now_ms);
+  Book top = m.BookAt(inst, now_ms / Market::kTickMs, 1);
+  double open = m.PriceOf(inst, c.open), last = m.PriceOf(inst, c.close);
+  int64_t last_id = m.LastTradeId(inst, now_ms);
+  Trade last_trade = m.TradeById(inst, last_id);
+  double vol = m.QtyOf(inst, c.volume);
+  Json j = {{"symbol", inst.symbol},
+            {"priceChange", absl::StrFormat("%.8f", last - open)},
+            {"priceChangePercent", absl::StrFormat("%.3f", (last - open) / open * 100)},
+            {"weightedAvgPrice", absl::StrFormat("%.8f", (open + last) / 2)},
+            {"prevClosePrice", m.PriceStr(inst, m.PriceGrid(inst, open_ms - 1), kPad)},
+            {"lastPrice", m.PriceStr(inst, c.close, kPad)},
+            {"lastQty", m.QtyStr(inst, last_trade.qty, kPad)}};
+  if (!futures) {
+    j["bidPrice"] = m.PriceStr(inst, top.bids.at(0).grid, kPad);
+    j["bidQty"] = m.QtyStr(inst, top.bids.at(0).qty, kPad);
+    j["askPrice"] = m.PriceStr(inst, top.asks.at(0).grid, kPad);
+    j["askQty"] = m.QtyStr(inst, top.asks.at(0).qty, kPad);
+  }
+  j["openPrice"] = m.PriceStr(inst, c.open, kPad);
+  j["highPrice"] = m.PriceStr(inst, c.high, kPad);
+  j["lowPrice"] = m.PriceStr(inst, c.low, kPad);
+  j["volume"] = m.QtyStr(inst, c.volume, kPad);
+  j["quoteVolume"] = absl::StrFormat("%.8f", vol * (open + last) / 2);
+  j["openTime"] = open_ms;
+  j["closeTime"] = now_ms;
+  j["firstId"] = m.FirstTradeIdAtOrAfter(inst, open_ms);
+  j["lastId"] = last_id;
+  j["count"] = c.trades;
+  return j;
+}
+
 
 HttpResponse Serve(ApiContext& ctx) { return Handler(ctx).Serve(); }
 

@@ -1,6 +1,7 @@
 #include "exchange_sim/ws_session.h"
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <optional>
 
@@ -159,6 +160,33 @@ class BinanceSession final : public WsSession {
                   {"b", std::move(b)},
                   {"a", std::move(a)}});
         s.last_tick = target;
+      } else if (s.kind == Kind::kBookTicker) {
+        EmitBookTicker(out, s, tick);
+      } else if (s.kind == Kind::kTicker) {
+        if (now_ms / 1000 <= s.last_second) continue;  // Binance: every 1000 ms
+        s.last_second = now_ms / 1000;
+        Json t = binance::TickerJson(m, *s.inst, now_ms, /*futures=*/false);
+        Emit(out, name,
+             Json{{"e", "24hrTicker"}, {"E", now_ms}, {"s", s.inst->symbol},
+                  {"p", t["priceChange"]}, {"P", t["priceChangePercent"]},
+                  {"w", t["weightedAvgPrice"]}, {"x", t["prevClosePrice"]},
+                  {"c", t["lastPrice"]}, {"Q", t["lastQty"]}, {"b", t["bidPrice"]},
+                  {"B", t["bidQty"]}, {"a", t["askPrice"]}, {"A", t["askQty"]},
+                  {"o", t["openPrice"]}, {"h", t["highPrice"]}, {"l", t["lowPrice"]},
+                  {"v", t["volume"]}, {"q", t["quoteVolume"]}, {"O", t["openTime"]},
+                  {"C", t["closeTime"]}, {"F", t["firstId"]}, {"L", t["lastId"]},
+                  {"n", t["count"]}});
+      } else if (s.kind == Kind::kKline) {
+        // Binance pushes the open candle every 2000 ms (1000 ms for 1s) and
+        // a candle's final value (x: true) as soon as it closes.
+        int64_t open = FloorTo(now_ms, s.interval_ms);
+        if (open > s.kline_open) {
+          if (s.kline_open > 0) EmitKline(out, s, s.kline_open, now_ms);
+          s.kline_open = open;
+          EmitKline(out, s, open, now_ms);
+        } else if (now_ms - s.kline_sent_ms >= std::min<int64_t>(2000, s.interval_ms)) {
+          EmitKline(out, s, open, now_ms);
+        }
       } else {
         int64_t last = m.LastTradeId(*s.inst, now_ms);
         for (int64_t id = s.last_trade_id + 1; id <= last; ++id) {
@@ -182,7 +210,7 @@ class BinanceSession final : public WsSession {
   }
 
  private:
-  enum class Kind { kTrade, kAggTrade, kDepth };
+  enum class Kind { kTrade, kAggTrade, kDepth, kBookTicker, kTicker, kKline };
   struct Stream {
     std::string name;
     const Instrument* inst = nullptr;
@@ -190,7 +218,56 @@ class BinanceSession final : public WsSession {
     int64_t ticks_per_event = 10;
     int64_t last_tick = 0;
     int64_t last_trade_id = 0;
+    // kBookTicker: the top last sent; kTicker: the second last sent
+    std::optional<Book> top;
+    int64_t last_second = 0;
+    // kKline
+    std::string interval;
+    int64_t interval_ms = 0;
+    int64_t kline_open = 0;
+    int64_t kline_sent_ms = 0;
   };
+
+  // bookTicker: every change of the best bid or ask, in order, with the
+  // book's update id (spot events carry no "e" or "E").
+  void EmitBookTicker(WsOut& out, Stream& s, int64_t tick) {
+    const Market& m = sim_.market();
+    for (int64_t t = std::max(s.last_tick + 1, tick - 50); t <= tick; ++t) {
+      Book top = m.BookAt(*s.inst, t, 1);
+      if (top.bids.empty() || top.asks.empty()) continue;
+      bool same = s.top && s.top->bids[0].grid == top.bids[0].grid && s.top->bids[0].qty == top.bids[0].qty &&
+                  s.top->asks[0].grid == top.asks[0].grid && s.top->asks[0].qty == top.asks[0].qty;
+      if (!same) {
+        Emit(out, s.name,
+             Json{{"u", t * kBinanceIdsPerTick}, {"s", s.inst->symbol},
+                  {"b", Px(*s.inst, top.bids[0].grid)}, {"B", Qty(*s.inst, top.bids[0].qty)},
+                  {"a", Px(*s.inst, top.asks[0].grid)}, {"A", Qty(*s.inst, top.asks[0].qty)}});
+      }
+      s.top = std::move(top);
+    }
+    s.last_tick = tick;
+  }
+
+  void EmitKline(WsOut& out, Stream& s, int64_t open_ms, int64_t now_ms) {
+    const Market& m = sim_.market();
+    Candle c = m.CandleAt(*s.inst, open_ms, s.interval_ms, now_ms);
+    double quote = m.QtyOf(*s.inst, c.volume) * m.PriceOf(*s.inst, c.close);
+    int64_t first = m.FirstTradeIdAtOrAfter(*s.inst, open_ms);
+    int64_t last = m.LastTradeId(*s.inst, std::min(now_ms, c.close_ms));
+    bool none = c.trades == 0;
+    Emit(out, s.name,
+         Json{{"e", "kline"},
+              {"E", now_ms},
+              {"s", s.inst->symbol},
+              {"k",
+               {{"t", c.open_ms}, {"T", c.close_ms}, {"s", s.inst->symbol}, {"i", s.interval},
+                {"f", none ? -1 : first}, {"L", none ? -1 : last}, {"o", Px(*s.inst, c.open)},
+                {"c", Px(*s.inst, c.close)}, {"h", Px(*s.inst, c.high)}, {"l", Px(*s.inst, c.low)},
+                {"v", Qty(*s.inst, c.volume)}, {"n", c.trades}, {"x", now_ms > c.close_ms},
+                {"q", absl::StrFormat("%.8f", quote)}, {"V", Qty(*s.inst, c.volume / 2)},
+                {"Q", absl::StrFormat("%.8f", quote / 2)}, {"B", "0"}}}});
+    s.kline_sent_ms = now_ms;
+  }
 
   std::optional<Stream> Parse(const std::string& name, absl::Time now) {
     std::vector<std::string> parts = absl::StrSplit(name, '@');
@@ -209,6 +286,16 @@ class BinanceSession final : public WsSession {
       s.kind = Kind::kTrade;
     } else if (parts[1] == "aggTrade" && parts.size() == 2) {
       s.kind = Kind::kAggTrade;
+    } else if (parts[1] == "bookTicker" && parts.size() == 2) {
+      s.kind = Kind::kBookTicker;
+    } else if (parts[1] == "ticker" && parts.size() == 2) {
+      s.kind = Kind::kTicker;
+    } else if (absl::StartsWith(parts[1], "kline_") && parts.size() == 2) {
+      s.kind = Kind::kKline;
+      s.interval = parts[1].substr(strlen("kline_"));
+      auto it = binance::KlineIntervals().find(s.interval);
+      if (it == binance::KlineIntervals().end()) return std::nullopt;
+      s.interval_ms = it->second;
     } else if (parts[1] == "depth") {
       s.kind = Kind::kDepth;
       if (parts.size() == 3) {
@@ -223,6 +310,7 @@ class BinanceSession final : public WsSession {
     }
     int64_t now_ms = Ms(now);
     s.last_tick = now_ms / Market::kTickMs;
+    s.last_second = now_ms / 1000;
     if (s.inst != nullptr) s.last_trade_id = sim_.market().LastTradeId(*s.inst, now_ms);
     return s;
   }

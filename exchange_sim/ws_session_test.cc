@@ -109,6 +109,74 @@ TEST_F(WsSessionTest, BinanceDepthUpdateIdsChainAndMatchSnapshots) {
   EXPECT_EQ(slow, 2) << "one event per whole second: 2.5 s from x.25 crosses two";
 }
 
+TEST_F(WsSessionTest, BinanceBookTickerFollowsTheTopOfTheRestBook) {
+  Make();
+  auto s = Open("/stream", {{"streams", "btcusdt@bookTicker"}});
+  WsOut out = Run(*s, 30);
+  ASSERT_GT(out.texts.size(), 3u) << "the top changes within 3 s";
+  int64_t prev = 0;
+  for (const std::string& t : out.texts) {
+    Json e = Json::parse(t)["data"];
+    EXPECT_FALSE(e.contains("e")) << "spot bookTicker events carry no event type";
+    EXPECT_GT(e["u"].get<int64_t>(), prev);
+    prev = e["u"];
+  }
+  // Every change is sent: the last event is the top the REST book shows now.
+  Json top = Json::parse(Get("1.1.1.1", "/api/v3/ticker/bookTicker", {{"symbol", "BTCUSDT"}}).body);
+  Json last = Json::parse(out.texts.back())["data"];
+  EXPECT_EQ(last["b"], top["bidPrice"]);
+  EXPECT_EQ(last["B"], top["bidQty"]);
+  EXPECT_EQ(last["a"], top["askPrice"]);
+  EXPECT_EQ(last["A"], top["askQty"]);
+  Json depth = Json::parse(Get("1.1.1.1", "/api/v3/depth", {{"symbol", "BTCUSDT"}, {"limit", "5"}}).body);
+  EXPECT_LE(last["u"].get<int64_t>(), depth["lastUpdateId"].get<int64_t>());
+}
+
+TEST_F(WsSessionTest, BinanceTickerEverySecondMatchesTheRestTicker) {
+  Make();
+  auto s = Open("/stream", {{"streams", "ethusdt@ticker"}});
+  WsOut out = Run(*s, 28);  // from x.25 to x+3.05: the last one was sent now
+  ASSERT_EQ(out.texts.size(), 3u) << "one a second";
+  Json e = Json::parse(out.texts.back())["data"];
+  EXPECT_EQ(e["e"], "24hrTicker");
+  Json rest = Json::parse(Get("1.1.1.1", "/api/v3/ticker/24hr", {{"symbol", "ETHUSDT"}}).body);
+  EXPECT_EQ(e["E"], rest["closeTime"]);
+  EXPECT_EQ(e["c"], rest["lastPrice"]);
+  EXPECT_EQ(e["o"], rest["openPrice"]);
+  EXPECT_EQ(e["v"], rest["volume"]);
+  EXPECT_EQ(e["L"], rest["lastId"]);
+}
+
+TEST_F(WsSessionTest, BinanceKlinePushesTheOpenCandleAndTheClosedOneOnce) {
+  Make();
+  auto s = Open("/stream", {{"streams", "btcusdt@kline_1m"}});
+  clock_.AdvanceBy(absl::Seconds(50));  // close to a minute's end
+  WsOut out = Run(*s, 150);             // across it
+  int closed = 0;
+  int64_t closed_open = 0;
+  for (const std::string& t : out.texts) {
+    Json k = Json::parse(t)["data"]["k"];
+    EXPECT_EQ(k["i"], "1m");
+    EXPECT_EQ(k["T"].get<int64_t>(), k["t"].get<int64_t>() + 59'999);
+    if (k["x"].get<bool>()) {
+      ++closed;
+      closed_open = k["t"];
+      // Its final value is the REST kline of that minute.
+      Json rest = Json::parse(Get("1.1.1.1", "/api/v3/klines",
+                                  {{"symbol", "BTCUSDT"}, {"interval", "1m"},
+                                   {"startTime", absl::StrCat(closed_open)}, {"limit", "1"}})
+                                  .body);
+      EXPECT_EQ(k["c"], rest[0][4]);
+      EXPECT_EQ(k["v"], rest[0][5]);
+      EXPECT_EQ(k["n"], rest[0][8]);
+    }
+  }
+  EXPECT_EQ(closed, 1);
+  EXPECT_EQ(closed_open % 60'000, 0);
+  EXPECT_GE(out.texts.size(), 7u) << "the open candle every 2 s";
+  EXPECT_EQ(Json::parse(Say(*s, R"({"method":"SUBSCRIBE","params":["btcusdt@kline_7m"],"id":1})").texts.at(0))["error"]["code"], 2);
+}
+
 TEST_F(WsSessionTest, BinanceSubscribeListAndUnsubscribe) {
   Make();
   auto s = Open("/ws");

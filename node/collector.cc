@@ -70,7 +70,7 @@ void Collector::SetUnits(const v1::Units& units) {
         !channel.ok() ? absl::StatusOr<std::string>(channel.status())
         : feed == nullptr ? absl::StatusOr<std::string>(absl::UnimplementedError(
                                 absl::StrCat(a.exchange(), ": the collector does not stream this exchange yet")))
-                          : feed->StreamName(*channel, a.symbol());
+                          : feed->StreamName(*channel, a.symbol(), a.interval());
     if (!stream.ok()) {
       common::Log(common::LogLevel::kError, "collector",
                   absl::StrCat("unit ", a.key(), " not run: ", stream.status().message()));
@@ -345,6 +345,19 @@ void Collector::OnEvent(Unit& u, FeedEvent& e, std::vector<v1::MarketEvent>& out
       u.last_record = clock_.Now();
       out.push_back(std::move(r));
     }
+    return;
+  }
+  if (e.kind == FeedEvent::Kind::kRecord) {
+    // An older record than the last (a reconnect's replay) or the same again
+    // is not news.
+    if (e.sequence < u.last_sequence || (e.sequence == u.last_sequence && e.record_key == u.last_record_key)) return;
+    u.last_sequence = e.sequence;
+    u.last_record_key = e.record_key;
+    v1::MarketEvent r = Event(u, e.event_ms * 1000);
+    r.MergeFrom(e.record);
+    r.set_key(absl::StrCat(u.assignment.key(), "/", e.record_key));
+    u.last_record = clock_.Now();
+    out.push_back(std::move(r));
     return;
   }
   if (!u.book) return;

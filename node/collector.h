@@ -104,6 +104,10 @@ class Collector {
     bool fetching = false;
     absl::Time fetch_after = absl::InfinitePast();
     int64_t last_trade_id = 0;
+    // records read whole (book_ticker, ticker, kline): the last one's
+    // sequence and key
+    int64_t last_sequence = 0;
+    std::string last_record_key;
     int64_t messages = 0;
     int64_t gaps = 0;
     absl::Time last_record = absl::InfinitePast();

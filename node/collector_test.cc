@@ -159,6 +159,70 @@ TEST_F(CollectorTest, NewUnitsOnAnOpenConnectionAreSubscribedPaced) {
   EXPECT_THAT(Last().sent[1], HasSubstr(R"("method":"UNSUBSCRIBE","params":["btcusdt@trade"])"));
 }
 
+TEST_F(CollectorTest, BookTickersTickersAndKlinesAreRecordsReadWhole) {
+  v1::Units msg;
+  for (const char* channel : {"book_ticker", "ticker", "kline"}) {
+    v1::UnitAssignment* a = msg.add_units();
+    a->set_exchange("binance_spot");
+    a->set_channel(channel);
+    a->set_symbol("BTCUSDT");
+    a->set_key(absl::StrCat("binance_spot/", channel, std::string(channel) == "kline" ? "_1m" : "", "/BTCUSDT"));
+    if (std::string(channel) == "kline") a->set_interval("1m");
+  }
+  collector_.SetUnits(msg);
+  clock_.RunDue();
+  ASSERT_EQ(ws_.conns.size(), 1u);
+  EXPECT_EQ(Last().spec.url, "ws://sim:1/stream?streams=btcusdt@bookTicker/btcusdt@kline_1m/btcusdt@ticker");
+  Last().cb.on_open();
+  auto top = [](int u, const char* bid) {
+    return absl::StrCat(R"({"stream":"btcusdt@bookTicker","data":{"u":)", u, R"(,"s":"BTCUSDT","b":")", bid,
+                        R"(","B":"1.50000000","a":"101.00000000","A":"0.25"}})");
+  };
+  Last().cb.on_text(top(400, "100.00000000"));
+  Last().cb.on_text(top(400, "100.00000000"));  // the same again
+  Last().cb.on_text(top(390, "99.00000000"));   // older than the last
+  Last().cb.on_text(top(410, "100.10000000"));
+  Last().cb.on_text(
+      R"({"stream":"btcusdt@ticker","data":{"e":"24hrTicker","E":1700000000000,"s":"BTCUSDT","p":"1","P":"1.0",)"
+      R"("w":"100","x":"99","c":"100.5","Q":"0.1","b":"100.4","B":"2","a":"100.6","A":"3","o":"99.5","h":"101",)"
+      R"("l":"98","v":"1234.5","q":"123450.0","O":1,"C":2,"F":1,"L":9,"n":9}})");
+  auto kline = [](int64_t e, bool closed, const char* close) {
+    return absl::StrCat(R"({"stream":"btcusdt@kline_1m","data":{"e":"kline","E":)", e,
+                        R"(,"s":"BTCUSDT","k":{"t":1700000040000,"T":1700000099999,"s":"BTCUSDT","i":"1m","f":1,"L":2,)",
+                        R"("o":"100","c":")", close, R"(","h":"101","l":"99","v":"5","n":2,"x":)",
+                        closed ? "true" : "false", R"(,"q":"500","V":"2","Q":"200","B":"0"}}})");
+  };
+  Last().cb.on_text(kline(1700000098000, false, "100.2"));
+  Last().cb.on_text(kline(1700000100001, true, "100.3"));
+  ASSERT_EQ(records_.size(), 5u);
+  EXPECT_EQ(records_[0].key(), "binance_spot/book_ticker/BTCUSDT/400");
+  EXPECT_EQ(records_[0].book_ticker().bid().quantity(), "1.50000000") << "exactly as sent";
+  EXPECT_EQ(records_[1].book_ticker().update_id(), 410);
+  EXPECT_EQ(records_[1].book_ticker().bid().price(), "100.10000000");
+  EXPECT_EQ(records_[2].key(), "binance_spot/ticker/BTCUSDT/1700000000000");
+  EXPECT_EQ(records_[2].exchange_time_us(), 1'700'000'000'000'000);
+  EXPECT_EQ(records_[2].ticker().last_price(), "100.5");
+  EXPECT_EQ(records_[2].ticker().quote_volume(), "123450.0");
+  EXPECT_EQ(records_[2].ticker().best_ask().quantity(), "3");
+  EXPECT_EQ(records_[3].key(), "binance_spot/kline_1m/BTCUSDT/1700000040000/1700000098000");
+  EXPECT_FALSE(records_[3].kline().closed());
+  EXPECT_EQ(records_[4].key(), "binance_spot/kline_1m/BTCUSDT/1700000040000/closed")
+      << "a closed candle's key is the same on every copy";
+  EXPECT_EQ(records_[4].kline().close(), "100.3");
+  EXPECT_EQ(records_[4].kline().open_time_us(), 1'700'000'040'000'000);
+  EXPECT_EQ(common::UnitKeyOf(records_[4]), "binance_spot/kline_1m/BTCUSDT");
+  EXPECT_EQ(records_[4].channel(), "kline");
+
+  // A malformed event is an error naming what is missing, and no record.
+  std::vector<FeedEvent> events;
+  absl::Status bad = FeedFor("binance_spot")->Parse(
+      R"({"stream":"btcusdt@kline_1m","data":{"e":"kline","E":1,"s":"BTCUSDT","k":{"t":1,"T":2}}})", events);
+  EXPECT_THAT(bad.message(), HasSubstr("a kline needs"));
+  bad = FeedFor("binance_spot")->Parse(R"({"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"1"}})", events);
+  EXPECT_THAT(bad.message(), HasSubstr("a book ticker needs"));
+  EXPECT_TRUE(events.empty());
+}
+
 TEST_F(CollectorTest, UnitsOfExchangesItCannotStreamYetAreRefusedNotRun) {
   v1::Units msg;
   v1::UnitAssignment* a = msg.add_units();

@@ -239,6 +239,11 @@ absl::StatusOr<std::vector<v1::Job>> LoadJobsFile(const std::string& path, const
   return ParseJobs(text.str(), path, rules);
 }
 
+std::string UnitKeyOf(const v1::MarketEvent& e) {
+  if (e.has_kline()) return absl::StrCat(e.exchange(), "/", e.channel(), "_", e.kline().interval(), "/", e.symbol());
+  return absl::StrCat(e.exchange(), "/", e.channel(), "/", e.symbol());
+}
+
 std::vector<UnitSpec> SplitIntoUnits(const v1::Job& job, const std::vector<std::string>& listed) {
   absl::StatusOr<Channel> channel = ParseChannel(job.channel());
   if (!channel.ok()) return {};

@@ -67,4 +67,8 @@ struct UnitSpec {
 // job's order, without repeats.
 std::vector<UnitSpec> SplitIntoUnits(const v1::Job& job, const std::vector<std::string>& listed = {});
 
+// The key of the unit a record comes from: "okx/trades/BTC-USDT",
+// "binance_spot/kline_1m/BTCUSDT" (a kline's channel names its interval).
+std::string UnitKeyOf(const v1::MarketEvent& e);
+
 }  // namespace marketprism::common

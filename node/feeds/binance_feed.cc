@@ -40,18 +40,98 @@ bool Text(const Json& j, const char* field, std::string* out) {
   return true;
 }
 
+// The text fields `names` of `j` into `out` in order; false when one is
+// missing or not a string.
+bool Texts(const Json& j, std::initializer_list<std::pair<const char*, std::string*>> fields) {
+  for (const auto& [name, out] : fields) {
+    if (!Text(j, name, out)) return false;
+  }
+  return true;
+}
+
+// {"u": 400900217, "s": "BNBUSDT", "b": "25.35", "B": "31.21", "a": "25.36", "A": "40.66"}
+absl::Status BookTicker(const Json& d, BinanceMessage& m) {
+  v1::BookTicker* t = m.record.mutable_book_ticker();
+  int64_t u = 0;
+  if (!Int(d, "u", &u) || !Text(d, "s", &m.symbol) ||
+      !Texts(d, {{"b", t->mutable_bid()->mutable_price()}, {"B", t->mutable_bid()->mutable_quantity()},
+                 {"a", t->mutable_ask()->mutable_price()}, {"A", t->mutable_ask()->mutable_quantity()}})) {
+    return Bad(absl::StrCat("stream ", m.stream, ": a book ticker needs \"u\", \"s\", \"b\", \"B\", \"a\" and \"A\""));
+  }
+  t->set_update_id(u);
+  m.kind = BinanceMessage::Kind::kRecord;
+  m.record_key = absl::StrCat(u);
+  m.sequence = u;
+  return absl::OkStatus();
+}
+
+absl::Status Ticker(const Json& d, BinanceMessage& m) {
+  v1::Ticker* t = m.record.mutable_ticker();
+  if (!Texts(d, {{"c", t->mutable_last_price()},
+                 {"o", t->mutable_open_price()},
+                 {"h", t->mutable_high_price()},
+                 {"l", t->mutable_low_price()},
+                 {"v", t->mutable_volume()},
+                 {"q", t->mutable_quote_volume()},
+                 {"b", t->mutable_best_bid()->mutable_price()},
+                 {"B", t->mutable_best_bid()->mutable_quantity()},
+                 {"a", t->mutable_best_ask()->mutable_price()},
+                 {"A", t->mutable_best_ask()->mutable_quantity()}})) {
+    return Bad(absl::StrCat("stream ", m.stream,
+                            ": a 24hrTicker needs \"c\", \"o\", \"h\", \"l\", \"v\", \"q\", \"b\", \"B\", \"a\" and \"A\""));
+  }
+  m.kind = BinanceMessage::Kind::kRecord;
+  m.record_key = absl::StrCat(m.event_ms);
+  m.sequence = m.event_ms;
+  return absl::OkStatus();
+}
+
+absl::Status Kline(const Json& d, BinanceMessage& m) {
+  if (!d.contains("k") || !d["k"].is_object()) return Bad(absl::StrCat("stream ", m.stream, ": a kline event needs \"k\""));
+  const Json& k = d["k"];
+  v1::Kline* out = m.record.mutable_kline();
+  int64_t open_ms = 0, close_ms = 0;
+  if (!Int(k, "t", &open_ms) || !Int(k, "T", &close_ms) || !k.contains("x") || !k["x"].is_boolean() ||
+      !Texts(k, {{"i", out->mutable_interval()},
+                 {"o", out->mutable_open()},
+                 {"h", out->mutable_high()},
+                 {"l", out->mutable_low()},
+                 {"c", out->mutable_close()},
+                 {"v", out->mutable_volume()}})) {
+    return Bad(absl::StrCat("stream ", m.stream,
+                            ": a kline needs \"t\", \"T\", \"i\", \"o\", \"h\", \"l\", \"c\", \"v\" and \"x\""));
+  }
+  out->set_open_time_us(open_ms * 1000);
+  out->set_close_time_us(close_ms * 1000);
+  out->set_closed(k["x"].get<bool>());
+  m.kind = BinanceMessage::Kind::kRecord;
+  // A closed candle's key is its own: both copies of a redundant unit see
+  // it, whatever the event time.
+  m.record_key = out->closed() ? absl::StrCat(open_ms, "/closed") : absl::StrCat(open_ms, "/", m.event_ms);
+  m.sequence = m.event_ms;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-absl::StatusOr<std::string> BinanceStreamName(common::Channel channel, absl::string_view symbol) {
+absl::StatusOr<std::string> BinanceStreamName(common::Channel channel, absl::string_view symbol,
+                                              absl::string_view interval) {
   std::string s = absl::AsciiStrToLower(symbol);
   switch (channel) {
     case common::Channel::kTrades:
       return absl::StrCat(s, "@trade");
     case common::Channel::kBook:
       return absl::StrCat(s, "@depth@100ms");
+    case common::Channel::kBookTicker:
+      return absl::StrCat(s, "@bookTicker");
+    case common::Channel::kTicker:
+      return absl::StrCat(s, "@ticker");
+    case common::Channel::kKline:
+      if (interval.empty()) return absl::InvalidArgumentError("binance_spot: a kline stream needs an interval");
+      return absl::StrCat(s, "@kline_", interval);
     default:
       return absl::InvalidArgumentError(
-          absl::StrCat("binance_spot: the collector does not stream \"", common::ChannelName(channel), "\" yet"));
+          absl::StrCat("binance_spot: \"", common::ChannelName(channel), "\" is not a stream"));
   }
 }
 
@@ -70,6 +150,10 @@ absl::StatusOr<BinanceMessage> ParseBinanceMessage(absl::string_view text) {
   }
   const Json& d = j["data"];
   std::string event;
+  if (!d.contains("e") && d.contains("u")) {
+    if (absl::Status s = BookTicker(d, m); !s.ok()) return s;
+    return m;
+  }
   if (!Text(d, "e", &event) || !Text(d, "s", &m.symbol) || !Int(d, "E", &m.event_ms)) {
     return Bad(absl::StrCat("stream ", m.stream, ": an event needs \"e\", \"s\" and \"E\""));
   }
@@ -91,7 +175,12 @@ absl::StatusOr<BinanceMessage> ParseBinanceMessage(absl::string_view text) {
     if (absl::Status s = Levels(d, "a", &m.diff.asks); !s.ok()) return s;
     return m;
   }
-  return Bad(absl::StrCat("stream ", m.stream, ": event \"", event, "\" is not one this feed reads"));
+  absl::Status s = event == "24hrTicker" ? Ticker(d, m)
+                   : event == "kline"    ? Kline(d, m)
+                                         : Bad(absl::StrCat("stream ", m.stream, ": event \"", event,
+                                                            "\" is not one this feed reads"));
+  if (!s.ok()) return s;
+  return m;
 }
 
 absl::StatusOr<common::BookSnapshot> ParseBinanceDepthSnapshot(absl::string_view body) {
@@ -135,6 +224,12 @@ absl::Status BinanceFeed::Parse(absl::string_view text, std::vector<FeedEvent>& 
     case BinanceMessage::Kind::kDepth:
       e.kind = FeedEvent::Kind::kDiff;
       e.diff = std::move(m->diff);
+      break;
+    case BinanceMessage::Kind::kRecord:
+      e.kind = FeedEvent::Kind::kRecord;
+      e.record = std::move(m->record);
+      e.record_key = std::move(m->record_key);
+      e.sequence = m->sequence;
       break;
   }
   out.push_back(std::move(e));

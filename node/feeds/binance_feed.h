@@ -2,8 +2,8 @@
 //
 // Binance spot's market streams as the collector reads them: the stream
 // names a unit subscribes to, the combined-stream messages it receives
-// ({"stream": ..., "data": ...}: trade and depthUpdate events, and the
-// replies to SUBSCRIBE), and the REST depth snapshot a book joins. Pure;
+// ({"stream": ..., "data": ...}: trade, depthUpdate, bookTicker, 24hrTicker
+// and kline events, and the replies to SUBSCRIBE), and the REST depth snapshot a book joins. Pure;
 // every malformed message is an error that names what is wrong.
 #pragma once
 
@@ -19,12 +19,13 @@
 
 namespace marketprism::node {
 
-// "btcusdt@trade", "btcusdt@depth@100ms"; kInvalidArgument for channels
-// this feed does not stream yet.
-absl::StatusOr<std::string> BinanceStreamName(common::Channel channel, absl::string_view symbol);
+// "btcusdt@trade", "btcusdt@depth@100ms", "btcusdt@bookTicker",
+// "btcusdt@ticker", "btcusdt@kline_1m"; kInvalidArgument for a poll.
+absl::StatusOr<std::string> BinanceStreamName(common::Channel channel, absl::string_view symbol,
+                                              absl::string_view interval);
 
 struct BinanceMessage {
-  enum class Kind { kTrade, kDepth, kReply };
+  enum class Kind { kTrade, kDepth, kRecord, kReply };
   Kind kind = Kind::kTrade;
   std::string stream;   // the combined stream's name
   std::string symbol;   // "BTCUSDT"
@@ -36,6 +37,11 @@ struct BinanceMessage {
   int64_t trade_ms = 0;
   // kDepth
   common::BookDiff diff;
+  // kRecord: a bookTicker, 24hrTicker or kline event's body, what tells it
+  // from the stream's other records, and what orders them
+  v1::MarketEvent record;
+  std::string record_key;
+  int64_t sequence = 0;
   // kReply: the id of the request it answers, and an error if it failed
   int64_t reply_id = 0;
   std::string error;
@@ -52,8 +58,9 @@ absl::StatusOr<common::BookSnapshot> ParseBinanceDepthSnapshot(absl::string_view
 class BinanceFeed final : public Feed {
  public:
   common::BookProtocol protocol() const override { return common::BookProtocol::kBinanceSpot; }
-  absl::StatusOr<std::string> StreamName(common::Channel channel, absl::string_view symbol) const override {
-    return BinanceStreamName(channel, symbol);
+  absl::StatusOr<std::string> StreamName(common::Channel channel, absl::string_view symbol,
+                                         absl::string_view interval) const override {
+    return BinanceStreamName(channel, symbol, interval);
   }
   std::string Url(const std::string& base, const std::vector<std::string>& streams) const override;
   bool StreamsInUrl() const override { return true; }

@@ -69,7 +69,8 @@ std::string Call(int64_t id, const char* method, Json params) {
 
 }  // namespace
 
-absl::StatusOr<std::string> DeribitFeed::StreamName(common::Channel channel, absl::string_view symbol) const {
+absl::StatusOr<std::string> DeribitFeed::StreamName(common::Channel channel, absl::string_view symbol,
+                                                 absl::string_view /*interval*/) const {
   switch (channel) {
     case common::Channel::kTrades:
       return absl::StrCat("trades.", symbol, ".100ms");

@@ -19,11 +19,12 @@
 #include "common/collect/book_sync.h"
 #include "common/collect/job.h"
 #include "common/rules/rules.h"
+#include "marketprism/v1/collector.pb.h"
 
 namespace marketprism::node {
 
 struct FeedEvent {
-  enum class Kind { kTrade, kDiff, kSnapshot, kReply, kAnswer };
+  enum class Kind { kTrade, kDiff, kSnapshot, kRecord, kReply, kAnswer };
   Kind kind = Kind::kTrade;
   std::string stream;  // the stream it belongs to, as StreamName names it
   std::string symbol;
@@ -38,6 +39,13 @@ struct FeedEvent {
   // kDiff, kSnapshot
   common::BookDiff diff;
   common::BookSnapshot snapshot;
+  // kRecord: a record the feed reads whole (book_ticker, ticker, kline):
+  // its body in `record`; `record_key` tells it from the unit's other
+  // records (the exchange's update id, or a kline's open and event times)
+  // and `sequence` orders them: one at or below the last is a repeat.
+  v1::MarketEvent record;
+  std::string record_key;
+  int64_t sequence = 0;
   // kReply: a refusal names what was refused ("" when it was accepted)
   std::string error;
   // kAnswer: a text the exchange asked for (Deribit's heartbeat test_request)
@@ -48,8 +56,10 @@ class Feed {
  public:
   virtual ~Feed() = default;
   virtual common::BookProtocol protocol() const = 0;
-  // kInvalidArgument for a channel this feed does not stream.
-  virtual absl::StatusOr<std::string> StreamName(common::Channel channel, absl::string_view symbol) const = 0;
+  // kInvalidArgument for a channel this feed does not stream. `interval`
+  // is a kline's ("1m"), "" for the other channels.
+  virtual absl::StatusOr<std::string> StreamName(common::Channel channel, absl::string_view symbol,
+                                                 absl::string_view interval) const = 0;
   // The URL a connection opens; with streams in it when the exchange takes
   // them there (then they need no subscribe message).
   virtual std::string Url(const std::string& base, const std::vector<std::string>& streams) const = 0;

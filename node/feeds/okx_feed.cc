@@ -30,7 +30,8 @@ absl::Status Levels(const Json& j, const char* field, std::vector<common::PriceL
 
 }  // namespace
 
-absl::StatusOr<std::string> OkxFeed::StreamName(common::Channel channel, absl::string_view symbol) const {
+absl::StatusOr<std::string> OkxFeed::StreamName(common::Channel channel, absl::string_view symbol,
+                                                 absl::string_view /*interval*/) const {
   switch (channel) {
     case common::Channel::kTrades:
       return absl::StrCat("trades:", symbol);

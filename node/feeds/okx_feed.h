@@ -17,7 +17,8 @@ namespace marketprism::node {
 class OkxFeed final : public Feed {
  public:
   common::BookProtocol protocol() const override { return common::BookProtocol::kOkx; }
-  absl::StatusOr<std::string> StreamName(common::Channel channel, absl::string_view symbol) const override;
+  absl::StatusOr<std::string> StreamName(common::Channel channel, absl::string_view symbol,
+                                         absl::string_view interval) const override;
   std::string Url(const std::string& base, const std::vector<std::string>& streams) const override;
   bool StreamsInUrl() const override { return false; }
   std::string SubscribeMessage(const std::vector<std::string>& streams, bool subscribe, int64_t id) const override;

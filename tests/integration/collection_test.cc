@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <csignal>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include <gmock/gmock.h>
@@ -20,6 +21,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "common/collect/book_sync.h"
 #include "common/collect/exact_json.h"
@@ -262,14 +264,19 @@ struct OneExchange {
   }
 };
 
-absl::Status StartOneExchange(OneExchange& x, const std::string& exchange, const std::string& symbol) {
+// `channels` are the jobs' channels, one job each ("kline" with interval 1m).
+absl::Status StartOneExchange(OneExchange& x, const std::string& exchange, const std::string& symbol,
+                              std::vector<std::string> channels = {"book", "trades"}) {
   ClusterOptions o;
   o.nodes = 1;
   o.exchanges = {exchange};
   o.node_flags = {"--exchange", exchange};
-  o.coordinator_flags = {"--jobs", WriteJobs(absl::StrCat(R"({"jobs": [
-      {"name": "book", "exchange": ")", exchange, R"(", "channel": "book", "symbols": [")", symbol, R"("]},
-      {"name": "trades", "exchange": ")", exchange, R"(", "channel": "trades", "symbols": [")", symbol, R"("]}]})"))};
+  std::vector<std::string> jobs;
+  for (const std::string& c : channels) {
+    jobs.push_back(absl::StrCat(R"({"name": ")", c, R"(", "exchange": ")", exchange, R"(", "channel": ")", c,
+                                R"(", "symbols": [")", symbol, R"("])", c == "kline" ? R"(, "interval": "1m"})" : "}"));
+  }
+  o.coordinator_flags = {"--jobs", WriteJobs(absl::StrCat(R"({"jobs": [)", absl::StrJoin(jobs, ",\n"), "]}"))};
   absl::StatusOr<std::unique_ptr<Cluster>> c = Cluster::Start(o);
   if (!c.ok()) return c.status();
   x.cluster = *std::move(c);
@@ -337,6 +344,56 @@ TEST(CollectionTest, DeribitBooksEqualItsRestBookWithPricesAsSentAndTradeSeqsHav
   EXPECT_GT(trades, 5);
   EXPECT_EQ(gaps, 0);
 }
+
+// Book tickers, 24 h tickers and klines of one exchange as a subscriber
+// gets them: each record once, book tickers in update order with a spread,
+// klines of the interval asked for on its boundaries, prices as sent.
+void ExpectTopsTickersAndKlines(const std::string& exchange, const std::string& symbol) {
+  OneExchange x(exchange);
+  ASSERT_TRUE(StartOneExchange(x, exchange, symbol, {"book_ticker", "ticker", "kline"}).ok());
+  auto count = [&](auto has) {
+    int n = 0;
+    for (const Subscriber::Got& g : x.sub->events()) n += has(g.event) ? 1 : 0;
+    return n;
+  };
+  auto tops = [](const v1::MarketEvent& e) { return e.has_book_ticker(); };
+  auto tickers = [](const v1::MarketEvent& e) { return e.has_ticker(); };
+  auto klines = [](const v1::MarketEvent& e) { return e.has_kline(); };
+  ASSERT_TRUE(WaitUntil([&] { return count(tops) >= 5 && count(tickers) >= 2 && count(klines) >= 2; },
+                        absl::Seconds(15)))
+      << exchange << ": " << count(tops) << " book tickers, " << count(tickers) << " tickers, " << count(klines)
+      << " klines in 15 s";
+  std::set<std::string> keys;
+  int64_t last_top = 0;
+  for (const Subscriber::Got& g : x.sub->events()) {
+    const v1::MarketEvent& e = g.event;
+    EXPECT_TRUE(keys.insert(e.key()).second) << "twice: " << e.key();
+    EXPECT_EQ(e.symbol(), symbol);
+    EXPECT_FALSE(e.has_gap()) << e.DebugString();
+    if (e.has_book_ticker()) {
+      EXPECT_GT(e.book_ticker().update_id(), last_top) << "book tickers in update order";
+      last_top = e.book_ticker().update_id();
+      double bid = 0, ask = 0;
+      ASSERT_TRUE(absl::SimpleAtod(e.book_ticker().bid().price(), &bid)) << e.DebugString();
+      ASSERT_TRUE(absl::SimpleAtod(e.book_ticker().ask().price(), &ask)) << e.DebugString();
+      EXPECT_LT(bid, ask) << e.DebugString();
+      EXPECT_EQ(e.channel(), "book_ticker");
+    } else if (e.has_ticker()) {
+      EXPECT_FALSE(e.ticker().last_price().empty()) << e.DebugString();
+      EXPECT_FALSE(e.ticker().volume().empty()) << e.DebugString();
+      EXPECT_GT(e.exchange_time_us(), 0);
+    } else if (e.has_kline()) {
+      EXPECT_EQ(e.channel(), "kline");
+      EXPECT_EQ(e.kline().open_time_us() % 60'000'000, 0) << "1m candles open on the minute";
+      EXPECT_FALSE(e.kline().close().empty());
+      EXPECT_THAT(e.key(), HasSubstr("/kline_1m/"));
+    } else {
+      ADD_FAILURE() << "not asked for: " << e.DebugString();
+    }
+  }
+}
+
+TEST(CollectionTest, BinanceBookTickersTickersAndKlines) { ExpectTopsTickersAndKlines("binance_spot", "BTCUSDT"); }
 
 TEST(CollectionTest, APythonClientBuiltFromTheProtoAloneSubscribes) {
   ClusterOptions o;
