@@ -25,17 +25,21 @@ ConnectionLimits LimitsFor(const common::ExchangeRules& exchange) {
 
 namespace {
 
-// One node's connections to one exchange, as streams per connection.
+// One node's connections to one exchange, as streams per connection and the
+// endpoint each connection opens (an exchange may serve some channels at a
+// URL of their own: OKX candles at /ws/v5/business).
 struct Connections {
   std::vector<int> streams;
+  std::vector<std::string> endpoint;
   int units = 0;
   int books = 0;
 
-  // The connection a new stream goes on, or -1 when full. `ip_open`: the
-  // connections the node's IP has open to the exchange, over all its nodes.
-  int Room(const ConnectionLimits& l, int ip_open) const {
+  // The connection a new stream for `at` goes on, or -1 when full.
+  // `ip_open`: the connections the node's IP has open to the exchange, over
+  // all its nodes and endpoints.
+  int Room(const ConnectionLimits& l, int ip_open, const std::string& at) const {
     for (size_t i = 0; i < streams.size(); ++i) {
-      if (streams[i] > 0 && streams[i] < l.streams_per_connection) return static_cast<int>(i);
+      if (streams[i] > 0 && streams[i] < l.streams_per_connection && endpoint[i] == at) return static_cast<int>(i);
     }
     if (l.connections_per_ip > 0 && ip_open >= l.connections_per_ip) return -1;
     for (size_t i = 0; i < streams.size(); ++i) {
@@ -43,24 +47,32 @@ struct Connections {
     }
     return static_cast<int>(streams.size());
   }
-  // Whether a stream kept on `connection` still fits.
-  bool Fits(int connection, const ConnectionLimits& l, int ip_open) const {
+  // Whether a stream for `at` kept on `connection` still fits.
+  bool Fits(int connection, const ConnectionLimits& l, int ip_open, const std::string& at) const {
     if (connection < 0) return false;
     bool open = connection < static_cast<int>(streams.size()) && streams[static_cast<size_t>(connection)] > 0;
-    if (open) return streams[static_cast<size_t>(connection)] < l.streams_per_connection;
+    if (open) {
+      return streams[static_cast<size_t>(connection)] < l.streams_per_connection &&
+             endpoint[static_cast<size_t>(connection)] == at;
+    }
     return l.connections_per_ip == 0 || ip_open < l.connections_per_ip;
   }
   // Whether adding to `connection` opens it.
   bool Opens(int connection) const {
     return connection >= static_cast<int>(streams.size()) || streams[static_cast<size_t>(connection)] == 0;
   }
-  void Add(int connection, bool book) {
-    if (connection >= static_cast<int>(streams.size())) streams.resize(static_cast<size_t>(connection) + 1, 0);
-    ++streams[static_cast<size_t>(connection)];
+  void Add(int connection, bool book, const std::string& at) {
+    if (connection >= static_cast<int>(streams.size())) {
+      streams.resize(static_cast<size_t>(connection) + 1, 0);
+      endpoint.resize(static_cast<size_t>(connection) + 1);
+    }
+    if (streams[static_cast<size_t>(connection)]++ == 0) endpoint[static_cast<size_t>(connection)] = at;
     ++units;
     books += book;
   }
 };
+
+std::string EndpointOf(const common::UnitSpec& u) { return std::string(common::StreamEndpoint(u.exchange, u.channel)); }
 
 }  // namespace
 
@@ -75,7 +87,7 @@ PlacementPlan PlaceUnits(const std::vector<common::UnitSpec>& units, const std::
   auto add = [&](const PlacementNode& n, const common::UnitSpec& u, int connection) {
     Connections& conns = load[{n.node_id, u.exchange}];
     if (conns.Opens(connection)) ++ip_open[{n.egress_ip, u.exchange}];
-    conns.Add(connection, u.channel == common::Channel::kBook);
+    conns.Add(connection, u.channel == common::Channel::kBook, EndpointOf(u));
   };
   auto limits_of = [&](const std::string& exchange) -> const ConnectionLimits& {
     auto it = limits.find(exchange);
@@ -106,7 +118,10 @@ PlacementPlan PlaceUnits(const std::vector<common::UnitSpec>& units, const std::
       if (node == by_id.end() || !eligible(*node->second, *u)) continue;
       if (static_cast<int>(p.copies.size()) >= u->redundancy || !ips.insert(node->second->egress_ip).second) continue;
       Connections& conns = load[{c.node_id, u->exchange}];
-      if (!conns.Fits(c.connection, limits_of(u->exchange), ip_open[{node->second->egress_ip, u->exchange}])) continue;
+      if (!conns.Fits(c.connection, limits_of(u->exchange), ip_open[{node->second->egress_ip, u->exchange}],
+                      EndpointOf(*u))) {
+        continue;
+      }
       add(*node->second, *u, c.connection);
       p.copies.push_back(CopyPlacement{c.node_id, node->second->egress_ip, c.connection});
     }
@@ -126,7 +141,7 @@ PlacementPlan PlaceUnits(const std::vector<common::UnitSpec>& units, const std::
       for (const PlacementNode& n : nodes) {
         if (!eligible(n, *u) || used.count(n.egress_ip)) continue;
         Connections& conns = load[{n.node_id, u->exchange}];
-        int connection = conns.Room(l, ip_open[{n.egress_ip, u->exchange}]);
+        int connection = conns.Room(l, ip_open[{n.egress_ip, u->exchange}], EndpointOf(*u));
         if (connection < 0) continue;
         auto key = std::make_tuple(book ? conns.books : conns.units, conns.units, n.node_id);
         if (best == nullptr || key < best_key) {

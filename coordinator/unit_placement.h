@@ -18,6 +18,8 @@
 //    and where connection attempts per IP are metered by a fixed window
 //    (Binance 300 per 5 minutes), no more connections than one window's
 //    attempts, so that a mass reconnect of an IP fits in one window.
+// A connection carries streams of one endpoint only (common::StreamEndpoint:
+// OKX serves candles at a URL of its own); the IP's bound counts them all.
 // Polls are not placed: the coordinator sends them through the scheduler.
 //
 // Stable: a copy stays where the previous plan put it while its node is

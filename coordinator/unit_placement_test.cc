@@ -110,6 +110,21 @@ TEST_F(UnitPlacementTest, ADeadNodesUnitsMoveAndNothingElseDoes) {
 
 // Random fleets and jobs: every limit holds, copies are on distinct IPs, and
 // a unit lacks a copy only when no eligible IP had room.
+TEST_F(UnitPlacementTest, OkxCandlesGetConnectionsOfTheirOwn) {
+  std::vector<UnitSpec> units = {Unit("okx", Channel::kTrades, "BTC-USDT"), Unit("okx", Channel::kKline, "BTC-USDT"),
+                                 Unit("okx", Channel::kKline, "ETH-USDT"), Unit("okx", Channel::kTicker, "ETH-USDT")};
+  PlacementPlan plan = PlaceUnits(units, {Node(1)}, *rules_);
+  int trades = plan.units.at("okx/trades/BTC-USDT").copies.at(0).connection;
+  int ticker = plan.units.at("okx/ticker/ETH-USDT").copies.at(0).connection;
+  int kline1 = plan.units.at("okx/kline/BTC-USDT").copies.at(0).connection;
+  int kline2 = plan.units.at("okx/kline/ETH-USDT").copies.at(0).connection;
+  EXPECT_EQ(trades, ticker);
+  EXPECT_EQ(kline1, kline2);
+  EXPECT_NE(trades, kline1) << "candles are served at /ws/v5/business";
+  // And a re-plan keeps them where they are.
+  EXPECT_EQ(PlaceUnits(units, {Node(1)}, *rules_, plan).units.at("okx/kline/ETH-USDT").copies.at(0).connection, kline2);
+}
+
 TEST_F(UnitPlacementTest, PropertyEveryLimitHoldsOverRandomFleets) {
   const std::vector<std::string> exchanges = {"binance_spot", "okx", "deribit"};
   const std::vector<Channel> channels = {Channel::kTrades, Channel::kBook, Channel::kBookTicker, Channel::kTicker,
@@ -147,6 +162,7 @@ TEST_F(UnitPlacementTest, PropertyEveryLimitHoldsOverRandomFleets) {
     }
     std::map<std::tuple<std::string, std::string, int>, int> per_connection;  // (ip, exchange, connection)
     std::map<std::pair<std::string, std::string>, std::set<std::pair<std::string, int>>> connections;  // (ip, exchange)
+    std::map<std::tuple<std::string, std::string, int>, std::set<std::string>> endpoints;
     std::map<std::string, const PlacementNode*> by_id;
     for (const PlacementNode& node : nodes) by_id[node.node_id] = &node;
     for (const auto& [key, p] : plan.units) {
@@ -156,6 +172,8 @@ TEST_F(UnitPlacementTest, PropertyEveryLimitHoldsOverRandomFleets) {
         ASSERT_TRUE(node.accepting && node.exchanges.count(p.unit.exchange)) << "seed " << seed << " " << key;
         ASSERT_TRUE(ips.insert(c.egress_ip).second) << "seed " << seed << " " << key << ": two copies on one IP";
         ++per_connection[{c.node_id, p.unit.exchange, c.connection}];
+        endpoints[{c.node_id, p.unit.exchange, c.connection}].insert(
+            std::string(common::StreamEndpoint(p.unit.exchange, p.unit.channel)));
         connections[{c.egress_ip, p.unit.exchange}].insert({c.node_id, c.connection});
       }
       ASSERT_LE(static_cast<int>(p.copies.size()), p.unit.redundancy);
@@ -165,6 +183,7 @@ TEST_F(UnitPlacementTest, PropertyEveryLimitHoldsOverRandomFleets) {
     }
     for (const auto& [k, streams] : per_connection) {
       ASSERT_LE(streams, limits(std::get<1>(k)).streams_per_connection) << "seed " << seed;
+      ASSERT_EQ(endpoints[k].size(), 1u) << "seed " << seed << ": one connection, two endpoints";
     }
     for (const auto& [k, conns] : connections) {
       ConnectionLimits l = limits(k.second);
@@ -183,7 +202,9 @@ TEST_F(UnitPlacementTest, PropertyEveryLimitHoldsOverRandomFleets) {
         bool node_conns_full = true;
         for (const auto& [owner, index] : ip_conns) {
           if (owner == node.node_id &&
-              per_connection[{node.node_id, p.unit.exchange, index}] < l.streams_per_connection) {
+              per_connection[{node.node_id, p.unit.exchange, index}] < l.streams_per_connection &&
+              endpoints[{node.node_id, p.unit.exchange, index}].count(
+                  std::string(common::StreamEndpoint(p.unit.exchange, p.unit.channel)))) {
             node_conns_full = false;
           }
         }

@@ -6,8 +6,10 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "exchange_sim/market.h"
 #include "exchange_sim/simulator.h"
@@ -23,6 +25,19 @@ nlohmann::ordered_json TickerJson(const Market& m, const Instrument& inst, int64
 }  // namespace binance
 
 namespace okx {
+// A candle bar ("1m", "1H", "1Dutc"): its length, and the offset from UTC it
+// is aligned to (OKX aligns 6H and longer to Hong Kong time unless "utc").
+struct Bar {
+  int64_t ms;
+  int64_t offset;
+};
+std::optional<Bar> ParseBar(absl::string_view bar);
+// The open time of the bar that holds `ms`.
+int64_t BarOpen(int64_t ms, const Bar& bar);
+// market/candles' row (also the `candle*` channels' data item):
+// [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm].
+nlohmann::ordered_json CandleRow(const Market& m, const Instrument& inst, int64_t open_ms, const Bar& bar,
+                                 int64_t now_ms);
 // The market/ticker object (also the `tickers` channel's data item).
 nlohmann::ordered_json TickerJson(const Market& m, const Instrument& inst, int64_t now_ms);
 }  // namespace okx

@@ -28,10 +28,21 @@ HttpResponse Ok(Json data) {
   return r;
 }
 
-struct Bar {
-  int64_t ms;
-  int64_t offset;  // alignment offset from UTC
-};
+std::string InstType(const Instrument& inst) {
+  switch (inst.kind) {
+    case InstrumentKind::kSpot:
+      return "SPOT";
+    case InstrumentKind::kSwap:
+      return "SWAP";
+    case InstrumentKind::kFuture:
+      return "FUTURES";
+    case InstrumentKind::kOption:
+      return "OPTION";
+  }
+  return "SPOT";
+}
+
+}  // namespace
 
 std::optional<Bar> ParseBar(absl::string_view bar) {
   static const auto* bars = new std::map<std::string, Bar, std::less<>>{
@@ -55,21 +66,14 @@ int64_t BarOpen(int64_t ms, const Bar& bar) {
   return FloorTo(ms + bar.offset - anchor, bar.ms) - bar.offset + anchor;
 }
 
-std::string InstType(const Instrument& inst) {
-  switch (inst.kind) {
-    case InstrumentKind::kSpot:
-      return "SPOT";
-    case InstrumentKind::kSwap:
-      return "SWAP";
-    case InstrumentKind::kFuture:
-      return "FUTURES";
-    case InstrumentKind::kOption:
-      return "OPTION";
-  }
-  return "SPOT";
+Json CandleRow(const Market& m, const Instrument& inst, int64_t open_ms, const Bar& bar, int64_t now_ms) {
+  Candle c = m.CandleAt(inst, open_ms, bar.ms, now_ms);
+  double vol = m.QtyOf(inst, c.volume);
+  std::string quote = absl::StrFormat("%.4f", vol * m.PriceOf(inst, c.close));
+  return Json::array({absl::StrCat(open_ms), m.PriceStr(inst, c.open), m.PriceStr(inst, c.high),
+                      m.PriceStr(inst, c.low), m.PriceStr(inst, c.close), m.QtyStr(inst, c.volume), quote, quote,
+                      open_ms + bar.ms <= now_ms ? "1" : "0"});
 }
-
-}  // namespace
 
 Json TickerJson(const Market& m, const Instrument& inst, int64_t now_ms) {
   int64_t day_ago = now_ms - kDayMs;
@@ -243,12 +247,7 @@ class Handler {
     for (int64_t open = first; open >= oldest && static_cast<int64_t>(data.size()) < *limit;
          open -= bar->ms) {
       if (*before >= 0 && open <= *before) break;
-      Candle c = m_.CandleAt(*inst, open, bar->ms, ctx_.now_ms);
-      double vol = m_.QtyOf(*inst, c.volume);
-      std::string quote = absl::StrFormat("%.4f", vol * m_.PriceOf(*inst, c.close));
-      data.push_back({absl::StrCat(open), Px(*inst, c.open), Px(*inst, c.high), Px(*inst, c.low),
-                      Px(*inst, c.close), Sz(*inst, c.volume), quote, quote,
-                      open + bar->ms <= ctx_.now_ms ? "1" : "0"});
+      data.push_back(CandleRow(m_, *inst, open, *bar, ctx_.now_ms));
     }
     return Ok(std::move(data));
   }

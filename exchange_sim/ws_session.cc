@@ -355,9 +355,11 @@ class BinanceSession final : public WsSession {
 
 class OkxSession final : public WsSession {
  public:
-  OkxSession(Simulator& sim, std::string ip, absl::Time now)
+  // `business`: the /ws/v5/business endpoint (candles), else /ws/v5/public.
+  OkxSession(Simulator& sim, std::string ip, bool business, absl::Time now)
       : WsSession(sim, "okx", std::move(ip)),
         rules_(*sim.rules().Find("okx")),
+        business_(business),
         last_out_(now) {
     if (const common::PoolRule* p = PoolOf(rules_, rules_.websocket().subscribe_pool)) {
       subscribe_ops_.emplace(*p);
@@ -395,7 +397,10 @@ class OkxSession final : public WsSession {
       }
       std::string channel = arg["channel"], inst_id = arg["instId"];
       const Instrument* inst = sim_.market().Find("okx", inst_id);
-      bool known = channel == "tickers" || channel == "books" || channel == "trades";
+      std::optional<okx::Bar> bar;
+      if (absl::StartsWith(channel, "candle")) bar = okx::ParseBar(absl::string_view(channel).substr(strlen("candle")));
+      bool known = business_ ? bar.has_value()
+                             : channel == "tickers" || channel == "books" || channel == "trades" || channel == "bbo-tbt";
       if (!known || inst == nullptr) {
         return Error(out, now, "60018",
                      absl::StrCat("Wrong URL or channel:", channel, ",instId:", inst_id,
@@ -409,6 +414,8 @@ class OkxSession final : public WsSession {
         sub.channel = channel;
         sub.inst = inst;
         sub.last_trade_id = sim_.market().LastTradeId(*inst, Ms(now));
+        sub.bar = bar;
+        sub.top_tick = Ms(now) / Market::kTickMs - 1;  // bbo-tbt: the top now, then its changes
         subs_[key] = sub;
       } else {
         subs_.erase(key);
@@ -427,6 +434,44 @@ class OkxSession final : public WsSession {
         Send(out, now,
              Json{{"arg", arg}, {"data", Json::array({okx::TickerJson(m, *sub.inst, now_ms)})}}
                  .dump(-1, ' ', false, kDumpReplacingBadUtf8));
+      } else if (sub.channel == "bbo-tbt") {
+        // Every change of the top, with the book's seqId (this tick).
+        for (int64_t t = std::max(sub.top_tick + 1, tick - 50); t <= tick; ++t) {
+          Book top = m.BookAt(*sub.inst, t, 1);
+          if (top.bids.empty() || top.asks.empty()) continue;
+          bool same = sub.top && sub.top->bids[0].grid == top.bids[0].grid &&
+                      sub.top->bids[0].qty == top.bids[0].qty && sub.top->asks[0].grid == top.asks[0].grid &&
+                      sub.top->asks[0].qty == top.asks[0].qty;
+          if (!same) {
+            Send(out, now,
+                 Json{{"arg", arg},
+                      {"data", Json::array({{{"asks", Side(*sub.inst, top.asks)},
+                                             {"bids", Side(*sub.inst, top.bids)},
+                                             {"ts", absl::StrCat(t * Market::kTickMs)},
+                                             {"seqId", t}}})}}
+                     .dump(-1, ' ', false, kDumpReplacingBadUtf8));
+          }
+          sub.top = std::move(top);
+        }
+        sub.top_tick = tick;
+      } else if (sub.bar) {
+        // candle<bar>: the open candle every 500 ms, and a candle's final
+        // value (confirm "1") once it closes.
+        int64_t open = okx::BarOpen(now_ms, *sub.bar);
+        Sub& candle = sub;
+        auto push = [&](int64_t at) {
+          Send(out, now,
+               Json{{"arg", arg}, {"data", Json::array({okx::CandleRow(m, *candle.inst, at, *candle.bar, now_ms)})}}
+                   .dump(-1, ' ', false, kDumpReplacingBadUtf8));
+          candle.candle_sent_ms = now_ms;
+        };
+        if (open > sub.candle_open) {
+          if (sub.candle_open > 0) push(sub.candle_open);
+          sub.candle_open = open;
+          push(open);
+        } else if (now_ms - sub.candle_sent_ms >= 500) {
+          push(open);
+        }
       } else if (sub.channel == "trades") {
         int64_t last = m.LastTradeId(*sub.inst, now_ms);
         Json data = Json::array();
@@ -489,6 +534,13 @@ class OkxSession final : public WsSession {
     int64_t last_trade_id = 0;
     std::optional<Book> book;  // the 400-level view last sent
     int64_t seq = -1;
+    // bbo-tbt: the top last seen and its tick
+    std::optional<Book> top;
+    int64_t top_tick = 0;
+    // candle<bar>
+    std::optional<okx::Bar> bar;
+    int64_t candle_open = 0;
+    int64_t candle_sent_ms = 0;
   };
 
   Json Side(const Instrument& inst, const std::vector<Level>& levels) {
@@ -530,6 +582,7 @@ class OkxSession final : public WsSession {
   }
 
   const common::ExchangeRules& rules_;
+  bool business_;
   absl::Time last_out_;
   absl::Duration idle_timeout_;
   std::string conn_id_;
@@ -782,7 +835,7 @@ class DeribitSession final : public WsSession {
 }  // namespace
 
 std::string WsExchangeForPath(absl::string_view path) {
-  if (path == "/ws/v5/public") return "okx";
+  if (path == "/ws/v5/public" || path == "/ws/v5/business") return "okx";
   if (path == "/ws/api/v2") return "deribit";
   if (path == "/ws" || absl::StartsWith(path, "/ws/") || path == "/stream") return "binance_spot";
   return "";
@@ -793,7 +846,7 @@ std::unique_ptr<WsSession> OpenWsSession(Simulator& sim, absl::string_view path,
                                          const std::string& peer_ip, absl::Time now,
                                          std::string* error) {
   std::string exchange = WsExchangeForPath(path);
-  if (exchange == "okx") return std::make_unique<OkxSession>(sim, peer_ip, now);
+  if (exchange == "okx") return std::make_unique<OkxSession>(sim, peer_ip, path == "/ws/v5/business", now);
   if (exchange == "deribit") return std::make_unique<DeribitSession>(sim, peer_ip, now);
   if (exchange != "binance_spot") {
     *error = absl::StrCat("no WebSocket endpoint at ", path);

@@ -406,6 +406,56 @@ TEST_F(WsSessionTest, OkxTradesAreGapFree) {
   EXPECT_GT(prev, 0);
 }
 
+TEST_F(WsSessionTest, OkxBboTbtIsTheTopOfTheRestBookAtEverySeqId) {
+  Make();
+  auto s = Open("/ws/v5/public");
+  Say(*s, R"({"op":"subscribe","args":[{"channel":"bbo-tbt","instId":"ETH-USDT"}]})");
+  int64_t subscribed_tick = absl::ToUnixMillis(clock_.Now()) / 100;
+  WsOut out = Run(*s, 30);
+  ASSERT_GT(out.texts.size(), 3u);
+  EXPECT_EQ(Json::parse(out.texts.at(0))["data"][0]["seqId"], subscribed_tick) << "the first push is the top at subscribe time";
+  int64_t prev = 0;
+  for (const std::string& t : out.texts) {
+    Json d = Json::parse(t)["data"][0];
+    EXPECT_GT(d["seqId"].get<int64_t>(), prev);
+    prev = d["seqId"];
+  }
+  Json last = Json::parse(out.texts.back())["data"][0];
+  Json rest = Json::parse(Get("1.1.1.1", "/api/v5/market/books", {{"instId", "ETH-USDT"}, {"sz", "1"}}).body)["data"][0];
+  EXPECT_EQ(last["bids"][0][0], rest["bids"][0][0]);
+  EXPECT_EQ(last["bids"][0][1], rest["bids"][0][1]);
+  EXPECT_EQ(last["asks"][0][0], rest["asks"][0][0]);
+  EXPECT_EQ(last["asks"][0][1], rest["asks"][0][1]);
+}
+
+TEST_F(WsSessionTest, OkxCandlesAreServedAtTheBusinessEndpointAndCloseOnce) {
+  Make();
+  auto pub = Open("/ws/v5/public");
+  WsOut refused = Say(*pub, R"({"op":"subscribe","args":[{"channel":"candle1m","instId":"BTC-USDT"}]})");
+  EXPECT_EQ(Json::parse(refused.texts.at(0))["code"], "60018") << "as OKX: candles moved to /ws/v5/business";
+  auto s = Open("/ws/v5/business");
+  WsOut ok = Say(*s, R"({"op":"subscribe","args":[{"channel":"candle1m","instId":"BTC-USDT"}]})");
+  EXPECT_EQ(Json::parse(ok.texts.at(0))["event"], "subscribe");
+  EXPECT_EQ(Json::parse(Say(*s, R"({"op":"subscribe","args":[{"channel":"tickers","instId":"BTC-USDT"}]})").texts.at(0))["code"],
+            "60018");
+  clock_.AdvanceBy(absl::Seconds(55));
+  WsOut out = Run(*s, 100);
+  int closed = 0;
+  for (const std::string& t : out.texts) {
+    Json row = Json::parse(t)["data"][0];
+    int64_t open = std::stoll(row[0].get<std::string>());
+    EXPECT_EQ(open % 60'000, 0);
+    if (row[8] != "1") continue;
+    ++closed;
+    Json rest = Json::parse(Get("1.1.1.1", "/api/v5/market/candles",
+                                {{"instId", "BTC-USDT"}, {"bar", "1m"}, {"after", absl::StrCat(open + 1)}, {"limit", "1"}})
+                                .body)["data"][0];
+    EXPECT_EQ(row, rest) << "the closed candle is the REST candle";
+  }
+  EXPECT_EQ(closed, 1);
+  EXPECT_GE(out.texts.size(), 15u) << "the open candle every 500 ms";
+}
+
 // ---- Deribit ---------------------------------------------------------------
 
 TEST_F(WsSessionTest, DeribitBookChangeIdsChainAndRebuildTheBook) {

@@ -59,6 +59,17 @@ class CollectorTest : public ::testing::Test {
     clock_.RunDue();
   }
   FakeWsClient::Conn& Last() { return *ws_.conns.back(); }
+  // Adds a unit as the leader names it ("okx/kline_1m/BTC-USDT").
+  static void AddUnit(v1::Units& msg, const std::string& exchange, const std::string& channel,
+                      const std::string& symbol, int connection = 0) {
+    v1::UnitAssignment* a = msg.add_units();
+    a->set_exchange(exchange);
+    a->set_channel(channel);
+    a->set_symbol(symbol);
+    a->set_connection(connection);
+    if (channel == "kline") a->set_interval("1m");
+    a->set_key(absl::StrCat(exchange, "/", channel, channel == "kline" ? "_1m" : "", "/", symbol));
+  }
 
   testing::FakeClock clock_;
   FakeWsClient ws_;
@@ -161,14 +172,7 @@ TEST_F(CollectorTest, NewUnitsOnAnOpenConnectionAreSubscribedPaced) {
 
 TEST_F(CollectorTest, BookTickersTickersAndKlinesAreRecordsReadWhole) {
   v1::Units msg;
-  for (const char* channel : {"book_ticker", "ticker", "kline"}) {
-    v1::UnitAssignment* a = msg.add_units();
-    a->set_exchange("binance_spot");
-    a->set_channel(channel);
-    a->set_symbol("BTCUSDT");
-    a->set_key(absl::StrCat("binance_spot/", channel, std::string(channel) == "kline" ? "_1m" : "", "/BTCUSDT"));
-    if (std::string(channel) == "kline") a->set_interval("1m");
-  }
+  for (const char* channel : {"book_ticker", "ticker", "kline"}) AddUnit(msg, "binance_spot", channel, "BTCUSDT");
   collector_.SetUnits(msg);
   clock_.RunDue();
   ASSERT_EQ(ws_.conns.size(), 1u);
@@ -280,6 +284,57 @@ TEST_F(CollectorTest, OkxSubscribesOnceOpenJoinsItsRestBookAndKeepsTheConnection
   Last().cb.on_text("pong");
   clock_.AdvanceBy(absl::Seconds(8));
   EXPECT_EQ(ws_.conns.size(), 1u) << "the pongs keep the watchdog quiet";
+}
+
+TEST_F(CollectorTest, OkxTopsAndTickersArePublicCandlesGoToTheBusinessEndpoint) {
+  v1::Units msg;
+  AddUnit(msg, "okx", "book_ticker", "BTC-USDT", 0);
+  AddUnit(msg, "okx", "ticker", "BTC-USDT", 0);
+  AddUnit(msg, "okx", "kline", "BTC-USDT", 1);
+  collector_.SetUnits(msg);
+  clock_.RunDue();
+  ASSERT_EQ(ws_.conns.size(), 2u);
+  FakeWsClient::Conn& pub = *ws_.conns[0];
+  FakeWsClient::Conn& business = *ws_.conns[1];
+  EXPECT_EQ(pub.spec.url, "ws://sim:1/ws/v5/public");
+  EXPECT_EQ(business.spec.url, "ws://sim:1/ws/v5/business");
+  pub.cb.on_open();
+  business.cb.on_open();
+  EXPECT_THAT(business.sent.at(0), HasSubstr(R"({"channel":"candle1m","instId":"BTC-USDT"})"));
+  pub.cb.on_text(R"({"arg":{"channel":"bbo-tbt","instId":"BTC-USDT"},"data":[
+      {"asks":[["43001.5","0.75","0","3"]],"bids":[["43001.4","1.2","0","2"]],"ts":"1700000000100","seqId":17}]})");
+  pub.cb.on_text(R"({"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instType":"SPOT","instId":"BTC-USDT",
+      "last":"43001.5","lastSz":"0.1","askPx":"43001.5","askSz":"0.75","bidPx":"43001.4","bidSz":"1.2",
+      "open24h":"42000","high24h":"43500","low24h":"41900","volCcy24h":"123456.7","vol24h":"2.9",
+      "sodUtc0":"1","sodUtc8":"1","ts":"1700000000150"}]})");
+  auto candle = [](const char* vol, const char* confirm) {
+    return absl::StrCat(R"({"arg":{"channel":"candle1m","instId":"BTC-USDT"},"data":[["1700000040000","43000","43010",)",
+                        R"("42990","43001",")", vol, R"(","100","100",")", confirm, R"("]]})");
+  };
+  business.cb.on_text(candle("1.5", "0"));
+  business.cb.on_text(candle("1.5", "0"));  // no trade since: the same update
+  business.cb.on_text(candle("1.7", "1"));
+  ASSERT_EQ(records_.size(), 4u);
+  EXPECT_EQ(records_[0].key(), "okx/book_ticker/BTC-USDT/17");
+  EXPECT_EQ(records_[0].book_ticker().ask().quantity(), "0.75");
+  EXPECT_EQ(records_[0].exchange_time_us(), 1'700'000'000'100'000);
+  EXPECT_EQ(records_[1].ticker().quote_volume(), "123456.7");
+  EXPECT_EQ(records_[1].ticker().open_price(), "42000");
+  EXPECT_EQ(records_[2].key(), "okx/kline_1m/BTC-USDT/1700000040000/1.5");
+  EXPECT_EQ(records_[2].kline().close_time_us(), 1'700'000'099'999'000);
+  EXPECT_EQ(records_[3].key(), "okx/kline_1m/BTC-USDT/1700000040000/closed");
+  EXPECT_TRUE(records_[3].kline().closed());
+  EXPECT_EQ(common::UnitKeyOf(records_[3]), "okx/kline_1m/BTC-USDT");
+
+  std::vector<FeedEvent> events;
+  EXPECT_THAT(FeedFor("okx")->Parse(R"({"arg":{"channel":"candle1m","instId":"X"},"data":[["1","2"]]})", events).message(),
+              HasSubstr("a candle must be"));
+  EXPECT_THAT(FeedFor("okx")->Parse(R"({"arg":{"channel":"candle7m","instId":"X"},"data":[]})", events).message(),
+              HasSubstr("not a candle bar"));
+  EXPECT_THAT(FeedFor("okx")->Parse(R"({"arg":{"channel":"bbo-tbt","instId":"X"},"data":[{"seqId":1,"ts":"1","asks":[],"bids":[]}]})",
+                                    events).message(),
+              HasSubstr("needs a bid and an ask"));
+  EXPECT_THAT(FeedFor("okx")->StreamName(common::Channel::kKline, "BTC-USDT", "1d").value(), "candle1Dutc:BTC-USDT");
 }
 
 TEST_F(CollectorTest, DeribitAsksForHeartbeatsAnswersThemAndResyncsABookBySubscribingAgain) {

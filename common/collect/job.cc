@@ -239,6 +239,10 @@ absl::StatusOr<std::vector<v1::Job>> LoadJobsFile(const std::string& path, const
   return ParseJobs(text.str(), path, rules);
 }
 
+absl::string_view StreamEndpoint(absl::string_view exchange, Channel c) {
+  return exchange == "okx" && c == Channel::kKline ? "business" : "";
+}
+
 std::string UnitKeyOf(const v1::MarketEvent& e) {
   if (e.has_kline()) return absl::StrCat(e.exchange(), "/", e.channel(), "_", e.kline().interval(), "/", e.symbol());
   return absl::StrCat(e.exchange(), "/", e.channel(), "/", e.symbol());

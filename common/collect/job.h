@@ -35,6 +35,11 @@ absl::string_view ChannelName(Channel c);
 // Whether the channel is a WebSocket stream (all but poll).
 bool IsStream(Channel c);
 
+// Which of the exchange's WebSocket endpoints serves the channel: "" for
+// the usual one, "business" for OKX candles (/ws/v5/business). A connection
+// carries streams of one endpoint.
+absl::string_view StreamEndpoint(absl::string_view exchange, Channel c);
+
 // Checks one job against `rules` and fills its defaults (redundancy 1, the
 // book depth the exchange's REST snapshot allows). kInvalidArgument names
 // the job and the field: `job "trades": "redundancy" must be 1 or 2`.

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "node/feeds/deribit_feed.h"
+#include "node/feeds/json_fields.h"
 #include "node/feeds/okx_feed.h"
 
 namespace marketprism::node {
@@ -40,21 +41,12 @@ bool Text(const Json& j, const char* field, std::string* out) {
   return true;
 }
 
-// The text fields `names` of `j` into `out` in order; false when one is
-// missing or not a string.
-bool Texts(const Json& j, std::initializer_list<std::pair<const char*, std::string*>> fields) {
-  for (const auto& [name, out] : fields) {
-    if (!Text(j, name, out)) return false;
-  }
-  return true;
-}
-
 // {"u": 400900217, "s": "BNBUSDT", "b": "25.35", "B": "31.21", "a": "25.36", "A": "40.66"}
 absl::Status BookTicker(const Json& d, BinanceMessage& m) {
   v1::BookTicker* t = m.record.mutable_book_ticker();
   int64_t u = 0;
   if (!Int(d, "u", &u) || !Text(d, "s", &m.symbol) ||
-      !Texts(d, {{"b", t->mutable_bid()->mutable_price()}, {"B", t->mutable_bid()->mutable_quantity()},
+      !TextFields(d, {{"b", t->mutable_bid()->mutable_price()}, {"B", t->mutable_bid()->mutable_quantity()},
                  {"a", t->mutable_ask()->mutable_price()}, {"A", t->mutable_ask()->mutable_quantity()}})) {
     return Bad(absl::StrCat("stream ", m.stream, ": a book ticker needs \"u\", \"s\", \"b\", \"B\", \"a\" and \"A\""));
   }
@@ -67,7 +59,7 @@ absl::Status BookTicker(const Json& d, BinanceMessage& m) {
 
 absl::Status Ticker(const Json& d, BinanceMessage& m) {
   v1::Ticker* t = m.record.mutable_ticker();
-  if (!Texts(d, {{"c", t->mutable_last_price()},
+  if (!TextFields(d, {{"c", t->mutable_last_price()},
                  {"o", t->mutable_open_price()},
                  {"h", t->mutable_high_price()},
                  {"l", t->mutable_low_price()},
@@ -92,7 +84,7 @@ absl::Status Kline(const Json& d, BinanceMessage& m) {
   v1::Kline* out = m.record.mutable_kline();
   int64_t open_ms = 0, close_ms = 0;
   if (!Int(k, "t", &open_ms) || !Int(k, "T", &close_ms) || !k.contains("x") || !k["x"].is_boolean() ||
-      !Texts(k, {{"i", out->mutable_interval()},
+      !TextFields(k, {{"i", out->mutable_interval()},
                  {"o", out->mutable_open()},
                  {"h", out->mutable_high()},
                  {"l", out->mutable_low()},

@@ -6,7 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -27,6 +29,16 @@ inline bool IntField(const nlohmann::json& j, const char* field, int64_t* out) {
 inline bool TextField(const nlohmann::json& j, const char* field, std::string* out) {
   if (!j.contains(field) || !j[field].is_string()) return false;
   *out = j[field].get<std::string>();
+  return true;
+}
+
+// The text fields named into their outputs, in order; false at the first
+// that is missing or not a string.
+inline bool TextFields(const nlohmann::json& j,
+                       std::initializer_list<std::pair<const char*, std::string*>> fields) {
+  for (const auto& [name, out] : fields) {
+    if (!TextField(j, name, out)) return false;
+  }
   return true;
 }
 

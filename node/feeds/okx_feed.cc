@@ -1,7 +1,12 @@
 #include "node/feeds/okx_feed.h"
 
+#include <algorithm>
+#include <iterator>
+
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "node/feeds/json_fields.h"
@@ -28,23 +33,115 @@ absl::Status Levels(const Json& j, const char* field, std::vector<common::PriceL
 
 
 
+// Our kline intervals as OKX's candle bars: 6h and longer aligned to UTC
+// like every other exchange's ("6Hutc"), not to Hong Kong time.
+constexpr struct {
+  absl::string_view interval;
+  absl::string_view bar;
+  int64_t ms;
+} kBars[] = {{"1m", "1m", 60'000},           {"3m", "3m", 180'000},          {"5m", "5m", 300'000},
+             {"15m", "15m", 900'000},        {"30m", "30m", 1'800'000},      {"1h", "1H", 3'600'000},
+             {"2h", "2H", 7'200'000},        {"4h", "4H", 14'400'000},       {"6h", "6Hutc", 21'600'000},
+             {"12h", "12Hutc", 43'200'000},  {"1d", "1Dutc", 86'400'000},    {"1w", "1Wutc", 604'800'000}};
+
+constexpr absl::string_view kCandle = "candle";
+
+// bbo-tbt: {"asks": [["px","sz","0","n"]], "bids": [...], "ts": "...", "seqId": N}
+absl::Status BookTicker(const Json& d, const std::string& stream, FeedEvent& e) {
+  std::vector<common::PriceLevel> bids, asks;
+  int64_t seq = 0;
+  if (!d.is_object() || !IntField(d, "seqId", &seq) || !IntField(d, "ts", &e.event_ms)) {
+    return Bad(absl::StrCat(stream, ": a bbo-tbt push needs \"seqId\" and \"ts\""));
+  }
+  if (absl::Status s = Levels(d, "bids", &bids); !s.ok()) return s;
+  if (absl::Status s = Levels(d, "asks", &asks); !s.ok()) return s;
+  if (bids.empty() || asks.empty()) return Bad(absl::StrCat(stream, ": a bbo-tbt push needs a bid and an ask"));
+  v1::BookTicker* t = e.record.mutable_book_ticker();
+  t->set_update_id(seq);
+  t->mutable_bid()->set_price(std::move(bids[0].price));
+  t->mutable_bid()->set_quantity(std::move(bids[0].quantity));
+  t->mutable_ask()->set_price(std::move(asks[0].price));
+  t->mutable_ask()->set_quantity(std::move(asks[0].quantity));
+  e.record_key = absl::StrCat(seq);
+  e.sequence = seq;
+  return absl::OkStatus();
+}
+
+absl::Status Ticker(const Json& d, const std::string& stream, FeedEvent& e) {
+  v1::Ticker* t = e.record.mutable_ticker();
+  if (!d.is_object() || !IntField(d, "ts", &e.event_ms) ||
+      !TextFields(d, {{"last", t->mutable_last_price()},
+                      {"open24h", t->mutable_open_price()},
+                      {"high24h", t->mutable_high_price()},
+                      {"low24h", t->mutable_low_price()},
+                      {"vol24h", t->mutable_volume()},
+                      {"volCcy24h", t->mutable_quote_volume()},
+                      {"bidPx", t->mutable_best_bid()->mutable_price()},
+                      {"bidSz", t->mutable_best_bid()->mutable_quantity()},
+                      {"askPx", t->mutable_best_ask()->mutable_price()},
+                      {"askSz", t->mutable_best_ask()->mutable_quantity()}})) {
+    return Bad(absl::StrCat(stream, ": a ticker needs \"last\", \"open24h\", \"high24h\", \"low24h\", \"vol24h\", "
+                            "\"volCcy24h\", \"bidPx\", \"bidSz\", \"askPx\", \"askSz\" and \"ts\""));
+  }
+  e.record_key = absl::StrCat(e.event_ms);
+  e.sequence = e.event_ms;
+  return absl::OkStatus();
+}
+
+// candle<bar>: ["ts", "o", "h", "l", "c", "vol", "volCcy", "volCcyQuote", "confirm"]
+absl::Status Candle(const Json& row, const std::string& stream, absl::string_view interval, int64_t bar_ms,
+                    FeedEvent& e) {
+  bool strings = row.is_array() && row.size() >= 9;
+  for (size_t i = 0; strings && i < 9; ++i) strings = row[i].is_string();
+  int64_t open_ms = 0;
+  if (!strings || !absl::SimpleAtoi(row[0].get<std::string>(), &open_ms)) {
+    return Bad(absl::StrCat(stream, ": a candle must be [\"ts\", \"o\", \"h\", \"l\", \"c\", \"vol\", \"volCcy\", "
+                            "\"volCcyQuote\", \"confirm\"]"));
+  }
+  v1::Kline* k = e.record.mutable_kline();
+  k->set_interval(std::string(interval));
+  k->set_open_time_us(open_ms * 1000);
+  k->set_close_time_us((open_ms + bar_ms - 1) * 1000);
+  k->set_open(row[1].get<std::string>());
+  k->set_high(row[2].get<std::string>());
+  k->set_low(row[3].get<std::string>());
+  k->set_close(row[4].get<std::string>());
+  k->set_volume(row[5].get<std::string>());
+  k->set_closed(row[8].get<std::string>() == "1");
+  // OKX sends no event time: an open candle's update is told apart by its
+  // volume, which only grows; a closed candle's key is the same on every copy.
+  e.record_key = k->closed() ? absl::StrCat(open_ms, "/closed") : absl::StrCat(open_ms, "/", k->volume());
+  e.sequence = open_ms;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> OkxFeed::StreamName(common::Channel channel, absl::string_view symbol,
-                                                 absl::string_view /*interval*/) const {
+                                                 absl::string_view interval) const {
   switch (channel) {
     case common::Channel::kTrades:
       return absl::StrCat("trades:", symbol);
     case common::Channel::kBook:
       return absl::StrCat("books:", symbol);
+    case common::Channel::kBookTicker:
+      return absl::StrCat("bbo-tbt:", symbol);
+    case common::Channel::kTicker:
+      return absl::StrCat("tickers:", symbol);
+    case common::Channel::kKline:
+      for (const auto& b : kBars) {
+        if (b.interval == interval) return absl::StrCat(kCandle, b.bar, ":", symbol);
+      }
+      return absl::InvalidArgumentError(absl::StrCat("okx: no candle bar for the interval \"", interval, "\""));
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("okx: the collector does not stream \"", common::ChannelName(channel), "\" yet"));
+      return absl::InvalidArgumentError(absl::StrCat("okx: \"", common::ChannelName(channel), "\" is not a stream"));
   }
 }
 
-std::string OkxFeed::Url(const std::string& base, const std::vector<std::string>&) const {
-  return absl::StrCat(base, "/ws/v5/public");
+std::string OkxFeed::Url(const std::string& base, const std::vector<std::string>& streams) const {
+  // Placement keeps candles on connections of their own (common::StreamEndpoint).
+  bool candles = !streams.empty() && absl::StartsWith(streams.front(), kCandle);
+  return absl::StrCat(base, candles ? "/ws/v5/business" : "/ws/v5/public");
 }
 
 std::string OkxFeed::SubscribeMessage(const std::vector<std::string>& streams, bool subscribe, int64_t id) const {
@@ -122,7 +219,26 @@ absl::Status OkxFeed::Parse(absl::string_view text, std::vector<FeedEvent>& out)
     }
     return absl::OkStatus();
   }
-  return Bad(absl::StrCat("channel \"", channel, "\" is not one this feed reads"));
+  const auto* bar = std::end(kBars);
+  if (absl::StartsWith(channel, kCandle)) {
+    absl::string_view name = absl::string_view(channel).substr(kCandle.size());
+    bar = std::find_if(std::begin(kBars), std::end(kBars), [&](const auto& x) { return x.bar == name; });
+    if (bar == std::end(kBars)) return Bad(absl::StrCat("channel \"", channel, "\" is not a candle bar this feed reads"));
+  } else if (channel != "bbo-tbt" && channel != "tickers") {
+    return Bad(absl::StrCat("channel \"", channel, "\" is not one this feed reads"));
+  }
+  for (const Json& d : j["data"]) {
+    FeedEvent e;
+    e.kind = FeedEvent::Kind::kRecord;
+    e.stream = stream;
+    e.symbol = inst;
+    absl::Status s = bar != std::end(kBars) ? Candle(d, stream, bar->interval, bar->ms, e)
+                     : channel == "bbo-tbt"  ? BookTicker(d, stream, e)
+                                             : Ticker(d, stream, e);
+    if (!s.ok()) return s;
+    out.push_back(std::move(e));
+  }
+  return absl::OkStatus();
 }
 
 common::QueryParams OkxFeed::SnapshotQuery(absl::string_view symbol, int depth) const {

@@ -394,6 +394,7 @@ void ExpectTopsTickersAndKlines(const std::string& exchange, const std::string& 
 }
 
 TEST(CollectionTest, BinanceBookTickersTickersAndKlines) { ExpectTopsTickersAndKlines("binance_spot", "BTCUSDT"); }
+TEST(CollectionTest, OkxBookTickersTickersAndKlines) { ExpectTopsTickersAndKlines("okx", "BTC-USDT"); }
 
 TEST(CollectionTest, APythonClientBuiltFromTheProtoAloneSubscribes) {
   ClusterOptions o;
