@@ -45,6 +45,14 @@ nlohmann::ordered_json TickerJson(const Market& m, const Instrument& inst, int64
 namespace deribit {
 // The public/ticker result (also the `ticker.*` channel's data).
 nlohmann::ordered_json TickerJson(const Market& m, const Instrument& inst, int64_t now_ms);
+// A chart resolution's minutes ("1", ..., "720", "1D"); nullopt for one
+// Deribit does not offer.
+std::optional<int64_t> ResolutionMinutes(absl::string_view resolution);
+// One candle as the `chart.trades.*` channel sends it (also a column entry
+// of public/get_tradingview_chart_data): tick, open, high, low, close,
+// volume, cost.
+nlohmann::ordered_json ChartItem(const Market& m, const Instrument& inst, int64_t open_ms, int64_t step_ms,
+                                 int64_t now_ms);
 // {"jsonrpc":"2.0","id":...,"result":...,"usIn":...,...}
 std::string ResultBody(const RpcCall& call, nlohmann::ordered_json result, absl::Time received,
                        absl::Time replied);

@@ -56,7 +56,10 @@ std::string KindName(InstrumentKind k) {
 Json Stats(const Market& m, const Instrument& inst, int64_t now_ms) {
   Candle c = m.CandleAt(inst, now_ms - 86'400'000, 86'400'000, now_ms);
   double open = m.PriceOf(inst, c.open);
-  return Json{{"volume", m.QtyOf(inst, c.volume)},
+  // Amounts are in USD (inverse contracts): volume is in the base currency.
+  double amount = m.QtyOf(inst, c.volume);
+  return Json{{"volume", amount / m.PriceOf(inst, c.close)},
+              {"volume_usd", amount},
               {"price_change", std::round((m.PriceOf(inst, c.close) - open) / open * 1e6) / 1e4},
               {"low", m.PriceOf(inst, c.low)},
               {"high", m.PriceOf(inst, c.high)}};
@@ -87,6 +90,30 @@ Json TickerJson(const Market& m, const Instrument& inst, int64_t now_ms) {
               {"best_bid_amount", m.QtyOf(inst, top.bids.at(0).qty)},
               {"best_ask_price", m.PriceOf(inst, top.asks.at(0).grid)},
               {"best_ask_amount", m.QtyOf(inst, top.asks.at(0).qty)}};
+}
+
+std::optional<int64_t> ResolutionMinutes(absl::string_view resolution) {
+  if (resolution == "1D") return 1440;
+  int64_t minutes = 0;
+  if (!absl::SimpleAtoi(resolution, &minutes)) return std::nullopt;
+  for (int64_t allowed : {1, 3, 5, 10, 15, 30, 60, 120, 180, 360, 720}) {
+    if (minutes == allowed) return minutes;
+  }
+  return std::nullopt;
+}
+
+Json ChartItem(const Market& m, const Instrument& inst, int64_t open_ms, int64_t step_ms, int64_t now_ms) {
+  Candle c = m.CandleAt(inst, open_ms, step_ms, now_ms);
+  // An inverse contract's amount is in USD: volume in the base currency is
+  // the amount over the price, cost the amount.
+  double amount = m.QtyOf(inst, c.volume);
+  return Json{{"tick", open_ms},
+              {"open", m.PriceOf(inst, c.open)},
+              {"high", m.PriceOf(inst, c.high)},
+              {"low", m.PriceOf(inst, c.low)},
+              {"close", m.PriceOf(inst, c.close)},
+              {"volume", amount / m.PriceOf(inst, c.close)},
+              {"cost", amount}};
 }
 
 std::string ResultBody(const RpcCall& call, Json result, absl::Time received, absl::Time replied) {
@@ -253,20 +280,13 @@ class Methods {
     if (bad || !start) return BadParam("start_timestamp", "must be present");
     if (!end) return BadParam("end_timestamp", "must be present");
     if (*end < *start) return BadParam("end_timestamp", "must be after start_timestamp");
-    auto res_str = Str("resolution");
-    int64_t minutes = 0;
-    bad = false;
-    if (res_str && *res_str == "1D") {
-      minutes = 1440;
-    } else if (auto r = Int("resolution", &bad); r && !bad) {
-      minutes = *r;
-    }
-    static const int64_t kResolutions[] = {1, 3, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440};
-    if (std::find(std::begin(kResolutions), std::end(kResolutions), minutes) ==
-        std::end(kResolutions)) {
-      return BadParam("resolution", "must be 1, 3, 5, 10, 15, 30, 60, 120, 180, 360, 720 or 1D");
-    }
-    int64_t step = minutes * 60'000;
+    // A string ("1D", "60") or, over JSON-RPC, a number.
+    auto res = params_.find("resolution");
+    std::optional<int64_t> minutes;
+    if (res != params_.end() && res->is_string()) minutes = ResolutionMinutes(res->get<std::string>());
+    if (res != params_.end() && res->is_number_integer()) minutes = ResolutionMinutes(absl::StrCat(res->get<int64_t>()));
+    if (!minutes) return BadParam("resolution", "must be 1, 3, 5, 10, 15, 30, 60, 120, 180, 360, 720 or 1D");
+    int64_t step = *minutes * 60'000;
     int64_t first = FloorTo(*start, step);
     if (first < *start) first += step;
     int64_t last = std::min(FloorTo(*end, step), FloorTo(ctx_.now_ms, step));
@@ -276,15 +296,14 @@ class Methods {
     Json ticks = Json::array(), open = Json::array(), high = Json::array(), low = Json::array(),
          close = Json::array(), volume = Json::array(), cost = Json::array();
     for (int64_t t = first; t <= last; t += step) {
-      Candle c = m_.CandleAt(*inst, t, step, ctx_.now_ms);
+      Json c = ChartItem(m_, *inst, t, step, ctx_.now_ms);
       ticks.push_back(t);
-      open.push_back(Px(*inst, c.open));
-      high.push_back(Px(*inst, c.high));
-      low.push_back(Px(*inst, c.low));
-      close.push_back(Px(*inst, c.close));
-      double v = Amt(*inst, c.volume);
-      volume.push_back(v / Px(*inst, c.close));
-      cost.push_back(v);
+      open.push_back(c["open"]);
+      high.push_back(c["high"]);
+      low.push_back(c["low"]);
+      close.push_back(c["close"]);
+      volume.push_back(c["volume"]);
+      cost.push_back(c["cost"]);
     }
     bool empty = ticks.empty();
     return Result(Json{{"volume", std::move(volume)},

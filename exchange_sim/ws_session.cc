@@ -682,6 +682,36 @@ class DeribitSession final : public WsSession {
     for (auto& [channel, sub] : subs_) {
       if (sub.kind == Kind::kTicker) {
         Notify(out, channel, deribit::TickerJson(m, *sub.inst, now_ms));
+      } else if (sub.kind == Kind::kQuote) {
+        // quote.*: the best bid and ask whenever either changes (the first
+        // push is the top at subscribe).
+        if (sub.book && tick <= sub.book->tick) continue;
+        Book top = m.BookAt(*sub.inst, tick, 1);
+        bool same = sub.book && top.bids.at(0).grid == sub.book->bids.at(0).grid &&
+                    top.bids[0].qty == sub.book->bids.at(0).qty && top.asks.at(0).grid == sub.book->asks.at(0).grid &&
+                    top.asks[0].qty == sub.book->asks.at(0).qty;
+        sub.book = top;
+        if (same) continue;
+        Notify(out, channel,
+               Json{{"timestamp", tick * Market::kTickMs},
+                    {"instrument_name", sub.inst->symbol},
+                    {"best_bid_price", m.PriceOf(*sub.inst, top.bids[0].grid)},
+                    {"best_bid_amount", m.QtyOf(*sub.inst, top.bids[0].qty)},
+                    {"best_ask_price", m.PriceOf(*sub.inst, top.asks[0].grid)},
+                    {"best_ask_amount", m.QtyOf(*sub.inst, top.asks[0].qty)}});
+      } else if (sub.kind == Kind::kChart) {
+        // chart.trades.*: the open candle every 500 ms; when it closes, its
+        // final value once (as the last trade in it would have pushed it),
+        // then the next. Nothing marks a candle final but its successor.
+        int64_t open = FloorTo(now_ms, sub.step_ms);
+        if (open > sub.candle_open) {
+          if (sub.candle_open > 0) Notify(out, channel, deribit::ChartItem(m, *sub.inst, sub.candle_open, sub.step_ms, now_ms));
+          sub.candle_open = open;
+        } else if (now_ms - sub.candle_sent_ms < 500) {
+          continue;
+        }
+        Notify(out, channel, deribit::ChartItem(m, *sub.inst, open, sub.step_ms, now_ms));
+        sub.candle_sent_ms = now_ms;
       } else if (sub.kind == Kind::kTrades) {
         int64_t last = m.LastTradeId(*sub.inst, now_ms);
         Json data = Json::array();
@@ -731,13 +761,17 @@ class DeribitSession final : public WsSession {
   }
 
  private:
-  enum class Kind { kBook, kTicker, kTrades };
+  enum class Kind { kBook, kTicker, kTrades, kQuote, kChart };
   struct Sub {
     Kind kind = Kind::kBook;
     const Instrument* inst = nullptr;
-    std::optional<Book> book;
+    std::optional<Book> book;  // book: the last sent; quote: its top
     int64_t change_id = 0;
     int64_t last_trade_id = 0;
+    // chart
+    int64_t step_ms = 0;
+    int64_t candle_open = 0;
+    int64_t candle_sent_ms = 0;
   };
 
   void Subscribe(const deribit::RpcCall& call, const Json& params, bool subscribe, absl::Time now,
@@ -771,11 +805,22 @@ class DeribitSession final : public WsSession {
         return Error(out, call, 13778, "raw_subscriptions_not_available_for_unauthorized",
                      Json(nullptr), received);
       }
-      const Instrument* inst =
-          parts.size() == 3 ? sim_.market().Find("deribit", parts[1]) : nullptr;
+      // book|ticker|trades.<instrument>.<interval>, quote.<instrument>,
+      // chart.trades.<instrument>.<resolution>
+      bool chart = parts.size() == 4 && parts[0] == "chart" && parts[1] == "trades";
+      bool quote = parts.size() == 2 && parts[0] == "quote";
+      const Instrument* inst = parts.size() == 3 || quote ? sim_.market().Find("deribit", parts[1])
+                               : chart                    ? sim_.market().Find("deribit", parts[2])
+                                                          : nullptr;
       Sub sub;
-      bool ok = inst != nullptr && (parts[2] == "100ms" || parts[2] == "agg2");
-      if (ok && parts[0] == "book") {
+      std::optional<int64_t> minutes = chart ? deribit::ResolutionMinutes(parts[3]) : std::nullopt;
+      bool ok = inst != nullptr && parts.size() == 3 && (parts[2] == "100ms" || parts[2] == "agg2");
+      if (inst != nullptr && quote) {
+        sub.kind = Kind::kQuote;
+      } else if (inst != nullptr && minutes) {
+        sub.kind = Kind::kChart;
+        sub.step_ms = *minutes * 60'000;
+      } else if (ok && parts[0] == "book") {
         sub.kind = Kind::kBook;
       } else if (ok && parts[0] == "ticker") {
         sub.kind = Kind::kTicker;

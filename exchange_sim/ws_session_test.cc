@@ -545,6 +545,79 @@ TEST_F(WsSessionTest, DeribitRawAndUnknownChannels) {
   EXPECT_EQ(r["error"]["code"], -32700);
 }
 
+TEST_F(WsSessionTest, DeribitQuoteIsTheTopOfTheRestBookWheneverItChanges) {
+  Make();
+  auto s = Open("/ws/api/v2");
+  Json ack = Json::parse(Say(*s, R"({"jsonrpc":"2.0","id":1,"method":"public/subscribe","params":{"channels":["quote.BTC-PERPETUAL"]}})").texts.at(0));
+  EXPECT_EQ(ack["result"][0], "quote.BTC-PERPETUAL");
+  WsOut out = Run(*s, 30);
+  ASSERT_GT(out.texts.size(), 3u);
+  Json prev;
+  for (const std::string& t : out.texts) {
+    Json d = Json::parse(t)["params"]["data"];
+    EXPECT_EQ(d["instrument_name"], "BTC-PERPETUAL");
+    if (!prev.is_null()) {
+      EXPECT_GT(d["timestamp"].get<int64_t>(), prev["timestamp"].get<int64_t>());
+      d["timestamp"] = prev["timestamp"];
+      EXPECT_NE(d, prev) << "a push without a change";
+    }
+    prev = Json::parse(t)["params"]["data"];
+  }
+  Json rest = Json::parse(Get("1.1.1.1", "/api/v2/public/get_order_book",
+                              {{"instrument_name", "BTC-PERPETUAL"}, {"depth", "1"}}).body)["result"];
+  EXPECT_EQ(prev["best_bid_price"], rest["bids"][0][0]);
+  EXPECT_EQ(prev["best_bid_amount"], rest["bids"][0][1]);
+  EXPECT_EQ(prev["best_ask_price"], rest["asks"][0][0]);
+  EXPECT_EQ(prev["best_ask_amount"], rest["asks"][0][1]);
+}
+
+TEST_F(WsSessionTest, DeribitTickerIsThePublicTicker) {
+  Make();
+  auto s = Open("/ws/api/v2");
+  Say(*s, R"({"jsonrpc":"2.0","id":1,"method":"public/subscribe","params":{"channels":["ticker.ETH-PERPETUAL.100ms"]}})");
+  WsOut out = Run(*s, 3);
+  ASSERT_FALSE(out.texts.empty());
+  Json pushed = Json::parse(out.texts.back())["params"]["data"];
+  Json rest = Json::parse(Get("1.1.1.1", "/api/v2/public/ticker", {{"instrument_name", "ETH-PERPETUAL"}}).body)["result"];
+  EXPECT_EQ(pushed, rest);
+}
+
+TEST_F(WsSessionTest, DeribitChartPushesTheOpenCandleAndItsFinalValueBeforeTheNext) {
+  Make();
+  auto s = Open("/ws/api/v2");
+  Json bad = Json::parse(Say(*s, R"({"jsonrpc":"2.0","id":1,"method":"public/subscribe","params":{"channels":["chart.trades.BTC-PERPETUAL.240"]}})").texts.at(0));
+  EXPECT_EQ(bad["error"]["code"], -32602) << "240 minutes is not a Deribit resolution";
+  Say(*s, R"({"jsonrpc":"2.0","id":2,"method":"public/subscribe","params":{"channels":["chart.trades.BTC-PERPETUAL.1"]}})");
+  clock_.AdvanceBy(absl::Seconds(55));
+  WsOut out = Run(*s, 100);
+  ASSERT_GE(out.texts.size(), 15u) << "the open candle every 500 ms";
+  int64_t prev_tick = 0;
+  Json last_of_prev;
+  int rollovers = 0;
+  for (const std::string& t : out.texts) {
+    Json d = Json::parse(t)["params"]["data"];
+    int64_t tick = d["tick"];
+    EXPECT_EQ(tick % 60'000, 0);
+    EXPECT_GE(tick, prev_tick);
+    if (prev_tick > 0 && tick > prev_tick) {
+      ++rollovers;
+      // The last push of a candle is its final value: the REST chart's.
+      Json rest = Json::parse(Get("1.1.1.1", "/api/v2/public/get_tradingview_chart_data",
+                                  {{"instrument_name", "BTC-PERPETUAL"}, {"resolution", "1"},
+                                   {"start_timestamp", absl::StrCat(prev_tick)}, {"end_timestamp", absl::StrCat(prev_tick)}})
+                                  .body)["result"];
+      EXPECT_EQ(last_of_prev["close"], rest["close"][0]);
+      EXPECT_EQ(last_of_prev["high"], rest["high"][0]);
+      EXPECT_EQ(last_of_prev["low"], rest["low"][0]);
+      EXPECT_EQ(last_of_prev["volume"], rest["volume"][0]);
+      EXPECT_EQ(last_of_prev["cost"], rest["cost"][0]);
+    }
+    prev_tick = tick;
+    last_of_prev = d;
+  }
+  EXPECT_EQ(rollovers, 1);
+}
+
 TEST_F(WsSessionTest, UnknownPathsAreRefused) {
   Make();
   std::string error;

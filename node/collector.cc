@@ -185,6 +185,7 @@ void Collector::LostLocked(const ConnKey& key, Conn& c, const std::string& reaso
   for (auto& [unit_key, u] : units_) {
     if (u.assignment.exchange() != key.first || u.assignment.connection() != key.second) continue;
     if (u.book) u.book->OnStreamRestart(reason);
+    u.unconfirmed.reset();
   }
 }
 
@@ -351,12 +352,21 @@ void Collector::OnEvent(Unit& u, FeedEvent& e, std::vector<v1::MarketEvent>& out
     // An older record than the last (a reconnect's replay) or the same again
     // is not news.
     if (e.sequence < u.last_sequence || (e.sequence == u.last_sequence && e.record_key == u.last_record_key)) return;
+    if (u.unconfirmed && e.sequence > u.last_sequence) {
+      // A later candle began: the last update of the one before was final.
+      v1::MarketEvent& closed = *u.unconfirmed;
+      closed.mutable_kline()->set_closed(true);
+      closed.set_key(absl::StrCat(u.assignment.key(), "/", u.last_sequence, "/closed"));
+      out.push_back(*std::move(u.unconfirmed));
+      u.unconfirmed.reset();
+    }
     u.last_sequence = e.sequence;
     u.last_record_key = e.record_key;
     v1::MarketEvent r = Event(u, e.event_ms * 1000);
     r.MergeFrom(e.record);
     r.set_key(absl::StrCat(u.assignment.key(), "/", e.record_key));
     u.last_record = clock_.Now();
+    if (e.final_when_superseded) u.unconfirmed = r;
     out.push_back(std::move(r));
     return;
   }

@@ -32,6 +32,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -108,6 +109,9 @@ class Collector {
     // sequence and key
     int64_t last_sequence = 0;
     std::string last_record_key;
+    // a kline that is final when superseded: its last update so far (none
+    // after a lost connection: what came last then need not be final)
+    std::optional<v1::MarketEvent> unconfirmed;
     int64_t messages = 0;
     int64_t gaps = 0;
     absl::Time last_record = absl::InfinitePast();

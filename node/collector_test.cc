@@ -337,6 +337,80 @@ TEST_F(CollectorTest, OkxTopsAndTickersArePublicCandlesGoToTheBusinessEndpoint) 
   EXPECT_THAT(FeedFor("okx")->StreamName(common::Channel::kKline, "BTC-USDT", "1d").value(), "candle1Dutc:BTC-USDT");
 }
 
+TEST_F(CollectorTest, DeribitQuotesTickersAndChartsKeepTheExchangesNumbersAndCloseACandleWhenTheNextBegins) {
+  v1::Units msg;
+  AddUnit(msg, "deribit", "book_ticker", "BTC-PERPETUAL");
+  AddUnit(msg, "deribit", "ticker", "BTC-PERPETUAL");
+  AddUnit(msg, "deribit", "kline", "BTC-PERPETUAL");
+  collector_.SetUnits(msg);
+  clock_.RunDue();
+  ASSERT_EQ(ws_.conns.size(), 1u);
+  Last().cb.on_open();
+  EXPECT_THAT(Last().sent.back(), HasSubstr(R"(["chart.trades.BTC-PERPETUAL.1","quote.BTC-PERPETUAL","ticker.BTC-PERPETUAL.100ms"])"));
+  auto note = [&](const char* channel, const std::string& data) {
+    Last().cb.on_text(absl::StrCat(R"({"jsonrpc":"2.0","method":"subscription","params":{"channel":")", channel,
+                                   R"(","data":)", data, "}}"));
+  };
+  note("quote.BTC-PERPETUAL", R"({"timestamp":1700000000100,"instrument_name":"BTC-PERPETUAL","best_bid_price":43000.0,
+      "best_bid_amount":2500,"best_ask_price":43000.5,"best_ask_amount":1.5e3})");
+  note("ticker.BTC-PERPETUAL.100ms", R"({"timestamp":1700000000200,"instrument_name":"BTC-PERPETUAL",
+      "stats":{"volume":1234.50,"volume_usd":53000000,"price_change":0.5,"low":42000.0,"high":43500.5},
+      "last_price":43000.5,"best_bid_price":43000.0,"best_bid_amount":2500,"best_ask_price":43000.5,"best_ask_amount":1500})");
+  auto chart = [&](int64_t tick, const char* close, const char* volume) {
+    note("chart.trades.BTC-PERPETUAL.1", absl::StrCat(R"({"tick":)", tick, R"(,"open":43000.0,"high":43010.0,"low":42990.0,"close":)",
+                                                      close, R"(,"volume":)", volume, R"(,"cost":1000.0})"));
+  };
+  chart(1700000040000, "43001.0", "0.02");
+  chart(1700000040000, "43001.0", "0.02");  // the same update again
+  chart(1700000040000, "43002.0", "0.03");
+  chart(1700000100000, "43002.0", "0.0");   // the next candle: the one before is final
+  ASSERT_EQ(records_.size(), 6u);
+  EXPECT_EQ(records_[0].key(), "deribit/book_ticker/BTC-PERPETUAL/1700000000100");
+  EXPECT_EQ(records_[0].book_ticker().bid().price(), "43000.0") << "as the exchange wrote it";
+  EXPECT_EQ(records_[0].book_ticker().ask().quantity(), "1500");
+  EXPECT_EQ(records_[1].ticker().volume(), "1234.50");
+  EXPECT_EQ(records_[1].ticker().quote_volume(), "53000000");
+  EXPECT_EQ(records_[1].ticker().high_price(), "43500.5");
+  EXPECT_EQ(records_[1].ticker().open_price(), "") << "Deribit gives no 24 h open";
+  EXPECT_EQ(records_[2].key(), "deribit/kline_1m/BTC-PERPETUAL/1700000040000/0.02/43001.0");
+  EXPECT_FALSE(records_[2].kline().closed());
+  EXPECT_EQ(records_[3].kline().close(), "43002.0");
+  EXPECT_EQ(records_[4].key(), "deribit/kline_1m/BTC-PERPETUAL/1700000040000/closed");
+  EXPECT_TRUE(records_[4].kline().closed());
+  EXPECT_EQ(records_[4].kline().close(), "43002.0") << "the last update is the final value";
+  EXPECT_EQ(records_[4].kline().volume(), "0.03");
+  EXPECT_EQ(records_[5].kline().open_time_us(), 1'700'000'100'000'000);
+  EXPECT_EQ(common::UnitKeyOf(records_[4]), "deribit/kline_1m/BTC-PERPETUAL");
+
+  // After a lost connection the last update seen need not be the final one:
+  // no closed record is made from it.
+  Last().cb.on_closed(1006, "gone");
+  clock_.AdvanceBy(absl::Seconds(60));
+  clock_.RunDue();
+  Last().cb.on_open();
+  chart(1700000160000, "43003.0", "0.01");
+  ASSERT_EQ(records_.size(), 7u);
+  EXPECT_FALSE(records_[6].kline().closed());
+
+  std::vector<FeedEvent> events;
+  const Feed* feed = FeedFor("deribit");
+  EXPECT_THAT(feed->Parse(R"({"jsonrpc":"2.0","method":"subscription","params":{"channel":"quote.X","data":{"timestamp":1}}})",
+                          events).message(),
+              HasSubstr("a quote needs"));
+  EXPECT_THAT(feed->Parse(R"({"jsonrpc":"2.0","method":"subscription","params":{"channel":"ticker.X.100ms","data":{
+      "timestamp":1,"instrument_name":"X","last_price":1,"best_bid_price":1,"best_bid_amount":1,"best_ask_price":1,
+      "best_ask_amount":1}}})", events).message(),
+              HasSubstr("\"stats\""));
+  EXPECT_THAT(feed->Parse(R"({"jsonrpc":"2.0","method":"subscription","params":{"channel":"chart.trades.X.7","data":{}}})",
+                          events).message(),
+              HasSubstr("not a resolution"));
+  EXPECT_THAT(feed->Parse(R"({"jsonrpc":"2.0","method":"subscription","params":{"channel":"chart.trades.X.1","data":{"tick":1}}})",
+                          events).message(),
+              HasSubstr("a candle needs"));
+  EXPECT_EQ(feed->StreamName(common::Channel::kKline, "ETH-PERPETUAL", "1d").value(), "chart.trades.ETH-PERPETUAL.1D");
+  EXPECT_FALSE(feed->StreamName(common::Channel::kKline, "ETH-PERPETUAL", "4h").ok());
+}
+
 TEST_F(CollectorTest, DeribitAsksForHeartbeatsAnswersThemAndResyncsABookBySubscribingAgain) {
   v1::Units msg;
   for (const char* channel : {"trades", "book"}) {

@@ -1,5 +1,6 @@
 #include "common/collect/job.h"
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -23,8 +24,18 @@ constexpr struct {
 } kChannels[] = {{Channel::kTrades, "trades"}, {Channel::kBook, "book"},   {Channel::kBookTicker, "book_ticker"},
                  {Channel::kTicker, "ticker"}, {Channel::kKline, "kline"}, {Channel::kPoll, "poll"}};
 
-// The kline intervals every exchange we collect from offers.
+// The kline intervals an exchange offers: Binance and OKX all of these,
+// Deribit's chart resolutions (1, 3, 5, 15, 30, 60, 120, 360, 720 minutes
+// and 1D) all but 4h and 1w.
 constexpr absl::string_view kIntervals[] = {"1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d", "1w"};
+
+std::vector<absl::string_view> IntervalsOf(Family family) {
+  std::vector<absl::string_view> out;
+  for (absl::string_view i : kIntervals) {
+    if (family != Family::kDeribit || (i != "4h" && i != "1w")) out.push_back(i);
+  }
+  return out;
+}
 
 // The depth of a book's REST snapshot when the job names none: the most the
 // exchange's endpoint returns at its lowest price tier that still covers
@@ -117,10 +128,9 @@ absl::Status ValidateJob(const RulesBook& rules, v1::Job& job) {
   if (job.symbols_size() == 0 && !job.all_symbols()) return Bad(job, "name \"symbols\" or set \"all_symbols\"");
   if (job.symbols_size() > 0 && job.all_symbols()) return Bad(job, "\"symbols\" and \"all_symbols\" exclude each other");
   if (*channel == Channel::kKline) {
-    bool known = false;
-    for (absl::string_view i : kIntervals) known |= i == job.interval();
-    if (!known) {
-      return Bad(job, absl::StrCat("a kline needs an \"interval\" of ", absl::StrJoin(kIntervals, ", ")));
+    std::vector<absl::string_view> offered = IntervalsOf(ex->family());
+    if (std::find(offered.begin(), offered.end(), job.interval()) == offered.end()) {
+      return Bad(job, absl::StrCat("a ", job.exchange(), " kline needs an \"interval\" of ", absl::StrJoin(offered, ", ")));
     }
   } else if (!job.interval().empty()) {
     return Bad(job, "\"interval\" belongs to a kline");

@@ -75,6 +75,9 @@ TEST_F(JobTest, EveryMistakeIsNamed) {
               HasSubstr("\"interval\""));
   EXPECT_THAT(ErrorOf(R"({"name": "x", "exchange": "okx", "channel": "trades", "symbols": ["A"], "interval": "1m"})"),
               HasSubstr("\"interval\" belongs to a kline"));
+  // Deribit's chart has no 4-hour or weekly resolution.
+  EXPECT_THAT(ErrorOf(R"({"name": "x", "exchange": "deribit", "channel": "kline", "symbols": ["A"], "interval": "4h"})"),
+              HasSubstr("a deribit kline needs an \"interval\" of 1m, 3m, 5m, 15m, 30m, 1h, 2h, 6h, 12h, 1d"));
   EXPECT_THAT(ErrorOf(R"({"name": "x", "exchange": "binance_spot", "channel": "poll", "every": "30s"})"),
               HasSubstr("\"path\""));
   EXPECT_THAT(ErrorOf(R"({"name": "x", "exchange": "binance_spot", "channel": "poll", "path": "/api/v3/time"})"),

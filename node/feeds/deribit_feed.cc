@@ -1,7 +1,12 @@
 #include "node/feeds/deribit_feed.h"
 
+#include <algorithm>
+#include <initializer_list>
+#include <utility>
+
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/collect/exact_json.h"
 #include "node/feeds/json_fields.h"
@@ -16,7 +21,16 @@ absl::Status Bad(absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("deribit message: ", what));
 }
 
+// Our kline intervals and Deribit's chart resolutions (minutes, or "1D").
+constexpr struct {
+  absl::string_view interval, resolution;
+  int64_t ms;
+} kResolutions[] = {{"1m", "1", 60'000},         {"3m", "3", 180'000},        {"5m", "5", 300'000},
+                    {"15m", "15", 900'000},      {"30m", "30", 1'800'000},    {"1h", "60", 3'600'000},
+                    {"2h", "120", 7'200'000},    {"6h", "360", 21'600'000},   {"12h", "720", 43'200'000},
+                    {"1d", "1D", 86'400'000}};
 
+constexpr absl::string_view kChart = "chart.trades.";
 
 bool Number(const Json& j, const char* field, std::string* out) {
   if (!j.contains(field)) return false;
@@ -24,6 +38,87 @@ bool Number(const Json& j, const char* field, std::string* out) {
   if (!t) return false;
   *out = *std::move(t);
   return true;
+}
+
+// The number fields named into their outputs, as the exchange wrote them.
+bool Numbers(const Json& j, std::initializer_list<std::pair<const char*, std::string*>> fields) {
+  for (const auto& [name, out] : fields) {
+    if (!Number(j, name, out)) return false;
+  }
+  return true;
+}
+
+// quote.*: {"timestamp", "instrument_name", "best_bid_price", "best_bid_amount", "best_ask_price", "best_ask_amount"}
+absl::Status Quote(const Json& d, const std::string& channel, FeedEvent& e) {
+  v1::BookTicker* t = e.record.mutable_book_ticker();
+  if (!d.is_object() || !IntField(d, "timestamp", &e.event_ms) || !TextField(d, "instrument_name", &e.symbol) ||
+      !Numbers(d, {{"best_bid_price", t->mutable_bid()->mutable_price()},
+                   {"best_bid_amount", t->mutable_bid()->mutable_quantity()},
+                   {"best_ask_price", t->mutable_ask()->mutable_price()},
+                   {"best_ask_amount", t->mutable_ask()->mutable_quantity()}})) {
+    return Bad(absl::StrCat(channel, ": a quote needs \"timestamp\", \"instrument_name\", \"best_bid_price\", "
+                            "\"best_bid_amount\", \"best_ask_price\" and \"best_ask_amount\""));
+  }
+  // Deribit numbers no quote: its time orders them.
+  t->set_update_id(e.event_ms);
+  e.record_key = absl::StrCat(e.event_ms);
+  e.sequence = e.event_ms;
+  return absl::OkStatus();
+}
+
+// ticker.*: the public/ticker object. It has no 24 h open price (only the
+// change in percent), so the record's open_price stays empty.
+absl::Status Ticker(const Json& d, const std::string& channel, FeedEvent& e) {
+  v1::Ticker* t = e.record.mutable_ticker();
+  if (!d.is_object() || !IntField(d, "timestamp", &e.event_ms) || !TextField(d, "instrument_name", &e.symbol) ||
+      !d.contains("stats") || !d["stats"].is_object() ||
+      !Numbers(d, {{"last_price", t->mutable_last_price()},
+                   {"best_bid_price", t->mutable_best_bid()->mutable_price()},
+                   {"best_bid_amount", t->mutable_best_bid()->mutable_quantity()},
+                   {"best_ask_price", t->mutable_best_ask()->mutable_price()},
+                   {"best_ask_amount", t->mutable_best_ask()->mutable_quantity()}}) ||
+      !Numbers(d["stats"], {{"high", t->mutable_high_price()},
+                            {"low", t->mutable_low_price()},
+                            {"volume", t->mutable_volume()},
+                            {"volume_usd", t->mutable_quote_volume()}})) {
+    return Bad(absl::StrCat(channel, ": a ticker needs \"timestamp\", \"instrument_name\", \"last_price\", the best "
+                            "bid and ask, and \"stats\" with \"high\", \"low\", \"volume\" and \"volume_usd\""));
+  }
+  e.record_key = absl::StrCat(e.event_ms);
+  e.sequence = e.event_ms;
+  return absl::OkStatus();
+}
+
+// chart.trades.<instrument>.<resolution>: {"tick", "open", "high", "low",
+// "close", "volume", "cost"}: the candle so far. Nothing in it says the
+// candle is over; a later tick does (FeedEvent::final_when_superseded).
+absl::Status Chart(const Json& d, const std::string& channel, FeedEvent& e) {
+  absl::string_view rest = absl::string_view(channel).substr(kChart.size());
+  size_t dot = rest.rfind('.');
+  const auto* res = std::find_if(std::begin(kResolutions), std::end(kResolutions), [&](const auto& r) {
+    return dot != absl::string_view::npos && r.resolution == rest.substr(dot + 1);
+  });
+  if (res == std::end(kResolutions)) return Bad(absl::StrCat(channel, ": not a resolution this feed reads"));
+  v1::Kline* k = e.record.mutable_kline();
+  int64_t open_ms = 0;
+  if (!d.is_object() || !IntField(d, "tick", &open_ms) ||
+      !Numbers(d, {{"open", k->mutable_open()},
+                   {"high", k->mutable_high()},
+                   {"low", k->mutable_low()},
+                   {"close", k->mutable_close()},
+                   {"volume", k->mutable_volume()}})) {
+    return Bad(absl::StrCat(channel, ": a candle needs \"tick\", \"open\", \"high\", \"low\", \"close\" and \"volume\""));
+  }
+  e.symbol = std::string(rest.substr(0, dot));
+  k->set_interval(std::string(res->interval));
+  k->set_open_time_us(open_ms * 1000);
+  k->set_close_time_us((open_ms + res->ms - 1) * 1000);
+  // An update is told apart by its volume and close: the volume only grows,
+  // but a filling sample repeats the volume with another close.
+  e.record_key = absl::StrCat(open_ms, "/", k->volume(), "/", k->close());
+  e.sequence = open_ms;
+  e.final_when_superseded = true;
+  return absl::OkStatus();
 }
 
 // A change's levels: [action, price, amount], action "new", "change" or
@@ -70,15 +165,23 @@ std::string Call(int64_t id, const char* method, Json params) {
 }  // namespace
 
 absl::StatusOr<std::string> DeribitFeed::StreamName(common::Channel channel, absl::string_view symbol,
-                                                 absl::string_view /*interval*/) const {
+                                                 absl::string_view interval) const {
   switch (channel) {
     case common::Channel::kTrades:
       return absl::StrCat("trades.", symbol, ".100ms");
     case common::Channel::kBook:
       return absl::StrCat("book.", symbol, ".100ms");
+    case common::Channel::kBookTicker:
+      return absl::StrCat("quote.", symbol);
+    case common::Channel::kTicker:
+      return absl::StrCat("ticker.", symbol, ".100ms");
+    case common::Channel::kKline:
+      for (const auto& r : kResolutions) {
+        if (r.interval == interval) return absl::StrCat(kChart, symbol, ".", r.resolution);
+      }
+      return absl::InvalidArgumentError(absl::StrCat("deribit: no chart resolution for the interval \"", interval, "\""));
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("deribit: the collector does not stream \"", common::ChannelName(channel), "\" yet"));
+      return absl::InvalidArgumentError(absl::StrCat("deribit: \"", common::ChannelName(channel), "\" is not a stream"));
   }
 }
 
@@ -190,7 +293,18 @@ absl::Status DeribitFeed::Parse(absl::string_view text, std::vector<FeedEvent>& 
     out.push_back(std::move(e));
     return absl::OkStatus();
   }
-  return Bad(absl::StrCat("channel \"", channel, "\" is not one this feed reads"));
+  absl::Status (*record)(const Json&, const std::string&, FeedEvent&) =
+      absl::StartsWith(channel, "quote.")    ? Quote
+      : absl::StartsWith(channel, "ticker.") ? Ticker
+      : absl::StartsWith(channel, kChart)    ? Chart
+                                             : nullptr;
+  if (record == nullptr) return Bad(absl::StrCat("channel \"", channel, "\" is not one this feed reads"));
+  FeedEvent e;
+  e.kind = FeedEvent::Kind::kRecord;
+  e.stream = channel;
+  if (absl::Status s = record(data, channel, e); !s.ok()) return s;
+  out.push_back(std::move(e));
+  return absl::OkStatus();
 }
 
 common::QueryParams DeribitFeed::SnapshotQuery(absl::string_view symbol, int depth) const {

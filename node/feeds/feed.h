@@ -46,6 +46,10 @@ struct FeedEvent {
   v1::MarketEvent record;
   std::string record_key;
   int64_t sequence = 0;
+  // A kline from an exchange that never marks one final (Deribit's chart):
+  // the last update before a later open time is the candle's final value,
+  // and the collector sends it again as closed.
+  bool final_when_superseded = false;
   // kReply: a refusal names what was refused ("" when it was accepted)
   std::string error;
   // kAnswer: a text the exchange asked for (Deribit's heartbeat test_request)

@@ -395,6 +395,7 @@ void ExpectTopsTickersAndKlines(const std::string& exchange, const std::string& 
 
 TEST(CollectionTest, BinanceBookTickersTickersAndKlines) { ExpectTopsTickersAndKlines("binance_spot", "BTCUSDT"); }
 TEST(CollectionTest, OkxBookTickersTickersAndKlines) { ExpectTopsTickersAndKlines("okx", "BTC-USDT"); }
+TEST(CollectionTest, DeribitBookTickersTickersAndKlines) { ExpectTopsTickersAndKlines("deribit", "BTC-PERPETUAL"); }
 
 TEST(CollectionTest, APythonClientBuiltFromTheProtoAloneSubscribes) {
   ClusterOptions o;
