@@ -68,7 +68,9 @@ std::string Describe(const v1::MarketEvent& e) {
   }
   if (e.has_ticker()) {
     const v1::Ticker& t = e.ticker();
-    return absl::StrCat(head, "24h last ", t.last_price(), " open ", t.open_price(), " high ", t.high_price(), " low ",
+    // Deribit gives no 24 h open.
+    return absl::StrCat(head, "24h last ", t.last_price(), " open ", t.open_price().empty() ? "-" : t.open_price(),
+                        " high ", t.high_price(), " low ",
                         t.low_price(), " volume ", t.volume());
   }
   if (e.has_kline()) {
