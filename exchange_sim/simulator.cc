@@ -510,7 +510,8 @@ std::string Simulator::StatsJson() {
     const common::ExchangeRules& rules = *rules_.Find(exchange);
     Json ips = Json::object();
     Json totals = {{"requests", 0}, {"accepted", 0}, {"errors", 0}, {"bans", 0},
-                   {"rejections", Json::object()}, {"ws_accepted", 0}, {"ws_refused", 0}};
+                   {"rejections", Json::object()}, {"ws_accepted", 0}, {"ws_refused", 0},
+                   {"ws_violations", Json::object()}};
     for (auto& [ip, acct] : by_ip) {
       Json pools = Json::object();
       for (size_t i = 0; i < acct.pools.size(); ++i) {
@@ -547,7 +548,11 @@ std::string Simulator::StatsJson() {
                     {"ws_open", acct.ws_open},
                     {"ws_accepted", acct.ws_accepted},
                     {"ws_refused", acct.ws_refused},
+                    {"ws_violations", Json(acct.ws_violations)},
                     {"pools", std::move(pools)}};
+      for (const auto& [limit, n] : acct.ws_violations) {
+        totals["ws_violations"][limit] = totals["ws_violations"].value(limit, 0) + n;
+      }
       for (const char* key : {"requests", "accepted", "errors", "bans", "ws_accepted", "ws_refused"}) {
         totals[key] = totals[key].get<int64_t>() + entry[key].get<int64_t>();
       }

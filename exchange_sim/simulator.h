@@ -120,6 +120,10 @@ struct IpAccount {
   int ws_open = 0;
   int64_t ws_accepted = 0;
   int64_t ws_refused = 0;
+  // A WebSocket limit broken inside a session, by the limit:
+  // "messages_per_second", "streams_per_connection", "subscribe_ops_per_hour",
+  // "channels_per_subscribe" (what a well-behaved client never sees).
+  std::map<std::string, int64_t> ws_violations;
 };
 
 // One exchange's accounting for one account (API key): its account-scoped

@@ -19,6 +19,8 @@ namespace marketprism::sim {
 
 using Json = nlohmann::ordered_json;
 
+void WsSession::Violation(const char* limit) { ++sim_.Account(exchange_, peer_ip_).ws_violations[limit]; }
+
 namespace {
 
 constexpr int64_t kBinanceIdsPerTick = 10;  // matches binance_api.cc's lastUpdateId
@@ -65,6 +67,7 @@ class BinanceSession final : public WsSession {
     }
     int max = rules_.websocket().max_streams_per_connection;
     if (max > 0 && streams_.size() + added.size() > static_cast<size_t>(max)) {
+      Violation("streams_per_connection");
       return absl::StrCat("Invalid request: at most ", max, " streams per connection");
     }
     for (Stream& s : added) streams_.emplace(s.name, std::move(s));
@@ -317,6 +320,7 @@ class BinanceSession final : public WsSession {
 
   bool CountMessage(absl::Time now, WsOut& out) {
     if (messages_ && !messages_->TrySpend(now, 1)) {
+      Violation("messages_per_second");
       out.Close(kPolicyViolation, "Too many messages");
       return false;
     }
@@ -380,6 +384,7 @@ class OkxSession final : public WsSession {
       return Error(out, now, "60012", absl::StrCat("Invalid request: ", text));
     }
     if (subscribe_ops_ && !subscribe_ops_->TrySpend(now, 1)) {
+      Violation("subscribe_ops_per_hour");
       return Error(out, now, "60014", "Requests too frequent.");
     }
     if (!msg.contains("args") || !msg["args"].is_array() || msg["args"].empty()) {
@@ -783,6 +788,7 @@ class DeribitSession final : public WsSession {
     const Json& channels = params["channels"];
     int max = rules_.websocket().max_channels_per_subscribe;
     if (max > 0 && static_cast<int>(channels.size()) > max) {
+      Violation("channels_per_subscribe");
       return Error(out, call, -32602, "Invalid params",
                    Json{{"reason", absl::StrCat("at most ", max, " channels")},
                         {"param", "channels"}},

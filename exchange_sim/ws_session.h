@@ -63,6 +63,9 @@ class WsSession {
   WsSession(Simulator& sim, std::string exchange, std::string peer_ip)
       : sim_(sim), exchange_(std::move(exchange)), peer_ip_(std::move(peer_ip)) {}
 
+  // Counts, in /sim/stats, a WebSocket limit the client broke.
+  void Violation(const char* limit);
+
   Simulator& sim_;
   std::string exchange_;
   std::string peer_ip_;

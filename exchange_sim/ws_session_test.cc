@@ -64,6 +64,10 @@ class WsSessionTest : public ::testing::Test {
     r.peer_ip = ip;
     return sim_->Handle(r);
   }
+  // What /sim/stats counts of the WebSocket limits 10.0.0.1 broke.
+  Json Violations(const std::string& exchange) {
+    return Json::parse(Get("127.0.0.1", "/sim/stats").body)["exchanges"][exchange]["ips"]["10.0.0.1"]["ws_violations"];
+  }
   std::unique_ptr<Simulator> sim_;
 };
 
@@ -202,6 +206,7 @@ TEST_F(WsSessionTest, BinanceFiveMessagesASecondThenDisconnect) {
   WsOut r = Say(*s, R"({"method":"LIST_SUBSCRIPTIONS","id":9})");
   EXPECT_TRUE(r.close) << "the 6th message within a second";
   EXPECT_EQ(r.close_code, 1008);
+  EXPECT_EQ(Violations("binance_spot"), Json({{"messages_per_second", 1}}));
   // Pongs count too.
   auto t = Open("/ws");
   for (int i = 0; i < 5; ++i) {
@@ -234,6 +239,7 @@ TEST_F(WsSessionTest, BinanceAtMost1024Streams) {
   Json err = Json::parse(r.texts.at(0));
   EXPECT_EQ(err["error"]["code"], 2);
   EXPECT_THAT(err["error"]["msg"].get<std::string>(), HasSubstr("1024"));
+  EXPECT_EQ(Violations("binance_spot"), Json({{"streams_per_connection", 1}}));
   std::string error;
   std::string path = "/ws";
   for (int i = 0; i < 1025; ++i) path += absl::StrCat("/s", i, "@trade");
@@ -385,6 +391,7 @@ TEST_F(WsSessionTest, OkxSubscribeOperationsPerHour) {
   const std::string sub = R"({"op":"subscribe","args":[{"channel":"tickers","instId":"BTC-USDT"}]})";
   for (int i = 0; i < 3; ++i) EXPECT_EQ(Json::parse(Say(*s, sub).texts.at(0))["event"], "subscribe");
   EXPECT_EQ(Json::parse(Say(*s, sub).texts.at(0))["code"], "60014");
+  EXPECT_EQ(Violations("okx"), Json({{"subscribe_ops_per_hour", 1}}));
   clock_.AdvanceBy(absl::Hours(1));
   EXPECT_EQ(Json::parse(Say(*s, sub).texts.at(0))["event"], "subscribe");
 }
@@ -543,6 +550,12 @@ TEST_F(WsSessionTest, DeribitRawAndUnknownChannels) {
   EXPECT_EQ(r["error"]["code"], -32602);
   r = Json::parse(Say(*s, "not json").texts.at(0));
   EXPECT_EQ(r["error"]["code"], -32700);
+  Json channels = Json::array();
+  for (int i = 0; i < 501; ++i) channels.push_back(absl::StrCat("ticker.X", i, ".100ms"));
+  r = Json::parse(Say(*s, Json{{"jsonrpc", "2.0"}, {"id", 2}, {"method", "public/subscribe"},
+                               {"params", {{"channels", channels}}}}.dump()).texts.at(0));
+  EXPECT_EQ(r["error"]["code"], -32602) << "at most 500 channels a call";
+  EXPECT_EQ(Violations("deribit"), Json({{"channels_per_subscribe", 1}}));
 }
 
 TEST_F(WsSessionTest, DeribitQuoteIsTheTopOfTheRestBookWheneverItChanges) {

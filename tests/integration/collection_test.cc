@@ -224,6 +224,8 @@ TEST(CollectionTest, BooksMatchTheExchangeTradesHaveNoHoleAndAKilledNodeCostsOnl
   auto stats = c.sim().Stats();
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ((*stats)["exchanges"]["binance_spot"]["totals"]["ws_refused"], 0);
+  EXPECT_TRUE((*stats)["exchanges"]["binance_spot"]["totals"]["ws_violations"].empty())
+      << (*stats)["exchanges"]["binance_spot"]["totals"]["ws_violations"].dump();
 }
 
 // One node collecting `exchange`'s book and trades of `symbol`, with a
