@@ -11,6 +11,7 @@ namespace marketprism::coordinator {
 namespace {
 constexpr absl::Duration kLookEvery = absl::Seconds(1);
 constexpr absl::Duration kRefusalSpacing = absl::Seconds(5);
+constexpr absl::Duration kRetryFailedRead = absl::Milliseconds(100);
 }  // namespace
 
 LimitsRefresher::LimitsRefresher(Options options, common::Clock& clock, Scheduler& scheduler, Execute execute,
@@ -22,7 +23,7 @@ LimitsRefresher::LimitsRefresher(Options options, common::Clock& clock, Schedule
       changed_(std::move(changed)),
       timer_(clock, [this] {
         Look();
-        timer_.ArmIn(kLookEvery);
+        timer_.ArmBy(clock_.SteadyNow() + kLookEvery);  // a failed read may have asked for sooner
       }) {}
 
 LimitsRefresher::~LimitsRefresher() { Stop(); }
@@ -51,6 +52,17 @@ void LimitsRefresher::Look() {
     absl::Time now = clock_.Now();
     for (const std::string& exchange : served) {
       absl::Time at = first_ready_.emplace(exchange, now).first->second;
+      auto held = held_since_.find(exchange);
+      if (held != held_since_.end()) {
+        if (now - held->second < options_.wait) continue;
+        common::Log(common::LogLevel::kWarning, "coordinator",
+                    absl::StrCat(exchange, ": published limits not read again within ",
+                                 absl::FormatDuration(options_.wait), " of a refusal; going on with the capacities in force"));
+        held_since_.erase(held);
+        refusals_.erase(exchange);  // given up on for this refusal
+        scheduler_.ConfirmLimits(exchange);
+        continue;
+      }
       if (!scheduler_.LimitsConfirmed(exchange) && now - at >= options_.wait) {
         common::Log(common::LogLevel::kWarning, "coordinator",
                     absl::StrCat(exchange, ": no published limits after ", absl::FormatDuration(options_.wait),
@@ -73,6 +85,8 @@ void LimitsRefresher::Look() {
       if (requested) {
         refusals_.erase(exchange);
         refusal_reads_[exchange] = now;
+        held_since_.emplace(exchange, now);
+        scheduler_.AwaitLimits(exchange);
       }
       reading_.insert(exchange);
       read.push_back(exchange);
@@ -93,6 +107,16 @@ void LimitsRefresher::Read(const std::string& exchange) {
            [this, exchange](absl::StatusOr<v1::ExecuteResponse> r) { OnRead(exchange, std::move(r)); });
 }
 
+void LimitsRefresher::ReadFailed(const std::string& exchange) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!held_since_.count(exchange)) return;
+    refusals_.insert(exchange);
+    refusal_reads_.erase(exchange);  // not spaced: the hold waits on it
+  }
+  timer_.ArmBy(clock_.SteadyNow() + kRetryFailedRead);
+}
+
 void LimitsRefresher::OnRead(const std::string& exchange, absl::StatusOr<v1::ExecuteResponse> result) {
   {
     absl::MutexLock lock(&mu_);
@@ -104,16 +128,17 @@ void LimitsRefresher::OnRead(const std::string& exchange, absl::StatusOr<v1::Exe
                 absl::StrCat(exchange, " published limits: ",
                              result.ok() ? absl::StrCat("HTTP ", result->http_status())
                                          : std::string(result.status().message())));
-    return;
+    return ReadFailed(exchange);
   }
   auto limits = ParsePublishedLimits(rules, result->body());
   if (!limits.ok()) {
     common::Log(common::LogLevel::kWarning, "coordinator", std::string(limits.status().message()));
-    return;
+    return ReadFailed(exchange);
   }
   {
     absl::MutexLock lock(&mu_);
     done_once_.insert(exchange);
+    held_since_.erase(exchange);
   }
   bool changed = false;
   for (const auto& [pool, capacity] : *limits) {

@@ -7,6 +7,12 @@
 // rules is applied to the scheduler and pushed to every node. An exchange whose limits cannot
 // be read within `wait` is priced with the rules' figures.
 //
+// A refusal's read holds the exchange's placements until it is answered (the
+// scheduler's AwaitLimits): otherwise the next window opens at the capacity
+// the exchange just refused and is refused again. A read that fails (it may
+// itself meet the refusal) is sent again at once; after `wait` without an
+// answer the hold ends with the capacities in force.
+//
 // Thread-safe. Runs on the clock's timer (a look each second); the read is
 // asynchronous, so nothing blocks.
 #pragma once
@@ -51,6 +57,8 @@ class LimitsRefresher {
   void Look() ABSL_LOCKS_EXCLUDED(mu_);
   void Read(const std::string& exchange) ABSL_LOCKS_EXCLUDED(mu_);
   void OnRead(const std::string& exchange, absl::StatusOr<v1::ExecuteResponse> result) ABSL_LOCKS_EXCLUDED(mu_);
+  // A read that brought no limits: a refusal's is asked for again at once.
+  void ReadFailed(const std::string& exchange) ABSL_LOCKS_EXCLUDED(mu_);
 
   const Options options_;
   common::Clock& clock_;
@@ -64,6 +72,8 @@ class LimitsRefresher {
   std::set<std::string> done_once_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> reading_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, absl::Time> first_ready_ ABSL_GUARDED_BY(mu_);
+  // exchanges held for a refusal's read, since when
+  std::map<std::string, absl::Time> held_since_ ABSL_GUARDED_BY(mu_);
   common::Timer timer_;
 };
 

@@ -121,6 +121,38 @@ TEST_F(LimitsRefresherTest, ARefusalDuringAReadIsReadAgainAfterIt) {
   EXPECT_EQ(reads_.size(), 1u) << "the refusal is not forgotten";
 }
 
+TEST_F(LimitsRefresherTest, ARefusalsReadHoldsPlacementsUntilAnsweredAndAFailedOneIsSentAgainAtOnce) {
+  Make({absl::Minutes(10), absl::Seconds(10)});
+  AddNode();
+  refresher_->Start();
+  clock_.RunDue();
+  Answer(200, kPublished);
+  ASSERT_TRUE(scheduler_->LimitsConfirmed("binance_spot"));
+  clock_.AdvanceBy(absl::Seconds(6));
+  refresher_->RequestRefresh("binance_spot");
+  clock_.RunDue();
+  ASSERT_EQ(reads_.size(), 1u);
+  EXPECT_FALSE(scheduler_->LimitsConfirmed("binance_spot")) << "nothing is placed at the refused capacity meanwhile";
+  // The read met the refusal itself: it goes again within 100 ms, not 5 s later.
+  Answer(429, "");
+  EXPECT_FALSE(scheduler_->LimitsConfirmed("binance_spot"));
+  clock_.AdvanceBy(absl::Milliseconds(100));
+  ASSERT_EQ(reads_.size(), 1u);
+  Answer(200, R"({"rateLimits":[{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":300}]})");
+  EXPECT_EQ(Capacity("REQUEST_WEIGHT"), 300);
+  EXPECT_TRUE(scheduler_->LimitsConfirmed("binance_spot"));
+  // A hold whose reads never succeed ends after the wait, capacities as they are.
+  clock_.AdvanceBy(absl::Seconds(6));
+  refresher_->RequestRefresh("binance_spot");
+  clock_.RunDue();
+  for (int i = 0; i < 200 && !scheduler_->LimitsConfirmed("binance_spot"); ++i) {
+    if (!reads_.empty()) Answer(503, "busy");
+    clock_.AdvanceBy(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(scheduler_->LimitsConfirmed("binance_spot"));
+  EXPECT_EQ(Capacity("REQUEST_WEIGHT"), 300);
+}
+
 TEST_F(LimitsRefresherTest, WithoutAnAnswerTheRulesFiguresAreUsedAfterTheWait) {
   Make({absl::Minutes(10), absl::Seconds(10)});
   AddNode();

@@ -73,6 +73,11 @@ void Scheduler::ConfirmLimits(const std::string& exchange) {
   Run(ready);
 }
 
+void Scheduler::AwaitLimits(const std::string& exchange) {
+  absl::MutexLock lock(&mu_);
+  awaiting_limits_.insert(exchange);
+}
+
 bool Scheduler::LimitsConfirmed(const std::string& exchange) const {
   absl::MutexLock lock(&mu_);
   return !awaiting_limits_.count(exchange);

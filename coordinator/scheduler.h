@@ -246,6 +246,11 @@ class Scheduler {
   // requests may be placed.
   void ConfirmLimits(const std::string& exchange);
   bool LimitsConfirmed(const std::string& exchange) const;
+  // Holds the exchange's placements again (only a limits probe passes) until
+  // ConfirmLimits: after a refusal its published limits are being re-read,
+  // and a window that opens before they are known must not be spent at the
+  // capacity the exchange just refused.
+  void AwaitLimits(const std::string& exchange);
 
   // ---- requests ----
   // Errors for bad input come back synchronously (kInvalidArgument naming the
