@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/metadata_keys.h"
 #include "coordinator/client_wire.h"
+#include "coordinator/forward.h"
 
 namespace marketprism::coordinator {
 
@@ -54,14 +55,7 @@ bool ClientService::ForwardToLeader(grpc::CallbackServerContext* ctx, grpc::Serv
                                  "no leader coordinator yet (an election is under way); retry shortly"));
     return true;
   }
-  auto cctx = std::make_shared<grpc::ClientContext>();
-  auto deadline = ctx->deadline();
-  if (deadline - std::chrono::system_clock::now() > std::chrono::hours(1)) {
-    deadline = std::chrono::system_clock::now() + std::chrono::seconds(30);
-  }
-  cctx->set_deadline(deadline);
-  call(front_door_.StubFor(l.leader_grpc)->async(), cctx.get(), req, resp,
-       [cctx, reactor](grpc::Status s) { reactor->Finish(s); });
+  ForwardUnary(ctx, reactor, front_door_.StubFor(l.leader_grpc), req, resp, call);
   return true;
 }
 

@@ -3,9 +3,11 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/log.h"
 
 namespace marketprism::coordinator {
@@ -13,6 +15,10 @@ namespace marketprism::coordinator {
 namespace {
 
 constexpr absl::Duration kTick = absl::Milliseconds(100);
+
+absl::Status NotLeading() {
+  return absl::UnavailableError("this coordinator does not lead (the leader changed); retry: any coordinator answers");
+}
 
 int64_t MtimeOf(const std::string& path) {
   struct stat st;
@@ -24,7 +30,7 @@ int64_t MtimeOf(const std::string& path) {
 
 Collection::Collection(CollectionOptions options, common::Clock& clock, const common::RulesBook& rules,
                        Scheduler& scheduler, NodeSessions& sessions, Execute execute,
-                       std::function<Leadership()> leadership, std::function<int64_t()> term)
+                       std::function<Leadership()> leadership, std::function<int64_t()> term, SyncJobs sync)
     : options_(std::move(options)),
       clock_(clock),
       rules_(rules),
@@ -33,7 +39,12 @@ Collection::Collection(CollectionOptions options, common::Clock& clock, const co
       execute_(std::move(execute)),
       leadership_(std::move(leadership)),
       term_(std::move(term)),
-      timer_(clock, [this] { Tick(); }) {}
+      sync_(std::move(sync)),
+      life_(std::make_shared<Life>()),
+      timer_(clock, [this] { Tick(); }) {
+  absl::MutexLock lock(&life_->mu);
+  life_->self = this;
+}
 
 Collection::~Collection() { Stop(); }
 
@@ -54,7 +65,19 @@ absl::Status Collection::Start() {
   return absl::OkStatus();
 }
 
-void Collection::Stop() { timer_.Stop(); }
+void Collection::Stop() {
+  timer_.Stop();
+  {
+    absl::MutexLock lock(&life_->mu);
+    life_->self = nullptr;
+  }
+  Calls calls;
+  {
+    absl::MutexLock lock(&mu_);
+    AbandonLocked(absl::UnavailableError("the coordinator is stopping"), calls);
+  }
+  for (auto& c : calls) c();
+}
 
 void Collection::ReloadFile() {
   if (options_.jobs_file.empty()) return;
@@ -113,27 +136,181 @@ void Collection::Rebuild() {
   replan_now_ = true;
 }
 
-absl::StatusOr<v1::Job> Collection::CreateJob(v1::Job job) {
-  if (absl::Status s = common::ValidateJob(rules_, job); !s.ok()) return s;
-  absl::MutexLock lock(&mu_);
-  if (file_jobs_.count(job.name()) || api_jobs_.count(job.name())) {
-    return absl::AlreadyExistsError(absl::StrCat("job \"", job.name(), "\" exists"));
+void Collection::CreateJob(v1::Job job, JobDone done) {
+  job.clear_units();
+  if (absl::Status s = common::ValidateJob(rules_, job); !s.ok()) return done(s);
+  Calls calls;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!leadership_().leading) {
+      calls.push_back([done] { done(NotLeading()); });
+    } else if (file_jobs_.count(job.name()) || api_jobs_.count(job.name())) {
+      calls.push_back([done, name = job.name()] {
+        done(absl::AlreadyExistsError(absl::StrCat("job \"", name, "\" exists")));
+      });
+    } else {
+      api_jobs_[job.name()] = job;
+      Rebuild();
+      common::Log(common::LogLevel::kInfo, "collection", absl::StrCat("job \"", job.name(), "\" created"));
+      ChangedLocked(
+          [done, job](absl::Status s) {
+            if (s.ok()) return done(job);
+            done(s);
+          },
+          calls);
+    }
   }
-  api_jobs_[job.name()] = job;
-  Rebuild();
-  common::Log(common::LogLevel::kInfo, "collection", absl::StrCat("job \"", job.name(), "\" created"));
-  return job;
+  for (auto& c : calls) c();
 }
 
-absl::Status Collection::DeleteJob(const std::string& name) {
-  absl::MutexLock lock(&mu_);
-  if (file_jobs_.count(name)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("job \"", name, "\" comes from ", options_.jobs_file, ": remove it there"));
+void Collection::DeleteJob(const std::string& name, Done done) {
+  Calls calls;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!leadership_().leading) {
+      calls.push_back([done] { done(NotLeading()); });
+    } else if (file_jobs_.count(name)) {
+      calls.push_back([done, why = absl::StrCat("job \"", name, "\" comes from ", options_.jobs_file,
+                                                ": remove it there")] { done(absl::FailedPreconditionError(why)); });
+    } else if (api_jobs_.erase(name) == 0) {
+      calls.push_back([done, name] { done(absl::NotFoundError(absl::StrCat("no job \"", name, "\""))); });
+    } else {
+      Rebuild();
+      common::Log(common::LogLevel::kInfo, "collection", absl::StrCat("job \"", name, "\" deleted"));
+      ChangedLocked(done, calls);
+    }
   }
-  if (api_jobs_.erase(name) == 0) return absl::NotFoundError(absl::StrCat("no job \"", name, "\""));
-  Rebuild();
-  return absl::OkStatus();
+  for (auto& c : calls) c();
+}
+
+v1::JobsVersion Collection::VersionLocked() {
+  v1::JobsVersion v;
+  v.set_term(term_());
+  v.set_seq(jobs_seq_);
+  return v;
+}
+
+v1::SyncJobsResponse Collection::SyncResponseLocked() {
+  v1::SyncJobsResponse r;
+  *r.mutable_version() = VersionLocked();
+  for (const auto& [name, job] : api_jobs_) *r.add_jobs() = job;
+  return r;
+}
+
+void Collection::ChangedLocked(Done done, Calls& calls) {
+  ++jobs_seq_;
+  v1::SyncJobsResponse r = SyncResponseLocked();
+  for (HeldSync& h : held_syncs_) calls.push_back([d = std::move(h.done), r] { d(r); });
+  held_syncs_.clear();
+  writes_.push_back(Write{term_(), jobs_seq_, clock_.Now() + options_.replicate_wait, std::move(done)});
+  SettleLocked(absl::InfinitePast(), calls);
+}
+
+void Collection::SettleLocked(absl::Time now, Calls& calls) {
+  absl::Time t = clock_.Now();
+  std::erase_if(followers_, [&](const auto& f) { return t - f.second.seen > options_.follower_timeout; });
+  std::vector<Write> waiting;
+  for (Write& w : writes_) {
+    std::vector<std::string> lacking;
+    for (const auto& [name, f] : followers_) {
+      if (f.held.term() != w.term || f.held.seq() < w.seq) lacking.push_back(name);
+    }
+    if (!lacking.empty() && now < w.until) {
+      waiting.push_back(std::move(w));
+      continue;
+    }
+    if (!lacking.empty()) {
+      common::Log(common::LogLevel::kWarning, "collection",
+                  absl::StrCat("a job change (term ", w.term, ", change ", w.seq, ") is not yet held by ",
+                               absl::StrJoin(lacking, ", "), " after ", absl::FormatDuration(options_.replicate_wait),
+                               ": answered anyway (it is in force here; they catch up when they ask again)"));
+    }
+    calls.push_back([d = std::move(w.done)] { d(absl::OkStatus()); });
+  }
+  writes_ = std::move(waiting);
+  if (now == absl::InfinitePast()) return;
+  std::vector<HeldSync> held;
+  for (HeldSync& h : held_syncs_) {
+    if (now < h.until) {
+      held.push_back(std::move(h));
+      continue;
+    }
+    calls.push_back([d = std::move(h.done), r = SyncResponseLocked()] { d(r); });
+  }
+  held_syncs_ = std::move(held);
+}
+
+void Collection::AbandonLocked(const absl::Status& why, Calls& calls) {
+  for (HeldSync& h : held_syncs_) calls.push_back([d = std::move(h.done), why] { d(why); });
+  for (Write& w : writes_) {
+    calls.push_back([d = std::move(w.done), why] {
+      d(absl::Status(why.code(), absl::StrCat(why.message(),
+                                              " before every follower held the change: see ListJobs, and retry")));
+    });
+  }
+  held_syncs_.clear();
+  writes_.clear();
+  followers_.clear();
+}
+
+void Collection::ServeSync(const v1::SyncJobsRequest& req, SyncDone done) {
+  Calls calls;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!leadership_().leading) {
+      calls.push_back([done] { done(NotLeading()); });
+    } else {
+      absl::Time now = clock_.Now();
+      followers_[req.follower()] = Follower{req.held(), now};
+      SettleLocked(absl::InfinitePast(), calls);
+      v1::JobsVersion v = VersionLocked();
+      if (req.held().term() != v.term() || req.held().seq() != v.seq()) {
+        calls.push_back([done, r = SyncResponseLocked()] { done(r); });
+      } else {
+        absl::Duration wait = std::clamp(absl::Milliseconds(req.wait_ms()), absl::ZeroDuration(), options_.sync_hold);
+        held_syncs_.push_back(HeldSync{now + wait, std::move(done)});
+      }
+    }
+  }
+  for (auto& c : calls) c();
+}
+
+void Collection::Synced(absl::StatusOr<v1::SyncJobsResponse> r) {
+  {
+    absl::MutexLock lock(&mu_);
+    sync_in_flight_ = false;
+    if (!r.ok()) {
+      sync_retry_at_ = clock_.Now() + options_.sync_retry;
+      common::Log(common::LogLevel::kDebug, "collection",
+                  absl::StrCat("the leader's API jobs could not be read: ", r.status().message()));
+      return;
+    }
+    if (r->version().term() != held_.term() || r->version().seq() != held_.seq()) {
+      std::map<std::string, v1::Job> next;
+      for (const v1::Job& j : r->jobs()) {
+        if (file_jobs_.count(j.name())) {
+          common::Log(common::LogLevel::kError, "collection",
+                      absl::StrCat("the leader's API job \"", j.name(), "\" is also in ", options_.jobs_file,
+                                   " here: the file's is kept"));
+          continue;
+        }
+        next[j.name()] = j;
+      }
+      held_ = r->version();
+      bool same = next.size() == api_jobs_.size() &&
+                  std::equal(next.begin(), next.end(), api_jobs_.begin(), [](const auto& a, const auto& b) {
+                    return a.first == b.first && a.second.SerializeAsString() == b.second.SerializeAsString();
+                  });
+      if (!same) {
+        api_jobs_ = std::move(next);
+        Rebuild();
+        common::Log(common::LogLevel::kInfo, "collection",
+                    absl::StrCat("holding the leader's ", api_jobs_.size(), " API jobs (term ", held_.term(),
+                                 ", change ", held_.seq(), ")"));
+      }
+    }
+  }
+  timer_.ArmBy(clock_.SteadyNow());  // ask again at once: the asking says we hold it
 }
 
 void Collection::NodeRegistered(const std::string& node_id) {
@@ -190,11 +367,26 @@ void Collection::PlanLocked() {
 void Collection::Tick() {
   std::vector<std::pair<std::string, v1::ExecuteRequest>> due;
   std::vector<absl::Time> deadlines;
+  Calls calls;
+  std::optional<std::pair<std::string, v1::SyncJobsRequest>> sync;
   {
     absl::MutexLock lock(&mu_);
     ReloadFile();
     Leadership l = leadership_();
     absl::Time now = clock_.Now();
+    if (l.leading) {
+      SettleLocked(now, calls);
+    } else {
+      if (!writes_.empty() || !held_syncs_.empty()) AbandonLocked(NotLeading(), calls);
+      if (sync_ && !l.leader_grpc.empty() && !sync_in_flight_ && now >= sync_retry_at_) {
+        v1::SyncJobsRequest req;
+        req.set_follower(options_.coordinator_id);
+        *req.mutable_held() = held_;
+        req.set_wait_ms(absl::ToInt64Milliseconds(options_.sync_hold));
+        sync_in_flight_ = true;
+        sync.emplace(l.leader_grpc, std::move(req));
+      }
+    }
     if (l.leading && (replan_now_ || now - last_plan_ >= options_.replan_every)) {
       PlanLocked();
       replan_now_ = false;
@@ -219,6 +411,13 @@ void Collection::Tick() {
         deadlines.push_back(p.next_slot + p.unit.every);
       }
     }
+  }
+  for (auto& c : calls) c();
+  if (sync) {
+    sync_(sync->first, sync->second, [life = life_](absl::StatusOr<v1::SyncJobsResponse> r) {
+      absl::MutexLock lock(&life->mu);
+      if (life->self != nullptr) life->self->Synced(std::move(r));
+    });
   }
   hub_.Flush(clock_.Now());
   for (size_t i = 0; i < due.size(); ++i) {

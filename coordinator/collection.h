@@ -10,7 +10,11 @@
 // active (a dead, disconnected or draining node's units move at once) and
 // sends a node its units only when they changed. Placement is stable: a
 // healthy stream stays where it runs. Only the leader plans; a follower
-// holds the jobs (it reads the same file) and starts planning when it leads.
+// holds the jobs and starts planning when it leads: it reads the same jobs
+// file, and holds the leader's API jobs by asking for them (SyncJobs, a
+// long poll). The leader answers CreateJob and DeleteJob once every follower
+// it has heard from lately holds the change (or after `replicate_wait`), so
+// a job it accepted survives its death.
 //
 // Thread-safe. Runs on the injected clock's timer.
 #pragma once
@@ -18,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -42,28 +47,46 @@ struct CollectionOptions {
   std::string coordinator_id;
   absl::Duration replan_every = absl::Milliseconds(500);
   int poll_priority = -1;  // below clients' default of 0
+  // A follower counts for a write while its last SyncJobs is this recent.
+  absl::Duration follower_timeout = absl::Seconds(10);
+  absl::Duration replicate_wait = absl::Seconds(2);  // longest a write waits for followers
+  absl::Duration sync_hold = absl::Seconds(5);       // longest a follower's SyncJobs is held
+  absl::Duration sync_retry = absl::Milliseconds(500);
 };
 
 class Collection {
  public:
   using Execute = std::function<void(const v1::ExecuteRequest&, absl::Time deadline, Router::Done)>;
+  using SyncDone = std::function<void(absl::StatusOr<v1::SyncJobsResponse>)>;
+  // Sends a follower's SyncJobs to the leader at `address`.
+  using SyncJobs = std::function<void(const std::string& address, const v1::SyncJobsRequest&, SyncDone)>;
+  using JobDone = std::function<void(absl::StatusOr<v1::Job>)>;
+  using Done = std::function<void(absl::Status)>;
 
   // Everything borrowed must outlive this object. `leadership` and `term`
-  // say whether to plan, and the fence the Units carry.
+  // say whether to plan, and the fence the Units carry. Without `sync` a
+  // follower holds only the jobs file's jobs.
   Collection(CollectionOptions options, common::Clock& clock, const common::RulesBook& rules, Scheduler& scheduler,
              NodeSessions& sessions, Execute execute, std::function<Leadership()> leadership,
-             std::function<int64_t()> term);
+             std::function<int64_t()> term, SyncJobs sync = nullptr);
   ~Collection();  // Stop()
 
   // Loads the jobs file (a bad file is an error here; later a bad change is
   // logged and the jobs in force stay) and starts the timer.
   absl::Status Start() ABSL_LOCKS_EXCLUDED(mu_);
-  void Stop();
+  // Answers what waits (held SyncJobs, writes) with kUnavailable.
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
-  // kInvalidArgument naming the problem, kAlreadyExists for a taken name.
-  absl::StatusOr<v1::Job> CreateJob(v1::Job job) ABSL_LOCKS_EXCLUDED(mu_);
-  // kNotFound; kFailedPrecondition for a job of the jobs file (remove it there).
-  absl::Status DeleteJob(const std::string& name) ABSL_LOCKS_EXCLUDED(mu_);
+  // At the leader; `done` runs once the followers hold the change (never
+  // under a lock of ours). kInvalidArgument naming the problem,
+  // kAlreadyExists for a taken name, kUnavailable when this coordinator
+  // does not lead or stopped leading before the followers held it.
+  void CreateJob(v1::Job job, JobDone done) ABSL_LOCKS_EXCLUDED(mu_);
+  // kNotFound; kFailedPrecondition for a job of the jobs file (remove it
+  // there); kUnavailable as for CreateJob.
+  void DeleteJob(const std::string& name, Done done) ABSL_LOCKS_EXCLUDED(mu_);
+  // At the leader: a follower's SyncJobs, answered at once or held.
+  void ServeSync(const v1::SyncJobsRequest& req, SyncDone done) ABSL_LOCKS_EXCLUDED(mu_);
   // Every job with its units as placed and what each copy reported.
   std::vector<v1::Job> ListJobs() ABSL_LOCKS_EXCLUDED(mu_);
   // The nodes changed: re-plan at the next tick. A node that registered
@@ -88,7 +111,39 @@ class Collection {
     absl::Time last = absl::InfinitePast();
   };
 
+  struct Follower {
+    v1::JobsVersion held;
+    absl::Time seen;
+  };
+  struct HeldSync {
+    absl::Time until;
+    SyncDone done;
+  };
+  struct Write {
+    int64_t term, seq;
+    absl::Time until;
+    Done done;
+  };
+  // Callbacks gathered under mu_ and run after it is released.
+  using Calls = std::vector<std::function<void()>>;
+  // Whether the Collection still stands: a SyncJobs answer may come after Stop.
+  struct Life {
+    absl::Mutex mu;
+    Collection* self ABSL_GUARDED_BY(mu);
+  };
+
   void Tick() ABSL_LOCKS_EXCLUDED(mu_);
+  // The leader's side of replication.
+  v1::JobsVersion VersionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::SyncJobsResponse SyncResponseLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The API jobs changed: held SyncJobs are answered; `done` waits for the followers.
+  void ChangedLocked(Done done, Calls& calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Answers the writes every recent follower holds, and (with `now`) those
+  // past their wait and the SyncJobs held past theirs.
+  void SettleLocked(absl::Time now, Calls& calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AbandonLocked(const absl::Status& why, Calls& calls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The follower's side: the leader's answer.
+  void Synced(absl::StatusOr<v1::SyncJobsResponse> r) ABSL_LOCKS_EXCLUDED(mu_);
   void ReloadFile() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PlanLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RunPolls() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -102,6 +157,8 @@ class Collection {
   const Execute execute_;
   const std::function<Leadership()> leadership_;
   const std::function<int64_t()> term_;
+  const SyncJobs sync_;
+  const std::shared_ptr<Life> life_;
   RecordHub hub_;
   common::Timer timer_;
 
@@ -117,6 +174,15 @@ class Collection {
   bool replan_now_ ABSL_GUARDED_BY(mu_) = true;
   absl::Time last_plan_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::map<std::pair<std::string, std::string>, CopyStats> stats_ ABSL_GUARDED_BY(mu_);  // (unit, node)
+  // Leading: the API jobs' changes, who holds what, and who waits.
+  int64_t jobs_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, Follower> followers_ ABSL_GUARDED_BY(mu_);
+  std::vector<HeldSync> held_syncs_ ABSL_GUARDED_BY(mu_);
+  std::vector<Write> writes_ ABSL_GUARDED_BY(mu_);
+  // Following: the leader's version of the API jobs we hold.
+  v1::JobsVersion held_ ABSL_GUARDED_BY(mu_);
+  bool sync_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time sync_retry_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace marketprism::coordinator

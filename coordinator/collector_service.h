@@ -1,25 +1,43 @@
 // File: coordinator/collector_service.h
 //
-// Collector, the collection API, on the coordinator's client address:
-// Subscribe streams the merged records (record_hub.h) of the units that
-// match, a slow subscriber cut off with RESOURCE_EXHAUSTED; CreateJob,
-// DeleteJob and ListJobs manage the jobs (collection.h).
+// Collector, the collection API, on the coordinator's client address. Any
+// coordinator answers: the leader from its own Collection, a follower by
+// passing the call to the leader — Subscribe as a relay of the leader's
+// stream, the job calls forwarded (ListJobs with no leader known shows the
+// jobs this coordinator holds). Subscribe streams the merged records
+// (record_hub.h) of the units that match; a slow subscriber is cut off with
+// RESOURCE_EXHAUSTED, and a leader that steps down (or a relayed stream whose
+// leader went away) ends its subscribers with UNAVAILABLE, to subscribe
+// again at any coordinator.
+//
+// JobReplication (between coordinators) serves a follower's SyncJobs from
+// the leader's Collection; GrpcSyncJobs is the follower's side of it.
 //
 // Thread-safe; gRPC callback reactors, nothing blocks.
 #pragma once
 
 #include <cstddef>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "common/net/grpc_channels.h"
 #include "coordinator/collection.h"
+#include "coordinator/election.h"
 #include "marketprism/v1/collector.grpc.pb.h"
 
 namespace marketprism::coordinator {
 
 class CollectorService final : public v1::Collector::CallbackService {
  public:
-  // `collection` must outlive the service. `queue`: records a subscriber
-  // may fall behind before it is cut off.
-  explicit CollectorService(Collection& collection, size_t queue = 10'000) : collection_(collection), queue_(queue) {}
+  // `collection` must outlive the service; `leadership` says who leads and
+  // `channels` reaches the leader. `queue`: records a subscriber may fall
+  // behind before it is cut off.
+  CollectorService(Collection& collection, std::function<Leadership()> leadership, common::ChannelFactory channels,
+                   size_t queue = 10'000);
 
   grpc::ServerWriteReactor<v1::MarketEvent>* Subscribe(grpc::CallbackServerContext* ctx,
                                                       const v1::SubscribeRequest* request) override;
@@ -31,8 +49,36 @@ class CollectorService final : public v1::Collector::CallbackService {
                                      v1::ListJobsResponse* response) override;
 
  private:
+  // The leader's stub when another coordinator leads; null when we lead.
+  // kUnavailable when no leader is known.
+  absl::StatusOr<std::shared_ptr<v1::Collector::Stub>> Leader() ABSL_LOCKS_EXCLUDED(mu_);
+  // Forwards a unary call to the leader when we do not lead (true: it is
+  // taken care of, `reactor` finished or to be).
+  template <typename Req, typename Resp, typename Call>
+  bool Forward(grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor, const Req* req, Resp* resp,
+               Call call);
+
   Collection& collection_;
+  const std::function<Leadership()> leadership_;
+  const common::ChannelFactory channels_;
   const size_t queue_;
+  absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<v1::Collector::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
 };
+
+class JobReplicationService final : public v1::JobReplication::CallbackService {
+ public:
+  explicit JobReplicationService(Collection& collection) : collection_(collection) {}
+
+  grpc::ServerUnaryReactor* SyncJobs(grpc::CallbackServerContext* ctx, const v1::SyncJobsRequest* request,
+                                     v1::SyncJobsResponse* response) override;
+
+ private:
+  Collection& collection_;
+};
+
+// A follower's SyncJobs over gRPC, each call given `margin` beyond the wait
+// it asks for.
+Collection::SyncJobs GrpcSyncJobs(common::ChannelFactory channels, absl::Duration margin = absl::Seconds(3));
 
 }  // namespace marketprism::coordinator

@@ -123,8 +123,11 @@ Coordinator::Coordinator(CoordinatorOptions options, common::Clock& clock, Coord
       [this](const v1::ExecuteRequest& req, absl::Time deadline, Router::Done done) {
         router_->Execute(req, deadline, std::move(done));
       },
-      [this] { return front_door_->leadership(); }, [this] { return router_->term(); });
-  collector_service_ = std::make_unique<CollectorService>(*collection_);
+      [this] { return front_door_->leadership(); }, [this] { return router_->term(); },
+      elected_ ? GrpcSyncJobs(transports_.channels) : nullptr);
+  collector_service_ = std::make_unique<CollectorService>(
+      *collection_, [this] { return front_door_->leadership(); }, transports_.channels);
+  job_replication_ = std::make_unique<JobReplicationService>(*collection_);
   client_service_ = std::make_unique<ClientService>(
       ClientService::Options{options_.name, options_.default_deadline, options_.health}, clock_, *front_door_,
       *scheduler_, *sessions_);
@@ -149,6 +152,7 @@ absl::Status Coordinator::Start() {
   builder.RegisterService(client_service_.get());
   builder.RegisterService(sessions_.get());
   builder.RegisterService(collector_service_.get());
+  builder.RegisterService(job_replication_.get());
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || (!transports_.in_process && port_ == 0)) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", listen));
@@ -209,6 +213,8 @@ void Coordinator::OnLeadershipChange(const FrontDoor::Change& c) {
   if (c.lost()) {
     membership_->SetRecord(g::kTermRecord, "0");
     sessions_->EndAll();  // the nodes find the new leader
+    collection_->hub().CutAll(absl::UnavailableError(
+        absl::StrCat(options_.name, " no longer leads: subscribe again (any coordinator answers)")));
     common::Log(common::LogLevel::kWarning, "coordinator",
                 absl::StrCat(options_.name, " no longer leads (term ", c.before.term, "): a newer term exists"));
   }

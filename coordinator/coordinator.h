@@ -101,6 +101,7 @@ class Coordinator {
   std::unique_ptr<ClientService> client_service_;
   std::unique_ptr<Collection> collection_;
   std::unique_ptr<CollectorService> collector_service_;
+  std::unique_ptr<JobReplicationService> job_replication_;
   std::unique_ptr<common::gossip::Membership> membership_;
   std::unique_ptr<grpc::Server> server_;
   common::Timer ticker_;  // the scheduler's window edges and deadlines

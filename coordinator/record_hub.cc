@@ -71,6 +71,13 @@ void RecordHub::Unsubscribe(int64_t id) {
   subscribers_.erase(id);
 }
 
+void RecordHub::CutAll(const absl::Status& why) {
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, s] : subscribers_) s.sink->Cut(why);
+  counts_.cut += static_cast<int64_t>(subscribers_.size());
+  subscribers_.clear();
+}
+
 RecordHub::Counts RecordHub::counts() {
   absl::MutexLock lock(&mu_);
   return counts_;

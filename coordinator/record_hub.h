@@ -69,6 +69,9 @@ class RecordHub {
   // `sink` must stay valid until Unsubscribe returns.
   int64_t Subscribe(const v1::SubscribeRequest& filter, RecordSink* sink) ABSL_LOCKS_EXCLUDED(mu_);
   void Unsubscribe(int64_t id) ABSL_LOCKS_EXCLUDED(mu_);
+  // Every subscriber is cut, for `why` (this coordinator stopped leading:
+  // the records no longer come here).
+  void CutAll(const absl::Status& why) ABSL_LOCKS_EXCLUDED(mu_);
 
   // `now`: when the batch came (it times the reorder hold).
   void Publish(const v1::RecordBatch& batch, absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);

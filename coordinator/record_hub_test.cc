@@ -182,5 +182,19 @@ TEST(RecordHubTest, ASlowSubscriberIsCutOffAndTheOthersGoOn) {
   EXPECT_EQ(hub.counts().cut, 1);
 }
 
+TEST(RecordHubTest, CutAllEndsEverySubscriberAndNothingMoreIsOffered) {
+  RecordHub hub;
+  QueueSink a, b;
+  hub.Subscribe({}, &a);
+  hub.Subscribe({}, &b);
+  hub.Publish(Batch({Trade(1, "a")}), T0);
+  hub.CutAll(absl::UnavailableError("coord-a no longer leads"));
+  EXPECT_EQ(a.cut.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(b.cut.code(), absl::StatusCode::kUnavailable);
+  hub.Publish(Batch({Trade(2, "a")}), T0);
+  EXPECT_EQ(a.events.size(), 1u);
+  EXPECT_EQ(hub.counts().cut, 2);
+}
+
 }  // namespace
 }  // namespace marketprism::coordinator
