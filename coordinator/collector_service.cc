@@ -167,7 +167,7 @@ void Upstream::OnDone(const grpc::Status& s) {
 
 CollectorService::CollectorService(Collection& collection, std::function<Leadership()> leadership,
                                    common::ChannelFactory channels, size_t queue)
-    : collection_(collection), leadership_(std::move(leadership)), channels_(std::move(channels)), queue_(queue) {}
+    : collection_(collection), leadership_(std::move(leadership)), stubs_(std::move(channels)), queue_(queue) {}
 
 absl::StatusOr<std::shared_ptr<v1::Collector::Stub>> CollectorService::Leader() {
   Leadership l = leadership_();
@@ -175,10 +175,7 @@ absl::StatusOr<std::shared_ptr<v1::Collector::Stub>> CollectorService::Leader() 
   if (l.leader_grpc.empty()) {
     return absl::UnavailableError("no leader coordinator yet (an election is under way); retry shortly");
   }
-  absl::MutexLock lock(&mu_);
-  auto& stub = stubs_[l.leader_grpc];
-  if (!stub) stub = std::shared_ptr<v1::Collector::Stub>(v1::Collector::NewStub(channels_(l.leader_grpc)));
-  return stub;
+  return stubs_.For(l.leader_grpc);
 }
 
 template <typename Req, typename Resp, typename Call>
@@ -263,20 +260,10 @@ grpc::ServerUnaryReactor* JobReplicationService::SyncJobs(grpc::CallbackServerCo
 }
 
 Collection::SyncJobs GrpcSyncJobs(common::ChannelFactory channels, absl::Duration margin) {
-  struct Stubs {
-    absl::Mutex mu;
-    std::map<std::string, std::shared_ptr<v1::JobReplication::Stub>> by_address ABSL_GUARDED_BY(mu);
-  };
-  auto stubs = std::make_shared<Stubs>();
-  return [channels = std::move(channels), margin, stubs](const std::string& address, const v1::SyncJobsRequest& req,
+  auto stubs = std::make_shared<common::StubCache<v1::JobReplication>>(std::move(channels));
+  return [margin, stubs](const std::string& address, const v1::SyncJobsRequest& req,
                                                           Collection::SyncDone done) {
-    std::shared_ptr<v1::JobReplication::Stub> stub;
-    {
-      absl::MutexLock lock(&stubs->mu);
-      auto& s = stubs->by_address[address];
-      if (!s) s = std::shared_ptr<v1::JobReplication::Stub>(v1::JobReplication::NewStub(channels(address)));
-      stub = s;
-    }
+    std::shared_ptr<v1::JobReplication::Stub> stub = stubs->For(address);
     struct Call {
       grpc::ClientContext ctx;
       v1::SyncJobsRequest req;

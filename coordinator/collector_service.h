@@ -51,7 +51,7 @@ class CollectorService final : public v1::Collector::CallbackService {
  private:
   // The leader's stub when another coordinator leads; null when we lead.
   // kUnavailable when no leader is known.
-  absl::StatusOr<std::shared_ptr<v1::Collector::Stub>> Leader() ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<std::shared_ptr<v1::Collector::Stub>> Leader();
   // Forwards a unary call to the leader when we do not lead (true: it is
   // taken care of, `reactor` finished or to be).
   template <typename Req, typename Resp, typename Call>
@@ -60,10 +60,8 @@ class CollectorService final : public v1::Collector::CallbackService {
 
   Collection& collection_;
   const std::function<Leadership()> leadership_;
-  const common::ChannelFactory channels_;
+  common::StubCache<v1::Collector> stubs_;
   const size_t queue_;
-  absl::Mutex mu_;
-  std::map<std::string, std::shared_ptr<v1::Collector::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
 };
 
 class JobReplicationService final : public v1::JobReplication::CallbackService {
