@@ -169,15 +169,9 @@ bool ReadHot(absl::string_view text, FeedEvent& e) {
     }
   };
   simd::od::document doc;
-  simd::od::object root;
-  if (!simd::Iterate(text, &doc) || doc.get_object().get(root) != simdjson::SUCCESS) return false;
-  bool read = simd::ForEachField(root, [&](std::string_view key, simd::od::value v) {
+  bool read = simd::ForEachRootField(text, &doc, [&](std::string_view key, simd::od::value v) {
     if (key == "stream") return simd::FirstTime(&seen, kStream) && simd::Text(v, &e.stream);
-    simd::od::object d;
-    if (key == "data") {
-      return simd::FirstTime(&seen, kData) && v.get_object().get(d) == simdjson::SUCCESS &&
-             simd::ForEachField(d, data);
-    }
+    if (key == "data") return simd::FirstTime(&seen, kData) && simd::ForEachField(v, data);
     if (key == "id" || key == "result" || key == "error") return false;  // a reply
     return simd::Skip(v);
   });

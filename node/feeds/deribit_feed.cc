@@ -194,21 +194,19 @@ bool FastTrade(simd::od::value v, FeedEvent& e) {
   enum Field { kSeq, kId, kPrice, kAmount, kDirection, kTime, kInstrument };
   uint32_t seen = 0;
   std::string_view direction;
-  simd::od::object o;
-  bool read = v.get_object().get(o) == simdjson::SUCCESS &&
-              simd::ForEachField(o, [&](std::string_view key, simd::od::value x) {
-                auto field = [&](int bit, bool ok) { return simd::FirstTime(&seen, bit) && ok; };
-                if (key == "trade_seq") return field(kSeq, simd::IntOrText(x, &e.trade_id));
-                if (key == "trade_id") return field(kId, simd::Text(x, &e.trade_id_text));
-                if (key == "price") return field(kPrice, simd::NumberText(x, &e.price));
-                if (key == "amount") return field(kAmount, simd::NumberText(x, &e.quantity));
-                if (key == "direction") {
-                  return field(kDirection, x.get_string().get(direction) == simdjson::SUCCESS);
-                }
-                if (key == "timestamp") return field(kTime, simd::IntOrText(x, &e.event_ms));
-                if (key == "instrument_name") return field(kInstrument, simd::Text(x, &e.symbol));
-                return simd::Skip(x);
-              });
+  bool read = simd::ForEachField(v, [&](std::string_view key, simd::od::value x) {
+    auto field = [&](int bit, bool ok) { return simd::FirstTime(&seen, bit) && ok; };
+    if (key == "trade_seq") return field(kSeq, simd::IntOrText(x, &e.trade_id));
+    if (key == "trade_id") return field(kId, simd::Text(x, &e.trade_id_text));
+    if (key == "price") return field(kPrice, simd::NumberText(x, &e.price));
+    if (key == "amount") return field(kAmount, simd::NumberText(x, &e.quantity));
+    if (key == "direction") {
+      return field(kDirection, x.get_string().get(direction) == simdjson::SUCCESS);
+    }
+    if (key == "timestamp") return field(kTime, simd::IntOrText(x, &e.event_ms));
+    if (key == "instrument_name") return field(kInstrument, simd::Text(x, &e.symbol));
+    return simd::Skip(x);
+  });
   e.kind = FeedEvent::Kind::kTrade;
   e.taker_sold = direction == "sell";
   return read && simd::AllSeen(seen, {kSeq, kId, kPrice, kAmount, kDirection, kTime, kInstrument});
@@ -221,21 +219,19 @@ bool FastBook(simd::od::value v, FeedEvent& e) {
   std::string_view type;
   int64_t change = 0, prev = 0;
   std::vector<common::PriceLevel> bids, asks;
-  simd::od::object o;
-  bool read = v.get_object().get(o) == simdjson::SUCCESS &&
-              simd::ForEachField(o, [&](std::string_view key, simd::od::value x) {
-                auto field = [&](int bit, bool ok) { return simd::FirstTime(&seen, bit) && ok; };
-                if (key == "type") {
-                  return field(kType, x.get_string().get(type) == simdjson::SUCCESS);
-                }
-                if (key == "change_id") return field(kChange, simd::IntOrText(x, &change));
-                if (key == "prev_change_id") return field(kPrev, simd::IntOrText(x, &prev));
-                if (key == "timestamp") return field(kTime, simd::IntOrText(x, &e.event_ms));
-                if (key == "instrument_name") return field(kInstrument, simd::Text(x, &e.symbol));
-                if (key == "bids") return field(kBids, FastChangeLevels(x, &bids));
-                if (key == "asks") return field(kAsks, FastChangeLevels(x, &asks));
-                return simd::Skip(x);
-              });
+  bool read = simd::ForEachField(v, [&](std::string_view key, simd::od::value x) {
+    auto field = [&](int bit, bool ok) { return simd::FirstTime(&seen, bit) && ok; };
+    if (key == "type") {
+      return field(kType, x.get_string().get(type) == simdjson::SUCCESS);
+    }
+    if (key == "change_id") return field(kChange, simd::IntOrText(x, &change));
+    if (key == "prev_change_id") return field(kPrev, simd::IntOrText(x, &prev));
+    if (key == "timestamp") return field(kTime, simd::IntOrText(x, &e.event_ms));
+    if (key == "instrument_name") return field(kInstrument, simd::Text(x, &e.symbol));
+    if (key == "bids") return field(kBids, FastChangeLevels(x, &bids));
+    if (key == "asks") return field(kAsks, FastChangeLevels(x, &asks));
+    return simd::Skip(x);
+  });
   if (!read || !simd::AllSeen(seen, {kType, kChange, kTime, kInstrument, kBids, kAsks})) {
     return false;
   }
@@ -278,16 +274,13 @@ bool ParseDeribitHot(absl::string_view text, std::vector<FeedEvent>& out) {
     return FastBook(v, e);
   };
   simd::od::document doc;
-  simd::od::object root;
-  if (!simd::Iterate(text, &doc) || doc.get_object().get(root) != simdjson::SUCCESS) return false;
-  bool read = simd::ForEachField(root, [&](std::string_view key, simd::od::value v) {
+  bool read = simd::ForEachRootField(text, &doc, [&](std::string_view key, simd::od::value v) {
     if (key == "method") {
       return simd::FirstTime(&seen, kMethod) && v.get_string().get(method) == simdjson::SUCCESS;
     }
     if (key == "params") {
-      simd::od::object params;
-      return simd::FirstTime(&seen, kParams) && v.get_object().get(params) == simdjson::SUCCESS &&
-             simd::ForEachField(params, [&](std::string_view k, simd::od::value x) {
+      return simd::FirstTime(&seen, kParams) &&
+             simd::ForEachField(v, [&](std::string_view k, simd::od::value x) {
                if (k == "channel") {
                  return simd::FirstTime(&seen, kChannel) && simd::Text(x, &channel);
                }

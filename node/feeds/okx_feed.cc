@@ -121,9 +121,7 @@ bool FastItem(simd::od::value v, bool trades, FeedEvent& e) {
   enum Field { kTradeId, kPrice, kSize, kSide, kTs, kSeq, kPrev, kBids, kAsks };
   uint32_t seen = 0;
   std::string_view side;
-  simd::od::object o;
-  if (v.get_object().get(o) != simdjson::SUCCESS) return false;
-  bool read = simd::ForEachField(o, [&](std::string_view key, simd::od::value x) {
+  bool read = simd::ForEachField(v, [&](std::string_view key, simd::od::value x) {
     auto field = [&](int bit, bool ok) { return simd::FirstTime(&seen, bit) && ok; };
     if (key == "ts") return field(kTs, simd::IntOrText(x, &e.event_ms));
     if (trades) {
@@ -159,13 +157,10 @@ bool ParseOkxHot(absl::string_view text, std::vector<FeedEvent>& out) {
   std::string channel, inst;
   std::string_view action;
   simd::od::document doc;
-  simd::od::object root;
-  if (!simd::Iterate(text, &doc) || doc.get_object().get(root) != simdjson::SUCCESS) return false;
-  bool read = simd::ForEachField(root, [&](std::string_view key, simd::od::value v) {
+  bool read = simd::ForEachRootField(text, &doc, [&](std::string_view key, simd::od::value v) {
     if (key == "arg") {
-      simd::od::object arg;
-      return simd::FirstTime(&seen, kArg) && v.get_object().get(arg) == simdjson::SUCCESS &&
-             simd::ForEachField(arg, [&](std::string_view k, simd::od::value x) {
+      return simd::FirstTime(&seen, kArg) &&
+             simd::ForEachField(v, [&](std::string_view k, simd::od::value x) {
                if (k == "channel") {
                  return simd::FirstTime(&seen, kChannel) && simd::Text(x, &channel);
                }

@@ -72,11 +72,8 @@ bool Skip(od::value v) {
   od::json_type type;
   if (v.type().get(type) != simdjson::SUCCESS) return false;
   switch (type) {
-    case od::json_type::object: {
-      od::object o;
-      return v.get_object().get(o) == simdjson::SUCCESS &&
-             ForEachField(o, [](std::string_view, od::value x) { return Skip(x); });
-    }
+    case od::json_type::object:
+      return ForEachField(v, [](std::string_view, od::value x) { return Skip(x); });
     case od::json_type::array: {
       od::array a;
       if (v.get_array().get(a) != simdjson::SUCCESS) return false;

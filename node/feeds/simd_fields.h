@@ -11,12 +11,13 @@
 // document read with Iterate is valid until that thread's next Iterate.
 #pragma once
 
+#include <simdjson.h>  // with SIMDJSON_EXCEPTIONS=0 (node/CMakeLists.txt): every result is checked
+
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
-
-#include <simdjson.h>  // with SIMDJSON_EXCEPTIONS=0 (node/CMakeLists.txt): every result is checked
 
 #include "absl/strings/string_view.h"
 
@@ -49,6 +50,22 @@ bool ForEachField(od::object o, F&& f) {
     if (!f(std::string_view(key, static_cast<size_t>(end - key)), field.value())) return false;
   }
   return true;
+}
+
+// The same for the object `v` holds; false when it holds none.
+template <typename F>
+bool ForEachField(od::value v, F&& f) {
+  od::object o;
+  return v.get_object().get(o) == simdjson::SUCCESS && ForEachField(o, std::forward<F>(f));
+}
+
+// Starts reading `text` into `*doc` (Iterate) and calls `f` for each field
+// of its root object; false when it is none.
+template <typename F>
+bool ForEachRootField(absl::string_view text, od::document* doc, F&& f) {
+  od::object o;
+  return Iterate(text, doc) && doc->get_object().get(o) == simdjson::SUCCESS &&
+         ForEachField(o, std::forward<F>(f));
 }
 
 // A field of interest seen twice makes a message one for the nlohmann path
