@@ -65,7 +65,7 @@ void Collector::SetUnits(const v1::Units& units) {
   std::map<ConnKey, std::set<std::string>> wanted;
   for (const v1::UnitAssignment& a : units.units()) {
     absl::StatusOr<common::Channel> channel = common::ParseChannel(a.channel());
-    const Feed* feed = FeedFor(a.exchange());
+    const Feed* feed = FeedFor(a.exchange(), options_.json_parser);
     absl::StatusOr<std::string> stream =
         !channel.ok() ? absl::StatusOr<std::string>(channel.status())
         : feed == nullptr ? absl::StatusOr<std::string>(absl::UnimplementedError(
@@ -128,7 +128,7 @@ void Collector::Open(const ConnKey& key, Conn& c) {
     common::Log(common::LogLevel::kError, "collector", absl::StrCat(key.first, ": no WebSocket URL known"));
     return;
   }
-  const Feed* feed = FeedFor(key.first);
+  const Feed* feed = FeedFor(key.first, options_.json_parser);
   std::vector<std::string> streams(c.wanted.begin(), c.wanted.end());
   common::WsConnectSpec spec{feed->Url(base, streams), options_.egress_ip};
   uint64_t generation = ++c.generation;
@@ -168,7 +168,9 @@ void Collector::Opened(const ConnKey& key, uint64_t generation) {
   Conn& c = it->second;
   c.state = Conn::State::kOpen;
   c.last_message = clock_.SteadyNow();
-  for (std::string& text : FeedFor(key.first)->OpenMessages(c.next_id++)) SendLocked(key, c, std::move(text));
+  for (std::string& text : FeedFor(key.first, options_.json_parser)->OpenMessages(c.next_id++)) {
+    SendLocked(key, c, std::move(text));
+  }
   SyncSubscriptions(key, c);
 }
 
@@ -211,7 +213,7 @@ void Collector::SendLocked(const ConnKey& key, Conn& c, std::string text) {
 
 void Collector::SendHeld(const ConnKey& key, Conn& c) {
   absl::Time now = clock_.SteadyNow();
-  const Feed* feed = FeedFor(key.first);
+  const Feed* feed = FeedFor(key.first, options_.json_parser);
   while (!c.held.empty() && c.ws && now >= c.held_until) {
     std::optional<std::string> path = spend_ ? feed->ChargedPath(c.held.front()) : std::nullopt;
     if (path) {
@@ -245,7 +247,7 @@ void Collector::SyncSubscriptions(const ConnKey& key, Conn& c) {
   if (batch.empty()) return;
   common::Log(common::LogLevel::kInfo, "collector",
               absl::StrCat(add.empty() ? "unsubscribing " : "subscribing ", absl::StrJoin(batch, ", ")));
-  const Feed* feed = FeedFor(key.first);
+  const Feed* feed = FeedFor(key.first, options_.json_parser);
   SendLocked(key, c, feed->SubscribeMessage(batch, !add.empty(), c.next_id++));
   c.last_sent = now;
   for (const std::string& s : batch) {
@@ -261,21 +263,21 @@ void Collector::SyncSubscriptions(const ConnKey& key, Conn& c) {
   }
 }
 
-v1::MarketEvent Collector::Event(const Unit& u, int64_t exchange_time_us) {
+v1::MarketEvent Collector::Event(const Unit& u, int64_t exchange_time_us, absl::Time now) {
   v1::MarketEvent e;
   e.set_exchange(u.assignment.exchange());
   e.set_symbol(u.assignment.symbol());
   e.set_channel(u.assignment.channel());
   e.set_exchange_time_us(exchange_time_us);
-  e.set_received_time_us(Micros(clock_.Now()));
+  e.set_received_time_us(Micros(now));
   e.set_node_id(options_.node_id);
   return e;
 }
 
 void Collector::EmitBook(Unit& u, std::vector<common::BookRecord> records, int64_t exchange_time_us,
-                         std::vector<v1::MarketEvent>& out) {
+                         absl::Time now, std::vector<v1::MarketEvent>& out) {
   for (common::BookRecord& r : records) {
-    v1::MarketEvent e = Event(u, exchange_time_us);
+    v1::MarketEvent e = Event(u, exchange_time_us, now);
     if (r.kind == common::BookRecord::Kind::kGap) {
       ++u.gaps;
       e.set_key(absl::StrCat(u.assignment.key(), "/gap/", r.gap.after_update_id(), "-", r.gap.resumed_update_id()));
@@ -285,7 +287,7 @@ void Collector::EmitBook(Unit& u, std::vector<common::BookRecord> records, int64
       e.set_key(absl::StrCat(u.assignment.key(), kind, r.update.first_update_id(), "-", r.update.last_update_id()));
       *e.mutable_book() = std::move(r.update);
     }
-    u.last_record = clock_.Now();
+    u.last_record = now;
     out.push_back(std::move(e));
   }
 }
@@ -296,11 +298,13 @@ void Collector::OnText(const ConnKey& key, uint64_t generation, const std::strin
   if (conn == conns_.end() || conn->second.generation != generation) return;
   conn->second.last_message = clock_.SteadyNow();
   conn->second.failures = 0;
-  std::vector<FeedEvent> events;
-  if (absl::Status s = FeedFor(key.first)->Parse(text, events); !s.ok()) {
+  std::vector<FeedEvent>& events = events_;
+  events.clear();
+  if (absl::Status s = FeedFor(key.first, options_.json_parser)->Parse(text, events); !s.ok()) {
     common::Log(common::LogLevel::kWarning, "collector", absl::StrCat(key.first, ": ", s.message()));
     return;
   }
+  absl::Time now = clock_.Now();  // the received time of every record the message makes
   std::vector<v1::MarketEvent> out;
   for (FeedEvent& e : events) {
     if (e.kind == FeedEvent::Kind::kAnswer) {
@@ -314,18 +318,19 @@ void Collector::OnText(const ConnKey& key, uint64_t generation, const std::strin
       }
       continue;
     }
-    auto unit_key = by_stream_.find({key.first, e.stream});
+    auto unit_key =
+        by_stream_.find(std::pair<absl::string_view, absl::string_view>(key.first, e.stream));
     if (unit_key == by_stream_.end()) continue;  // an unsubscribed stream's last messages
-    OnEvent(units_.at(unit_key->second), e, out);
+    OnEvent(units_.at(unit_key->second), e, now, out);
   }
   if (!out.empty()) sink_(std::move(out));
 }
 
-void Collector::OnEvent(Unit& u, FeedEvent& e, std::vector<v1::MarketEvent>& out) {
+void Collector::OnEvent(Unit& u, FeedEvent& e, absl::Time now, std::vector<v1::MarketEvent>& out) {
   ++u.messages;
   if (e.kind == FeedEvent::Kind::kTrade) {
     if (u.last_trade_id != 0 && e.trade_id > u.last_trade_id + 1) {
-      v1::MarketEvent g = Event(u, e.event_ms * 1000);
+      v1::MarketEvent g = Event(u, e.event_ms * 1000, now);
       g.mutable_gap()->set_after_update_id(u.last_trade_id);
       g.mutable_gap()->set_resumed_update_id(e.trade_id);
       g.mutable_gap()->set_reason(absl::StrCat("trade ids ", u.last_trade_id + 1, "..", e.trade_id - 1, " missed"));
@@ -335,7 +340,7 @@ void Collector::OnEvent(Unit& u, FeedEvent& e, std::vector<v1::MarketEvent>& out
     }
     if (e.trade_id > u.last_trade_id) {
       u.last_trade_id = e.trade_id;
-      v1::MarketEvent r = Event(u, e.event_ms * 1000);
+      v1::MarketEvent r = Event(u, e.event_ms * 1000, now);
       r.set_key(absl::StrCat(u.assignment.key(), "/", e.trade_id));
       v1::Trade* t = r.mutable_trade();
       t->set_trade_id(e.trade_id_text.empty() ? absl::StrCat(e.trade_id) : std::move(e.trade_id_text));
@@ -343,7 +348,7 @@ void Collector::OnEvent(Unit& u, FeedEvent& e, std::vector<v1::MarketEvent>& out
       t->set_price(std::move(e.price));
       t->set_quantity(std::move(e.quantity));
       t->set_side(e.taker_sold ? v1::SIDE_SELL : v1::SIDE_BUY);
-      u.last_record = clock_.Now();
+      u.last_record = now;
       out.push_back(std::move(r));
     }
     return;
@@ -362,10 +367,10 @@ void Collector::OnEvent(Unit& u, FeedEvent& e, std::vector<v1::MarketEvent>& out
     }
     u.last_sequence = e.sequence;
     u.last_record_key = e.record_key;
-    v1::MarketEvent r = Event(u, e.event_ms * 1000);
+    v1::MarketEvent r = Event(u, e.event_ms * 1000, now);
     r.MergeFrom(e.record);
     r.set_key(absl::StrCat(u.assignment.key(), "/", e.record_key));
-    u.last_record = clock_.Now();
+    u.last_record = now;
     if (e.final_when_superseded) u.unconfirmed = r;
     out.push_back(std::move(r));
     return;
@@ -373,9 +378,9 @@ void Collector::OnEvent(Unit& u, FeedEvent& e, std::vector<v1::MarketEvent>& out
   if (!u.book) return;
   if (e.kind == FeedEvent::Kind::kSnapshot) {
     u.fetch_after = absl::InfinitePast();  // the snapshot awaited came
-    EmitBook(u, u.book->OnSnapshot(std::move(e.snapshot)), e.event_ms * 1000, out);
+    EmitBook(u, u.book->OnSnapshot(std::move(e.snapshot)), e.event_ms * 1000, now, out);
   } else {
-    EmitBook(u, u.book->OnDiff(std::move(e.diff)), e.event_ms * 1000, out);
+    EmitBook(u, u.book->OnDiff(std::move(e.diff)), e.event_ms * 1000, now, out);
   }
   if (u.book->wants_snapshot()) FetchSnapshots();
 }
@@ -428,7 +433,8 @@ void Collector::OnSnapshot(const std::string& unit, absl::StatusOr<std::string> 
   std::vector<v1::MarketEvent> out;
   bool was_live = u.book->live();
   int64_t id = snap->update_id;
-  EmitBook(u, u.book->OnSnapshot(*std::move(snap)), Micros(clock_.Now()), out);
+  absl::Time now = clock_.Now();
+  EmitBook(u, u.book->OnSnapshot(*std::move(snap)), Micros(now), now, out);
   if (!was_live && u.book->live()) {
     common::Log(common::LogLevel::kInfo, "collector", absl::StrCat(unit, ": in sync from snapshot ", id));
   }
@@ -457,7 +463,7 @@ void Collector::Tick() {
       } else if (c.state == Conn::State::kOpen) {
         SendHeld(key, c);
         SyncSubscriptions(key, c);
-        const Feed* feed = FeedFor(key.first);
+        const Feed* feed = FeedFor(key.first, options_.json_parser);
         std::optional<std::string> beat = feed->Heartbeat();
         if (beat && c.ws && now - std::max(c.last_message, c.last_heartbeat) >= feed->heartbeat_every()) {
           SendLocked(key, c, *std::move(beat));

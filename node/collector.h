@@ -40,14 +40,16 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "marketprism/v1/node.pb.h"
+
 #include "common/clock.h"
 #include "common/collect/book_sync.h"
 #include "common/collect/job.h"
 #include "common/net/ws_client.h"
 #include "common/rules/rules.h"
 #include "common/timer.h"
-#include "marketprism/v1/node.pb.h"
 #include "node/feeds/feed.h"
 
 namespace marketprism::node {
@@ -58,6 +60,7 @@ struct CollectorOptions {
   absl::Duration silence = absl::Seconds(10);   // a stream quiet this long is reopened
   absl::Duration tick = absl::Milliseconds(100);
   absl::Duration subscribe_gap = absl::Milliseconds(250);
+  JsonParser json_parser = JsonParser::kSimdjson;  // for the feeds' hot streams (feed.h)
 };
 
 // Fetches `path` with `query` from `exchange` (a book's snapshot). `done`
@@ -152,10 +155,14 @@ class Collector {
   void SendLocked(const ConnKey& key, Conn& c, std::string text) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendHeld(const ConnKey& key, Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FetchSnapshots() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  v1::MarketEvent Event(const Unit& u, int64_t exchange_time_us) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void OnEvent(Unit& u, FeedEvent& e, std::vector<v1::MarketEvent>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A record of `u` received at `now` (one reading of the clock per message).
+  v1::MarketEvent Event(const Unit& u, int64_t exchange_time_us, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnEvent(Unit& u, FeedEvent& e, absl::Time now, std::vector<v1::MarketEvent>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EmitBook(Unit& u, std::vector<common::BookRecord> records, int64_t exchange_time_us,
-                std::vector<v1::MarketEvent>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                absl::Time now, std::vector<v1::MarketEvent>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const CollectorOptions options_;
   common::Clock& clock_;
@@ -168,7 +175,18 @@ class Collector {
   absl::Mutex mu_;
   std::map<std::string, Unit> units_ ABSL_GUARDED_BY(mu_);                      // by unit key
   std::map<ConnKey, Conn> conns_ ABSL_GUARDED_BY(mu_);
-  std::map<std::pair<std::string, std::string>, std::string> by_stream_ ABSL_GUARDED_BY(mu_);  // (exchange, stream) -> unit
+  // (exchange, stream) -> unit; looked up by views, without copying the names.
+  struct StreamLess {
+    using is_transparent = void;
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return std::pair<absl::string_view, absl::string_view>(a.first, a.second) <
+             std::pair<absl::string_view, absl::string_view>(b.first, b.second);
+    }
+  };
+  std::map<std::pair<std::string, std::string>, std::string, StreamLess> by_stream_
+      ABSL_GUARDED_BY(mu_);
+  std::vector<FeedEvent> events_ ABSL_GUARDED_BY(mu_);  // OnText's, kept for their capacity
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   common::Timer timer_;
 };

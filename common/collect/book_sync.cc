@@ -1,5 +1,6 @@
 #include "common/collect/book_sync.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -8,39 +9,13 @@ namespace marketprism::common {
 
 namespace {
 
-void AddLevels(const std::vector<PriceLevel>& from, google::protobuf::RepeatedPtrField<v1::Level>* to) {
-  for (const PriceLevel& l : from) {
+// Moves a diff's levels into its record: the book has its own copies.
+void AddLevels(std::vector<PriceLevel>& from, google::protobuf::RepeatedPtrField<v1::Level>* to) {
+  to->Reserve(static_cast<int>(from.size()));
+  for (PriceLevel& l : from) {
     v1::Level* out = to->Add();
-    out->set_price(l.price);
-    out->set_quantity(l.quantity);
-  }
-}
-
-template <typename Side>
-bool ApplySide(const std::vector<PriceLevel>& levels, Side& side, absl::string_view name, std::string* error) {
-  for (const PriceLevel& l : levels) {
-    std::optional<std::string> price = CanonicalDecimal(l.price);
-    std::optional<std::string> qty = CanonicalDecimal(l.quantity);
-    if (!price || !qty) {
-      *error = absl::StrCat("malformed ", name, " level [\"", l.price, "\", \"", l.quantity, "\"]");
-      return false;
-    }
-    if (DecimalIsZero(*qty)) {
-      side.erase(*price);
-    } else {
-      side[*price] = {l.price, l.quantity};
-    }
-  }
-  return true;
-}
-
-template <typename Side>
-void TopOf(const Side& side, size_t n, google::protobuf::RepeatedPtrField<v1::Level>* out) {
-  for (const auto& [key, level] : side) {
-    if (n != 0 && static_cast<size_t>(out->size()) >= n) break;
-    v1::Level* l = out->Add();
-    l->set_price(level.first);
-    l->set_quantity(level.second);
+    out->set_price(std::move(l.price));
+    out->set_quantity(std::move(l.quantity));
   }
 }
 
@@ -53,23 +28,136 @@ BookProtocol BookProtocolFor(absl::string_view exchange) {
   return BookProtocol::kBinanceSpot;
 }
 
+DecimalKey OrderBook::Side::KeyOf(const Entry& e) const {
+  if (e.wide) return DecimalKey{0, 0, true, slots_[e.slot].canonical};
+  Side::Rank v = ask_ ? ~e.rank : e.rank;
+  return DecimalKey{static_cast<uint64_t>(v >> 64), static_cast<uint64_t>(v), false, std::string()};
+}
+
+uint32_t OrderBook::Side::NewSlot(const DecimalKey& key, absl::string_view price,
+                                  absl::string_view quantity) {
+  uint32_t slot;
+  if (!free_.empty()) {
+    slot = free_.back();
+    free_.pop_back();
+  } else {
+    slot = static_cast<uint32_t>(slots_.size());
+    slots_.emplace_back();
+  }
+  Slot& s = slots_[slot];
+  s.level.first.assign(price.data(), price.size());
+  s.level.second.assign(quantity.data(), quantity.size());
+  if (key.wide) s.canonical = key.canonical;
+  return slot;
+}
+
+void OrderBook::Side::Set(const DecimalKey& key, absl::string_view price,
+                          absl::string_view quantity, bool remove) {
+  Probe probe = ProbeOf(key);
+  std::vector<Entry>::iterator at;
+  bool found;
+  if (wide_ == 0 && !key.wide) {  // the usual book: integers only
+    // Branch-free: which half holds it is a coin toss the CPU cannot predict.
+    size_t base = 0, len = entries_.size();
+    while (len > 1) {
+      size_t half = len / 2;
+      base += entries_[base + half - 1].rank < probe.rank ? half : 0;
+      len -= half;
+    }
+    base += len == 1 && entries_[base].rank < probe.rank;
+    at = entries_.begin() + static_cast<std::ptrdiff_t>(base);
+    found = at != entries_.end() && at->rank == probe.rank;
+  } else {
+    at = std::lower_bound(entries_.begin(), entries_.end(), probe,
+                          [this](const Entry& e, const Probe& p) { return Worse(e, p); });
+    found = at != entries_.end() && !Worse(probe, *at);
+  }
+  if (remove) {
+    if (found) {
+      free_.push_back(at->slot);
+      wide_ -= at->wide;
+      entries_.erase(at);
+    }
+    return;
+  }
+  if (found) {
+    Level& l = slots_[at->slot].level;
+    l.first.assign(price.data(), price.size());
+    l.second.assign(quantity.data(), quantity.size());
+    return;
+  }
+  wide_ += key.wide;
+  entries_.insert(at, Entry{probe.rank, NewSlot(key, price, quantity), key.wide});
+}
+
+bool OrderBook::Side::Append(const DecimalKey& key, absl::string_view price,
+                             absl::string_view quantity) {
+  // Appended best first, reversed once the run ends (OrderBook::ApplySide).
+  Probe probe = ProbeOf(key);
+  if (!entries_.empty() && !Worse(probe, entries_.back())) return false;
+  wide_ += key.wide;
+  entries_.push_back(Entry{probe.rank, NewSlot(key, price, quantity), key.wide});
+  return true;
+}
+
+void OrderBook::Side::Clear() {
+  entries_.clear();
+  wide_ = 0;
+  free_.clear();
+  for (uint32_t i = 0; i < slots_.size(); ++i) {
+    free_.push_back(static_cast<uint32_t>(slots_.size()) - 1 - i);
+  }
+}
+
+bool OrderBook::ApplySide(const std::vector<PriceLevel>& levels, Side& side, absl::string_view name,
+                          std::string* error) {
+  DecimalKey price, qty;
+  // A snapshot fills an empty side best first: appended, then reversed,
+  // rather than each level inserted in front of the others.
+  bool appending = side.empty();
+  for (const PriceLevel& l : levels) {
+    if (!ParseDecimalKey(l.price, &price) || !ParseDecimalKey(l.quantity, &qty)) {
+      if (appending) std::reverse(side.entries_.begin(), side.entries_.end());
+      *error = absl::StrCat("malformed ", name, " level [\"", l.price, "\", \"", l.quantity, "\"]");
+      return false;
+    }
+    bool remove = DecimalKeyIsZero(qty);
+    if (appending && (remove || !side.Append(price, l.price, l.quantity))) {
+      std::reverse(side.entries_.begin(), side.entries_.end());
+      appending = false;
+    }
+    if (!appending) side.Set(price, l.price, l.quantity, remove);
+  }
+  if (appending) std::reverse(side.entries_.begin(), side.entries_.end());
+  return true;
+}
+
 bool OrderBook::Apply(const std::vector<PriceLevel>& bids, const std::vector<PriceLevel>& asks, std::string* error) {
   return ApplySide(bids, bids_, "bid", error) && ApplySide(asks, asks_, "ask", error);
 }
 
 void OrderBook::Clear() {
-  bids_.clear();
-  asks_.clear();
+  bids_.Clear();
+  asks_.Clear();
 }
 
 bool OrderBook::Crossed() const {
   if (bids_.empty() || asks_.empty()) return false;
-  return !DecimalLess(bids_.begin()->first, asks_.begin()->first);
+  // The best bid is at or above the best ask.
+  return !DecimalKeyLess(bids_.KeyOf(bids_.entries_.back()), asks_.KeyOf(asks_.entries_.back()));
 }
 
 void OrderBook::Top(size_t n, v1::BookUpdate* out) const {
-  TopOf(bids_, n, out->mutable_bids());
-  TopOf(asks_, n, out->mutable_asks());
+  for (auto [side, to] :
+       {std::pair{&bids_, out->mutable_bids()}, std::pair{&asks_, out->mutable_asks()}}) {
+    size_t count = n == 0 ? side->size() : std::min(n, side->size());
+    to->Reserve(static_cast<int>(count));
+    for (size_t i = 0; i < count; ++i) {
+      v1::Level* l = to->Add();
+      l->set_price((*side)[i].first);
+      l->set_quantity((*side)[i].second);
+    }
+  }
 }
 
 BookSync::BookSync(BookProtocol protocol, size_t max_buffered)
@@ -132,8 +220,9 @@ bool BookSync::ApplyLive(BookDiff d, std::vector<BookRecord>& out) {
     return false;
   }
   if (book_.Crossed()) {
-    Break(absl::StrCat("crossed book after update ", d.last, ": best bid ", book_.bids().begin()->first,
-                       " >= best ask ", book_.asks().begin()->first),
+    Break(absl::StrCat("crossed book after update ", d.last, ": best bid ",
+                       CanonicalDecimal(book_.bids().front().first).value_or(""), " >= best ask ",
+                       CanonicalDecimal(book_.asks().front().first).value_or("")),
           nullptr);
     return false;
   }

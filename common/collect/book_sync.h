@@ -28,16 +28,19 @@
 // Thread-compatible: one unit's runner owns it.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <map>
+#include <iterator>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/string_view.h"
-#include "common/collect/decimal.h"
 #include "marketprism/v1/collector.pb.h"
+
+#include "common/collect/decimal.h"
 
 namespace marketprism::common {
 
@@ -66,34 +69,123 @@ struct BookSnapshot {
   std::vector<PriceLevel> bids, asks;
 };
 
-// Price levels at canonical decimal prices.
+// Price levels, one per decimal value ("0.10" and "0.1" are one level), each
+// kept as the exchange last wrote it. A side is a flat vector of fixed-point
+// keys (DecimalKey) sorted worst first, so that the levels near the top of
+// the book, where most changes are, move the least; the strings sit in a
+// pool the keys index.
 class OrderBook {
  public:
-  struct Less {
-    bool operator()(const std::string& a, const std::string& b) const { return DecimalLess(a, b); }
+  using Level = std::pair<std::string, std::string>;  // (price, quantity) as written
+
+  // One side's levels, best first.
+  class Side {
+   public:
+    class const_iterator {
+     public:
+      using iterator_category = std::forward_iterator_tag;
+      using value_type = Level;
+      using difference_type = std::ptrdiff_t;
+      using pointer = const Level*;
+      using reference = const Level&;
+      const Level& operator*() const { return (*side_)[i_]; }
+      const Level* operator->() const { return &(*side_)[i_]; }
+      const_iterator& operator++() {
+        ++i_;
+        return *this;
+      }
+      const_iterator operator++(int) { return const_iterator(side_, i_++); }
+      bool operator==(const const_iterator& o) const { return i_ == o.i_; }
+      bool operator!=(const const_iterator& o) const { return i_ != o.i_; }
+
+     private:
+      friend class Side;
+      const_iterator(const Side* side, size_t i) : side_(side), i_(i) {}
+      const Side* side_;
+      size_t i_;
+    };
+
+    size_t size() const { return entries_.size(); }
+    bool empty() const { return entries_.empty(); }
+    // The i-th best level (0: the best); i < size().
+    const Level& operator[](size_t i) const {
+      return slots_[entries_[entries_.size() - 1 - i].slot].level;
+    }
+    const Level& front() const { return (*this)[0]; }
+    const_iterator begin() const { return const_iterator(this, 0); }
+    const_iterator end() const { return const_iterator(this, size()); }
+
+   private:
+    friend class OrderBook;
+    // A narrow price as one integer, inverted on the ask side, so that on
+    // either side a worse price has the smaller rank.
+    using Rank = unsigned __int128;
+    struct Entry {
+      Rank rank;  // 0 when wide
+      uint32_t slot;
+      bool wide;
+    };
+    struct Slot {
+      Level level;
+      std::string canonical;  // a wide key's (DecimalKey::canonical)
+    };
+    // A price looked for.
+    struct Probe {
+      Rank rank;
+      bool wide;
+      const DecimalKey* key;
+    };
+
+    explicit Side(bool ask) : ask_(ask) {}
+    Probe ProbeOf(const DecimalKey& key) const {
+      Rank v = (static_cast<Rank>(key.whole) << 64) | key.frac;
+      return Probe{key.wide ? 0 : ask_ ? ~v : v, key.wide, &key};
+    }
+    DecimalKey KeyOf(const Entry& e) const;
+    // Whether `a` sorts before `b` here: it is the worse price.
+    bool Worse(const Entry& a, const Probe& b) const {
+      return !a.wide && !b.wide ? a.rank < b.rank : WorseKey(KeyOf(a), *b.key);
+    }
+    bool Worse(const Probe& a, const Entry& b) const {
+      return !a.wide && !b.wide ? a.rank < b.rank : WorseKey(*a.key, KeyOf(b));
+    }
+    bool WorseKey(const DecimalKey& a, const DecimalKey& b) const {
+      return ask_ ? DecimalKeyLess(b, a) : DecimalKeyLess(a, b);
+    }
+    // The level at `key` becomes (price, quantity), or goes when `remove`.
+    void Set(const DecimalKey& key, absl::string_view price, absl::string_view quantity,
+             bool remove);
+    // Appends a level worse than every level held; false (nothing done)
+    // when it is not.
+    bool Append(const DecimalKey& key, absl::string_view price, absl::string_view quantity);
+    uint32_t NewSlot(const DecimalKey& key, absl::string_view price, absl::string_view quantity);
+    void Clear();
+
+    bool ask_;
+    std::vector<Entry> entries_;  // worst first
+    std::vector<Slot> slots_;
+    std::vector<uint32_t> free_;  // slots not in use
+    size_t wide_ = 0;             // entries with a wide key
   };
-  struct Greater {
-    bool operator()(const std::string& a, const std::string& b) const { return DecimalLess(b, a); }
-  };
-  // Keyed by canonical price; each level keeps the price and quantity as the
-  // exchange last wrote them.
-  using Level = std::pair<std::string, std::string>;    // (price, quantity)
-  using Bids = std::map<std::string, Level, Greater>;  // best (highest) first
-  using Asks = std::map<std::string, Level, Less>;     // best (lowest) first
+
+  OrderBook() : bids_(false), asks_(true) {}
 
   // Applies levels; fails (leaving the book partly changed) with the first
   // malformed price or quantity.
   bool Apply(const std::vector<PriceLevel>& bids, const std::vector<PriceLevel>& asks, std::string* error);
   void Clear();
   bool Crossed() const;
-  const Bids& bids() const { return bids_; }
-  const Asks& asks() const { return asks_; }
+  const Side& bids() const { return bids_; }  // best (highest) first
+  const Side& asks() const { return asks_; }  // best (lowest) first
   // The top `n` levels of each side (0: all), as the exchange would show them.
   void Top(size_t n, v1::BookUpdate* out) const;
 
  private:
-  Bids bids_;
-  Asks asks_;
+  static bool ApplySide(const std::vector<PriceLevel>& levels, Side& side, absl::string_view name,
+                        std::string* error);
+
+  Side bids_;
+  Side asks_;
 };
 
 // What the sync asks its unit to emit, in order.

@@ -1,8 +1,11 @@
 #include "common/collect/book_sync.h"
 
+#include <algorithm>
 #include <map>
+#include <optional>
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -48,12 +51,142 @@ TEST(OrderBookTest, OnePriceWrittenTwoWaysIsOneLevel) {
   std::string error;
   ASSERT_TRUE(b.Apply({{"0.10", "5"}, {"0.1", "6"}, {"0.09", "1"}}, {{"0.2", "1"}}, &error));
   ASSERT_EQ(b.bids().size(), 2u);
-  EXPECT_EQ(b.bids().begin()->first, "0.1");
-  EXPECT_EQ(b.bids().begin()->second, (OrderBook::Level{"0.1", "6"})) << "as the exchange last wrote the level";
+  EXPECT_EQ(b.bids().front(), (OrderBook::Level{"0.1", "6"}))
+      << "as the exchange last wrote the level";
+  EXPECT_EQ(b.bids()[1], (OrderBook::Level{"0.09", "1"}));
   ASSERT_TRUE(b.Apply({{"0.100", "0.000"}}, {}, &error));
-  EXPECT_EQ(b.bids().begin()->first, "0.09") << "quantity 0 removes the level";
+  EXPECT_EQ(b.bids().front().first, "0.09") << "quantity 0 removes the level";
   EXPECT_FALSE(b.Apply({{"abc", "1"}}, {}, &error));
   EXPECT_THAT(error, HasSubstr("malformed bid level [\"abc\", \"1\"]"));
+}
+
+TEST(OrderBookTest, PricesBeyondNineteenDigitsStayExact) {
+  OrderBook b;
+  std::string error;
+  const std::string tiny = "0.00000000000000000000001";  // 23 fraction digits: a wide key
+  const std::string huge = "123456789012345678901234.5";
+  ASSERT_TRUE(b.Apply(
+      {{tiny, "1"}, {"0.000000000000000000000010", "2"}, {"0.0000000000000000000000105", "3"}},
+      {{huge, "1"}, {"1.5", "2"}, {"0.10000000000000000000000", "4"}}, &error));
+  ASSERT_EQ(b.bids().size(), 2u) << "a wide price written two ways is one level";
+  EXPECT_EQ(b.bids()[0], (OrderBook::Level{"0.0000000000000000000000105", "3"}));
+  EXPECT_EQ(b.bids()[1], (OrderBook::Level{"0.000000000000000000000010", "2"}));
+  ASSERT_EQ(b.asks().size(), 3u);
+  EXPECT_EQ(b.asks()[0].first, "0.10000000000000000000000")
+      << "zeros past 19 digits make no wide key";
+  EXPECT_EQ(b.asks()[2].first, huge);
+  EXPECT_FALSE(b.Crossed());
+  ASSERT_TRUE(b.Apply({{"0.1", "1"}}, {}, &error));
+  EXPECT_TRUE(b.Crossed()) << "bid 0.1 >= ask 0.1000...";
+}
+
+// The book as it was kept before (a map by canonical price), for the
+// property test below.
+class MapBook {
+ public:
+  void Apply(const std::vector<PriceLevel>& levels, bool bids) {
+    auto& side = bids ? bids_ : asks_;
+    for (const PriceLevel& l : levels) {
+      std::string key = *CanonicalDecimal(l.price);
+      if (DecimalIsZero(*CanonicalDecimal(l.quantity))) {
+        side.erase(key);
+      } else {
+        side[key] = {l.price, l.quantity};
+      }
+    }
+  }
+  std::vector<OrderBook::Level> Bids() const {
+    std::vector<OrderBook::Level> out;
+    for (auto it = bids_.rbegin(); it != bids_.rend(); ++it) out.push_back(it->second);
+    return out;
+  }
+  std::vector<OrderBook::Level> Asks() const {
+    std::vector<OrderBook::Level> out;
+    for (const auto& [key, level] : asks_) out.push_back(level);
+    return out;
+  }
+
+ private:
+  struct Less {
+    bool operator()(const std::string& a, const std::string& b) const { return DecimalLess(a, b); }
+  };
+  std::map<std::string, OrderBook::Level, Less> bids_, asks_;
+};
+
+std::vector<OrderBook::Level> Levels(const OrderBook::Side& side) {
+  return {side.begin(), side.end()};
+}
+
+TEST(OrderBookPropertyTest, TheFlatBookKeepsTheMapBooksLevelsAndOrder) {
+  std::mt19937_64 rng(7);
+  auto draw = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  // Prices on a few ticks, written with and without zeros, some far too long for 64 bits.
+  auto price = [&] {
+    std::string whole = std::to_string(draw(0, 30));
+    std::string frac = std::to_string(draw(0, 9));
+    switch (draw(0, 5)) {
+      case 0:
+        return absl::StrCat("0", whole, ".", frac, "000");
+      case 1:
+        return absl::StrCat(whole, ".", frac, "00000000000000000000001");
+      case 2:
+        return absl::StrCat("99999999999999999999", whole, ".", frac);
+      case 3:
+        return absl::StrCat(whole);
+      default:
+        return absl::StrCat(whole, ".", frac);
+    }
+  };
+  for (int round = 0; round < 100; ++round) {
+    OrderBook book;
+    MapBook ref;
+    std::string error;
+    for (int step = 0; step < 60; ++step) {
+      std::vector<PriceLevel> bids, asks;
+      for (int i = draw(0, step == 0 ? 40 : 6); i > 0; --i) {
+        (draw(0, 1) ? bids : asks)
+            .push_back({price(), draw(0, 3) == 0 ? "0.000" : std::to_string(draw(1, 9))});
+      }
+      if (step == 0 && draw(0, 1)) {
+        std::sort(bids.begin(), bids.end(), [](const PriceLevel& a, const PriceLevel& b) {
+          return DecimalLess(*CanonicalDecimal(b.price), *CanonicalDecimal(a.price));
+        });  // a snapshot, best first
+      }
+      ASSERT_TRUE(book.Apply(bids, asks, &error)) << error;
+      ref.Apply(bids, true);
+      ref.Apply(asks, false);
+      ASSERT_EQ(Levels(book.bids()), ref.Bids()) << "round " << round << " step " << step;
+      ASSERT_EQ(Levels(book.asks()), ref.Asks()) << "round " << round << " step " << step;
+    }
+  }
+}
+
+TEST(DecimalKeyTest, AgreesWithTheCanonicalStrings) {
+  std::mt19937_64 rng(3);
+  auto draw = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  auto text = [&] {
+    std::string s;
+    auto digit = [&] { return static_cast<char>('0' + (draw(0, 2) ? draw(0, 9) : 0)); };
+    for (int i = draw(0, 22); i > 0; --i) s.push_back(digit());
+    if (draw(0, 3)) {
+      s.push_back('.');
+      for (int i = draw(0, 22); i > 0; --i) s.push_back(digit());
+    }
+    if (draw(0, 20) == 0) {  // not a decimal
+      s.insert(static_cast<size_t>(draw(0, static_cast<int>(s.size()))), 1, "-e.x "[draw(0, 4)]);
+    }
+    return s;
+  };
+  for (int i = 0; i < 20000; ++i) {
+    std::string a = text(), b = text();
+    DecimalKey ka, kb;
+    std::optional<std::string> ca = CanonicalDecimal(a), cb = CanonicalDecimal(b);
+    ASSERT_EQ(ParseDecimalKey(a, &ka), ca.has_value()) << a;
+    ASSERT_EQ(ParseDecimalKey(b, &kb), cb.has_value()) << b;
+    if (!ca || !cb) continue;
+    ASSERT_EQ(DecimalKeyLess(ka, kb), DecimalLess(*ca, *cb)) << a << " < " << b;
+    ASSERT_EQ(DecimalKeyIsZero(ka), DecimalIsZero(*ca)) << a;
+  }
 }
 
 // ---- Binance spot -----------------------------------------------------------
@@ -71,8 +204,8 @@ TEST(BookSyncBinanceSpotTest, BufferedDiffsJoinTheSnapshotByTheDocumentedRule) {
   EXPECT_TRUE(s.live());
   EXPECT_EQ(s.last_update_id(), 105);
   EXPECT_EQ(s.book().bids().size(), 1u) << "99.5 removed";
-  EXPECT_EQ(s.book().bids().begin()->second.second, "1") << "the dropped diff (u 99) was not applied";
-  EXPECT_EQ(s.book().asks().begin()->second.second, "4");
+  EXPECT_EQ(s.book().bids().front().second, "1") << "the dropped diff (u 99) was not applied";
+  EXPECT_EQ(s.book().asks().front().second, "4");
 }
 
 TEST(BookSyncBinanceSpotTest, ASnapshotOlderThanTheStreamIsFetchedAgain) {
@@ -244,10 +377,9 @@ class GeneratedBook {
   std::map<std::string, std::string> bids_, asks_;
 };
 
-template <typename Side>
-std::map<std::string, std::string> AsMap(const Side& side) {
+std::map<std::string, std::string> AsMap(const OrderBook::Side& side) {
   std::map<std::string, std::string> out;
-  for (const auto& [key, level] : side) out[key] = level.second;
+  for (const auto& [price, qty] : side) out[*CanonicalDecimal(price)] = qty;
   return out;
 }
 

@@ -1,13 +1,14 @@
 #include "node/feeds/binance_feed.h"
 
-#include <nlohmann/json.hpp>
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include <nlohmann/json.hpp>
+
 #include "node/feeds/deribit_feed.h"
 #include "node/feeds/json_fields.h"
 #include "node/feeds/okx_feed.h"
+#include "node/feeds/simd_fields.h"
 
 namespace marketprism::node {
 
@@ -104,7 +105,105 @@ absl::Status Kline(const Json& d, BinanceMessage& m) {
   return absl::OkStatus();
 }
 
+// ParseBinanceHot's reading of one event into `e`.
+bool ReadHot(absl::string_view text, FeedEvent& e) {
+  enum Field {
+    kStream,
+    kData,
+    kEvent,
+    kEventTime,
+    kSymbol,
+    kTradeId,
+    kPrice,
+    kQuantity,
+    kTradeTime,
+    kMaker,
+    kFirst,
+    kLast,
+    kBids,
+    kAsks,
+    kBidLevels,
+    kAskLevels
+  };
+  uint32_t seen = 0;
+  std::string_view event;
+  int64_t trade_ms = 0;
+  auto data = [&](std::string_view key, simd::od::value v) {
+    if (key.size() != 1) return simd::Skip(v);
+    auto field = [&](int bit, bool ok) { return simd::FirstTime(&seen, bit) && ok; };
+    switch (key[0]) {
+      case 'e':
+        return field(kEvent, v.get_string().get(event) == simdjson::SUCCESS);
+      case 'E':
+        return field(kEventTime, simd::Int(v, &e.event_ms));
+      case 's':
+        return field(kSymbol, simd::Text(v, &e.symbol));
+      case 't':
+        return field(kTradeId, simd::Int(v, &e.trade_id));
+      case 'p':
+        return field(kPrice, simd::Text(v, &e.price));
+      case 'q':
+        return field(kQuantity, simd::Text(v, &e.quantity));
+      case 'T':
+        return field(kTradeTime, simd::Int(v, &trade_ms));
+      case 'm':  // the buyer was the maker: the taker sold
+        return field(kMaker, simd::Bool(v, &e.taker_sold));
+      case 'U':
+        return field(kFirst, simd::Int(v, &e.diff.first));
+      case 'u':
+        return field(kLast, simd::Int(v, &e.diff.last));
+      case 'b':
+      case 'a': {
+        // Levels in a depth update; in other events perhaps something else.
+        bool bids = key[0] == 'b';
+        simd::od::json_type type;
+        if (!simd::FirstTime(&seen, bids ? kBids : kAsks) ||
+            v.type().get(type) != simdjson::SUCCESS)
+          return false;
+        if (type != simd::od::json_type::array) return simd::Skip(v);
+        seen |= 1u << (bids ? kBidLevels : kAskLevels);
+        return simd::Levels(v, bids ? &e.diff.bids : &e.diff.asks);
+      }
+      default:
+        return simd::Skip(v);
+    }
+  };
+  simd::od::document doc;
+  bool read = simd::ForEachRootField(text, &doc, [&](std::string_view key, simd::od::value v) {
+    if (key == "stream") return simd::FirstTime(&seen, kStream) && simd::Text(v, &e.stream);
+    if (key == "data") return simd::FirstTime(&seen, kData) && simd::ForEachField(v, data);
+    if (key == "id" || key == "result" || key == "error") return false;  // a reply
+    return simd::Skip(v);
+  });
+  auto has = [&](std::initializer_list<int> fields) { return simd::AllSeen(seen, fields); };
+  if (!read || !simd::AtEnd(doc) || !has({kStream, kData, kEvent, kEventTime, kSymbol})) {
+    return false;
+  }
+  if (event == "trade" && has({kTradeId, kPrice, kQuantity, kTradeTime, kMaker})) {
+    e.kind = FeedEvent::Kind::kTrade;
+    e.event_ms = trade_ms;
+    e.diff = {};
+    return true;
+  }
+  if (event == "depthUpdate" && has({kFirst, kLast, kBidLevels, kAskLevels}) &&
+      e.diff.first <= e.diff.last) {
+    e.kind = FeedEvent::Kind::kDiff;
+    e.trade_id = 0;
+    e.price.clear();
+    e.quantity.clear();
+    e.taker_sold = false;
+    return true;
+  }
+  return false;
+}
+
 }  // namespace
+
+bool ParseBinanceHot(absl::string_view text, std::vector<FeedEvent>& out) {
+  if (ReadHot(text, out.emplace_back())) return true;
+  out.pop_back();
+  return false;
+}
 
 absl::StatusOr<std::string> BinanceStreamName(common::Channel channel, absl::string_view symbol,
                                               absl::string_view interval) {
@@ -194,6 +293,7 @@ std::string BinanceFeed::SubscribeMessage(const std::vector<std::string>& stream
 }
 
 absl::Status BinanceFeed::Parse(absl::string_view text, std::vector<FeedEvent>& out) const {
+  if (parser_ == JsonParser::kSimdjson && ParseBinanceHot(text, out)) return absl::OkStatus();
   absl::StatusOr<BinanceMessage> m = ParseBinanceMessage(text);
   if (!m.ok()) return m.status();
   FeedEvent e;
@@ -232,13 +332,17 @@ common::QueryParams BinanceFeed::SnapshotQuery(absl::string_view symbol, int dep
   return {{"symbol", std::string(symbol)}, {"limit", absl::StrCat(depth > 0 ? depth : 1000)}};
 }
 
-const Feed* FeedFor(absl::string_view exchange) {
-  static const BinanceFeed* binance = new BinanceFeed;
-  static const OkxFeed* okx = new OkxFeed;
-  static const DeribitFeed* deribit = new DeribitFeed;
-  if (exchange == "binance_spot") return binance;
-  if (exchange == "okx") return okx;
-  if (exchange == "deribit") return deribit;
+const Feed* FeedFor(absl::string_view exchange, JsonParser parser) {
+  static const BinanceFeed* binance[] = {new BinanceFeed(JsonParser::kSimdjson),
+                                         new BinanceFeed(JsonParser::kNlohmann)};
+  static const OkxFeed* okx[] = {new OkxFeed(JsonParser::kSimdjson),
+                                 new OkxFeed(JsonParser::kNlohmann)};
+  static const DeribitFeed* deribit[] = {new DeribitFeed(JsonParser::kSimdjson),
+                                         new DeribitFeed(JsonParser::kNlohmann)};
+  size_t i = parser == JsonParser::kSimdjson ? 0 : 1;
+  if (exchange == "binance_spot") return binance[i];
+  if (exchange == "okx") return okx[i];
+  if (exchange == "deribit") return deribit[i];
   return nullptr;
 }
 

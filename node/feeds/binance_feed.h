@@ -49,6 +49,12 @@ struct BinanceMessage {
 
 absl::StatusOr<BinanceMessage> ParseBinanceMessage(absl::string_view text);
 
+// The hot streams (trade and depthUpdate events) through simdjson: appends
+// the event and returns true when `text` is one, read completely; false,
+// with `out` as it was, for anything else, which BinanceFeed reads with
+// ParseBinanceMessage (node/feeds/simd_fields.h).
+bool ParseBinanceHot(absl::string_view text, std::vector<FeedEvent>& out);
+
 // GET /api/v3/depth's body.
 absl::StatusOr<common::BookSnapshot> ParseBinanceDepthSnapshot(absl::string_view body);
 
@@ -57,6 +63,7 @@ absl::StatusOr<common::BookSnapshot> ParseBinanceDepthSnapshot(absl::string_view
 // server pings and lws answers.
 class BinanceFeed final : public Feed {
  public:
+  explicit BinanceFeed(JsonParser parser = JsonParser::kSimdjson) : parser_(parser) {}
   common::BookProtocol protocol() const override { return common::BookProtocol::kBinanceSpot; }
   absl::StatusOr<std::string> StreamName(common::Channel channel, absl::string_view symbol,
                                          absl::string_view interval) const override {
@@ -71,6 +78,9 @@ class BinanceFeed final : public Feed {
   absl::StatusOr<common::BookSnapshot> ParseSnapshot(absl::string_view body) const override {
     return ParseBinanceDepthSnapshot(body);
   }
+
+ private:
+  JsonParser parser_;
 };
 
 }  // namespace marketprism::node

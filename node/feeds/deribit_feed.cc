@@ -4,12 +4,13 @@
 #include <initializer_list>
 #include <utility>
 
-#include <nlohmann/json.hpp>
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include <nlohmann/json.hpp>
+
 #include "common/collect/exact_json.h"
 #include "node/feeds/json_fields.h"
+#include "node/feeds/simd_fields.h"
 
 namespace marketprism::node {
 
@@ -162,7 +163,140 @@ std::string Call(int64_t id, const char* method, Json params) {
   return Json{{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", std::move(params)}}.dump();
 }
 
+// ChangeLevels through simdjson: [action, price, amount] levels appended.
+bool FastChangeLevels(simd::od::value v, std::vector<common::PriceLevel>* out) {
+  simd::od::array levels;
+  if (v.get_array().get(levels) != simdjson::SUCCESS) return false;
+  for (auto level : levels) {
+    simd::od::array fields;
+    if (level.get_array().get(fields) != simdjson::SUCCESS) return false;
+    common::PriceLevel& l = out->emplace_back();
+    std::string_view action;
+    int i = 0;
+    for (auto field : fields) {
+      simd::od::value x;
+      if (field.get(x) != simdjson::SUCCESS) return false;
+      bool ok = i == 0   ? x.get_string().get(action) == simdjson::SUCCESS
+                : i == 1 ? simd::NumberText(x, &l.price)
+                : i == 2 ? simd::NumberText(x, &l.quantity)
+                         : false;
+      if (!ok) return false;
+      ++i;
+    }
+    if (i != 3 || (action != "new" && action != "change" && action != "delete")) return false;
+    if (action == "delete") l.quantity = "0";
+  }
+  return true;
+}
+
+// A trade in a trades.* notification's data, through simdjson.
+bool FastTrade(simd::od::value v, FeedEvent& e) {
+  enum Field { kSeq, kId, kPrice, kAmount, kDirection, kTime, kInstrument };
+  uint32_t seen = 0;
+  std::string_view direction;
+  bool read = simd::ForEachField(v, [&](std::string_view key, simd::od::value x) {
+    auto field = [&](int bit, bool ok) { return simd::FirstTime(&seen, bit) && ok; };
+    if (key == "trade_seq") return field(kSeq, simd::IntOrText(x, &e.trade_id));
+    if (key == "trade_id") return field(kId, simd::Text(x, &e.trade_id_text));
+    if (key == "price") return field(kPrice, simd::NumberText(x, &e.price));
+    if (key == "amount") return field(kAmount, simd::NumberText(x, &e.quantity));
+    if (key == "direction") {
+      return field(kDirection, x.get_string().get(direction) == simdjson::SUCCESS);
+    }
+    if (key == "timestamp") return field(kTime, simd::IntOrText(x, &e.event_ms));
+    if (key == "instrument_name") return field(kInstrument, simd::Text(x, &e.symbol));
+    return simd::Skip(x);
+  });
+  e.kind = FeedEvent::Kind::kTrade;
+  e.taker_sold = direction == "sell";
+  return read && simd::AllSeen(seen, {kSeq, kId, kPrice, kAmount, kDirection, kTime, kInstrument});
+}
+
+// A book.* notification's data, through simdjson.
+bool FastBook(simd::od::value v, FeedEvent& e) {
+  enum Field { kType, kChange, kPrev, kTime, kInstrument, kBids, kAsks };
+  uint32_t seen = 0;
+  std::string_view type;
+  int64_t change = 0, prev = 0;
+  std::vector<common::PriceLevel> bids, asks;
+  bool read = simd::ForEachField(v, [&](std::string_view key, simd::od::value x) {
+    auto field = [&](int bit, bool ok) { return simd::FirstTime(&seen, bit) && ok; };
+    if (key == "type") {
+      return field(kType, x.get_string().get(type) == simdjson::SUCCESS);
+    }
+    if (key == "change_id") return field(kChange, simd::IntOrText(x, &change));
+    if (key == "prev_change_id") return field(kPrev, simd::IntOrText(x, &prev));
+    if (key == "timestamp") return field(kTime, simd::IntOrText(x, &e.event_ms));
+    if (key == "instrument_name") return field(kInstrument, simd::Text(x, &e.symbol));
+    if (key == "bids") return field(kBids, FastChangeLevels(x, &bids));
+    if (key == "asks") return field(kAsks, FastChangeLevels(x, &asks));
+    return simd::Skip(x);
+  });
+  if (!read || !simd::AllSeen(seen, {kType, kChange, kTime, kInstrument, kBids, kAsks})) {
+    return false;
+  }
+  if (type == "snapshot") {
+    e.kind = FeedEvent::Kind::kSnapshot;
+    e.snapshot = {change, std::move(bids), std::move(asks)};
+    return true;
+  }
+  if (type != "change" || !(seen & (1u << kPrev))) return false;
+  e.kind = FeedEvent::Kind::kDiff;
+  e.diff = {prev + 1, change, prev, std::move(bids), std::move(asks)};
+  return true;
+}
+
 }  // namespace
+
+bool ParseDeribitHot(absl::string_view text, std::vector<FeedEvent>& out) {
+  enum Field { kMethod, kParams, kChannel, kData };
+  size_t start = out.size();
+  uint32_t seen = 0;
+  std::string_view method;
+  std::string channel;
+  auto data = [&](simd::od::value v) {
+    // Read once the channel is known, as Deribit sends it.
+    if (!(seen & (1u << kChannel))) return false;
+    if (absl::StartsWith(channel, "trades.")) {
+      simd::od::array trades;
+      if (v.get_array().get(trades) != simdjson::SUCCESS) return false;
+      for (auto trade : trades) {
+        simd::od::value x;
+        FeedEvent& e = out.emplace_back();
+        e.stream = channel;
+        if (trade.get(x) != simdjson::SUCCESS || !FastTrade(x, e)) return false;
+      }
+      return true;
+    }
+    if (!absl::StartsWith(channel, "book.")) return false;
+    FeedEvent& e = out.emplace_back();
+    e.stream = channel;
+    return FastBook(v, e);
+  };
+  simd::od::document doc;
+  bool read = simd::ForEachRootField(text, &doc, [&](std::string_view key, simd::od::value v) {
+    if (key == "method") {
+      return simd::FirstTime(&seen, kMethod) && v.get_string().get(method) == simdjson::SUCCESS;
+    }
+    if (key == "params") {
+      return simd::FirstTime(&seen, kParams) &&
+             simd::ForEachField(v, [&](std::string_view k, simd::od::value x) {
+               if (k == "channel") {
+                 return simd::FirstTime(&seen, kChannel) && simd::Text(x, &channel);
+               }
+               if (k == "data") return simd::FirstTime(&seen, kData) && data(x);
+               return simd::Skip(x);
+             });
+    }
+    if (key == "result" || key == "error") return false;  // a reply
+    return simd::Skip(v);
+  });
+  if (!read || !simd::AtEnd(doc) || method != "subscription" || !(seen & (1u << kData))) {
+    out.resize(start);
+    return false;
+  }
+  return true;
+}
 
 absl::StatusOr<std::string> DeribitFeed::StreamName(common::Channel channel, absl::string_view symbol,
                                                  absl::string_view interval) const {
@@ -208,6 +342,7 @@ std::optional<std::string> DeribitFeed::Heartbeat() const {
 }
 
 absl::Status DeribitFeed::Parse(absl::string_view text, std::vector<FeedEvent>& out) const {
+  if (parser_ == JsonParser::kSimdjson && ParseDeribitHot(text, out)) return absl::OkStatus();
   std::string error;
   std::optional<Json> parsed = common::ParseExactJson(text, &error);
   if (!parsed) return Bad(error);

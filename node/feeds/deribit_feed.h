@@ -16,9 +16,17 @@
 
 namespace marketprism::node {
 
+// The hot streams (trades.* and book.* notifications) through simdjson: appends their
+// events and returns true when `text` is one, read completely; false, with
+// `out` as it was, for anything else, which the feed's nlohmann path reads
+// (node/feeds/simd_fields.h).
+bool ParseDeribitHot(absl::string_view text, std::vector<FeedEvent>& out);
+
 class DeribitFeed final : public Feed {
  public:
   static constexpr int kHeartbeatSeconds = 10;
+
+  explicit DeribitFeed(JsonParser parser = JsonParser::kSimdjson) : parser_(parser) {}
 
   common::BookProtocol protocol() const override { return common::BookProtocol::kDeribit; }
   absl::StatusOr<std::string> StreamName(common::Channel channel, absl::string_view symbol,
@@ -40,6 +48,9 @@ class DeribitFeed final : public Feed {
   std::string SnapshotPath() const override { return "/api/v2/public/get_order_book"; }
   common::QueryParams SnapshotQuery(absl::string_view symbol, int depth) const override;
   absl::StatusOr<common::BookSnapshot> ParseSnapshot(absl::string_view body) const override;
+
+ private:
+  JsonParser parser_;
 };
 
 }  // namespace marketprism::node

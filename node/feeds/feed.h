@@ -89,7 +89,13 @@ class Feed {
   virtual absl::StatusOr<common::BookSnapshot> ParseSnapshot(absl::string_view body) const = 0;
 };
 
+// The JSON library a feed reads its hot streams with (trades and book
+// diffs: simdjson's On-Demand API, ~3x nlohmann's rate; docs/benchmarks.md).
+// Every other message, and every message the fast path does not read
+// completely, goes through nlohmann, so both give the same events and errors.
+enum class JsonParser { kSimdjson, kNlohmann };
+
 // The feed of `exchange`, or nullptr when the collector cannot stream it yet.
-const Feed* FeedFor(absl::string_view exchange);
+const Feed* FeedFor(absl::string_view exchange, JsonParser parser = JsonParser::kSimdjson);
 
 }  // namespace marketprism::node

@@ -3,13 +3,14 @@
 #include <algorithm>
 #include <iterator>
 
-#include <nlohmann/json.hpp>
-
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include <nlohmann/json.hpp>
+
 #include "node/feeds/json_fields.h"
+#include "node/feeds/simd_fields.h"
 
 namespace marketprism::node {
 
@@ -115,7 +116,96 @@ absl::Status Candle(const Json& row, const std::string& stream, absl::string_vie
   return absl::OkStatus();
 }
 
+// One trades or books push's item read through simdjson into `e`.
+bool FastItem(simd::od::value v, bool trades, FeedEvent& e) {
+  enum Field { kTradeId, kPrice, kSize, kSide, kTs, kSeq, kPrev, kBids, kAsks };
+  uint32_t seen = 0;
+  std::string_view side;
+  bool read = simd::ForEachField(v, [&](std::string_view key, simd::od::value x) {
+    auto field = [&](int bit, bool ok) { return simd::FirstTime(&seen, bit) && ok; };
+    if (key == "ts") return field(kTs, simd::IntOrText(x, &e.event_ms));
+    if (trades) {
+      if (key == "tradeId") return field(kTradeId, simd::IntOrText(x, &e.trade_id));
+      if (key == "px") return field(kPrice, simd::Text(x, &e.price));
+      if (key == "sz") return field(kSize, simd::Text(x, &e.quantity));
+      if (key == "side") return field(kSide, x.get_string().get(side) == simdjson::SUCCESS);
+    } else {
+      if (key == "seqId") return field(kSeq, simd::IntOrText(x, &e.diff.last));
+      if (key == "prevSeqId") return field(kPrev, simd::IntOrText(x, &e.diff.prev));
+      if (key == "bids") return field(kBids, simd::Levels(x, &e.diff.bids));
+      if (key == "asks") return field(kAsks, simd::Levels(x, &e.diff.asks));
+    }
+    return simd::Skip(x);
+  });
+  if (!read) return false;
+  if (trades) {
+    e.kind = FeedEvent::Kind::kTrade;
+    e.taker_sold = side == "sell";
+    return simd::AllSeen(seen, {kTradeId, kPrice, kSize, kSide, kTs});
+  }
+  e.kind = FeedEvent::Kind::kDiff;
+  e.diff.first = e.diff.prev + 1;
+  return simd::AllSeen(seen, {kSeq, kTs, kBids, kAsks});
+}
+
 }  // namespace
+
+bool ParseOkxHot(absl::string_view text, std::vector<FeedEvent>& out) {
+  enum Field { kArg, kChannel, kInst, kAction, kData };
+  size_t start = out.size();
+  uint32_t seen = 0;
+  std::string channel, inst;
+  std::string_view action;
+  simd::od::document doc;
+  bool read = simd::ForEachRootField(text, &doc, [&](std::string_view key, simd::od::value v) {
+    if (key == "arg") {
+      return simd::FirstTime(&seen, kArg) &&
+             simd::ForEachField(v, [&](std::string_view k, simd::od::value x) {
+               if (k == "channel") {
+                 return simd::FirstTime(&seen, kChannel) && simd::Text(x, &channel);
+               }
+               if (k == "instId") return simd::FirstTime(&seen, kInst) && simd::Text(x, &inst);
+               return simd::Skip(x);
+             });
+    }
+    if (key == "action") {
+      return simd::FirstTime(&seen, kAction) && v.get_string().get(action) == simdjson::SUCCESS;
+    }
+    if (key == "data") {
+      // Read once the channel is known, as OKX sends it.
+      bool trades = channel == "trades";
+      simd::od::array items;
+      if (!simd::FirstTime(&seen, kData) || !simd::AllSeen(seen, {kChannel, kInst}) ||
+          (!trades && channel != "books") || v.get_array().get(items) != simdjson::SUCCESS) {
+        return false;
+      }
+      std::string stream = absl::StrCat(channel, ":", inst);
+      for (auto item : items) {
+        simd::od::value x;
+        FeedEvent& e = out.emplace_back();
+        e.stream = stream;
+        e.symbol = inst;
+        if (item.get(x) != simdjson::SUCCESS || !FastItem(x, trades, e)) return false;
+      }
+      return true;
+    }
+    if (key == "event") return false;  // a reply
+    return simd::Skip(v);
+  });
+  if (!read || !simd::AtEnd(doc) || !(seen & (1u << kData))) {
+    out.resize(start);
+    return false;
+  }
+  if (action == "snapshot") {
+    for (size_t i = start; i < out.size(); ++i) {
+      FeedEvent& e = out[i];
+      e.kind = FeedEvent::Kind::kSnapshot;
+      e.snapshot = {e.diff.last, std::move(e.diff.bids), std::move(e.diff.asks)};
+      e.diff = {};
+    }
+  }
+  return true;
+}
 
 absl::StatusOr<std::string> OkxFeed::StreamName(common::Channel channel, absl::string_view symbol,
                                                  absl::string_view interval) const {
@@ -155,6 +245,7 @@ std::string OkxFeed::SubscribeMessage(const std::vector<std::string>& streams, b
 
 absl::Status OkxFeed::Parse(absl::string_view text, std::vector<FeedEvent>& out) const {
   if (text == "pong") return absl::OkStatus();
+  if (parser_ == JsonParser::kSimdjson && ParseOkxHot(text, out)) return absl::OkStatus();
   Json j = Json::parse(text.begin(), text.end(), nullptr, false);
   if (j.is_discarded() || !j.is_object()) return Bad("not a JSON object");
   if (j.contains("event")) {

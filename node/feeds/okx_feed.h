@@ -14,8 +14,15 @@
 
 namespace marketprism::node {
 
+// The hot streams (trades and books pushes) through simdjson: appends their
+// events and returns true when `text` is one, read completely; false, with
+// `out` as it was, for anything else, which the feed's nlohmann path reads
+// (node/feeds/simd_fields.h).
+bool ParseOkxHot(absl::string_view text, std::vector<FeedEvent>& out);
+
 class OkxFeed final : public Feed {
  public:
+  explicit OkxFeed(JsonParser parser = JsonParser::kSimdjson) : parser_(parser) {}
   common::BookProtocol protocol() const override { return common::BookProtocol::kOkx; }
   absl::StatusOr<std::string> StreamName(common::Channel channel, absl::string_view symbol,
                                          absl::string_view interval) const override;
@@ -28,6 +35,9 @@ class OkxFeed final : public Feed {
   std::string SnapshotPath() const override { return "/api/v5/market/books"; }
   common::QueryParams SnapshotQuery(absl::string_view symbol, int depth) const override;
   absl::StatusOr<common::BookSnapshot> ParseSnapshot(absl::string_view body) const override;
+
+ private:
+  JsonParser parser_;
 };
 
 }  // namespace marketprism::node

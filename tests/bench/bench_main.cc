@@ -64,7 +64,8 @@ int main(int argc, char** argv) {
                "  surprise  a limit lowered without notice, a foreign client: refusals and 418s, bound on and off\n"
                "  throughput Execute calls per second one coordinator sustains, and the CPU per call by process\n"
                "  priority  the top priority's goodput at twice the budget, and requests served after their deadline\n"
-               "  collect   feed handling on one core: trade messages/s and depth diffs/s through the collector\n"
+               "  collect   feed handling on one core: trade messages/s and depth diffs/s through the collector,\n"
+               "            simdjson (ours) beside nlohmann-json\n"
                "  drift     the ledger's own count of each IP's window beside the exchange's count\n"
                "  rebalance a demand step on one IP: how fast its share of the load moves to the others\n"
                "Run `mp-bench COMMAND --help` for the flags of each.\n");
