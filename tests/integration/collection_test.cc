@@ -27,6 +27,7 @@
 #include "common/collect/exact_json.h"
 #include "marketprism/v1/collector.grpc.pb.h"
 #include "tests/testing/cluster.h"
+#include "tests/testing/subscriber.h"
 #include "tests/testing/wait.h"
 
 namespace marketprism::testing {
@@ -39,47 +40,6 @@ std::string WriteJobs(const std::string& text) {
   std::ofstream(path) << text;
   return path;
 }
-
-// A Subscribe client that keeps every record with the time it came.
-class Subscriber {
- public:
-  Subscriber(const std::string& coordinator, v1::SubscribeRequest req)
-      : stub_(v1::Collector::NewStub(grpc::CreateChannel(coordinator, grpc::InsecureChannelCredentials()))) {
-    thread_ = std::thread([this, req] {
-      auto reader = stub_->Subscribe(&ctx_, req);
-      v1::MarketEvent e;
-      while (reader->Read(&e)) {
-        absl::MutexLock lock(&mu_);
-        events_.push_back({absl::Now(), e});
-      }
-      status_ = reader->Finish();
-    });
-  }
-  ~Subscriber() {
-    ctx_.TryCancel();
-    thread_.join();
-  }
-  struct Got {
-    absl::Time at;
-    v1::MarketEvent event;
-  };
-  std::vector<Got> events() {
-    absl::MutexLock lock(&mu_);
-    return events_;
-  }
-  size_t size() {
-    absl::MutexLock lock(&mu_);
-    return events_.size();
-  }
-
- private:
-  std::unique_ptr<v1::Collector::Stub> stub_;
-  grpc::ClientContext ctx_;
-  std::thread thread_;
-  absl::Mutex mu_;
-  std::vector<Got> events_ ABSL_GUARDED_BY(mu_);
-  grpc::Status status_;
-};
 
 std::vector<common::PriceLevel> Levels(const google::protobuf::RepeatedPtrField<v1::Level>& in) {
   std::vector<common::PriceLevel> out;
