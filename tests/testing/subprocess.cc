@@ -58,6 +58,8 @@ void Subprocess::ReadLoop(int fd) {
     output_.append(buf, static_cast<size_t>(n));
   }
   close(fd);
+  absl::MutexLock lock(&mu_);
+  output_ended_ = true;
 }
 
 Subprocess::~Subprocess() {
@@ -82,6 +84,11 @@ absl::StatusOr<std::string> Subprocess::WaitForLine(const std::string& text,
         start = start == std::string::npos ? 0 : start + 1;
         size_t end = output_.find('\n', at);
         if (end != std::string::npos) return output_.substr(start, end - start);
+      }
+      if (output_ended_) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("no line with \"", text, "\": the process closed its output (it exited?); output:\n",
+                         output_));
       }
       if (absl::Now() >= deadline) {
         return absl::DeadlineExceededError(

@@ -49,6 +49,7 @@ class Subprocess {
   std::thread reader_;
   absl::Mutex mu_;
   std::string output_ ABSL_GUARDED_BY(mu_);
+  bool output_ended_ ABSL_GUARDED_BY(mu_) = false;  // the child's stdout and stderr closed
 };
 
 // The directory holding our built executables (mp-exchange-sim, mp-node, ...).
