@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/int_math.h"
 
 namespace marketprism::sim {
@@ -78,7 +79,14 @@ constexpr int64_t kOctaves[] = {2'000,      15'000,     60'000,      600'000,
 
 }  // namespace
 
-Market::Market(uint64_t seed) : seed_(seed) {
+Market::Market(uint64_t seed, const MarketOptions& options) : seed_(seed) {
+  auto add = [&](Instrument inst) {
+    if (options.trades_per_second > 0) inst.trades_per_second = std::min(options.trades_per_second, 1000);
+    inst.daily_vol = inst.kind == InstrumentKind::kOption ? 0.08 : 0.03;
+    inst.key = Mix(seed ^ HashString(absl::StrCat(inst.exchange, "/", inst.symbol)));
+    index_[inst.exchange][inst.symbol] = instruments_.size();
+    instruments_.push_back(std::move(inst));
+  };
   for (const Spec& s : kSpecs) {
     Instrument inst;
     inst.exchange = s.exchange;
@@ -91,9 +99,29 @@ Market::Market(uint64_t seed) : seed_(seed) {
     inst.tick_units = s.tick_units;
     inst.qty_decimals = s.qty_decimals;
     inst.trades_per_second = s.tps;
-    inst.daily_vol = inst.kind == InstrumentKind::kOption ? 0.08 : 0.03;
-    inst.key = Mix(seed ^ HashString(absl::StrCat(s.exchange, "/", s.symbol)));
-    instruments_.push_back(std::move(inst));
+    add(std::move(inst));
+  }
+  for (int i = 1; i <= options.extra_instruments; ++i) {
+    std::string base = absl::StrFormat("X%04d", i);
+    // Prices from 0.01 to 10,000, four significant digits on the grid.
+    uint64_t h = Mix(seed ^ static_cast<uint64_t>(i) * 0x9e37);
+    int magnitude = static_cast<int>(h % 7) - 2;  // 10^-2 .. 10^4
+    double price = std::pow(10.0, magnitude) * (1.0 + static_cast<double>((h >> 8) % 900) / 100.0);
+    int decimals = std::max(0, 3 - magnitude);
+    for (const char* exchange : {"binance_spot", "okx"}) {
+      Instrument inst;
+      inst.exchange = exchange;
+      inst.symbol = absl::StrCat(base, std::string(exchange) == "okx" ? "-" : "", "USDT");
+      inst.base = base;
+      inst.quote = "USDT";
+      inst.kind = InstrumentKind::kSpot;
+      inst.base_price = price;
+      inst.price_decimals = decimals;
+      inst.tick_units = 1;
+      inst.qty_decimals = std::max(0, 2 + magnitude);
+      inst.trades_per_second = 2 + static_cast<int>((h >> 20) % 9);
+      add(std::move(inst));
+    }
   }
 }
 
@@ -106,10 +134,10 @@ std::vector<const Instrument*> Market::InstrumentsOf(absl::string_view exchange)
 }
 
 const Instrument* Market::Find(absl::string_view exchange, absl::string_view symbol) const {
-  for (const Instrument& i : instruments_) {
-    if (i.exchange == exchange && i.symbol == symbol) return &i;
-  }
-  return nullptr;
+  auto on = index_.find(exchange);
+  if (on == index_.end()) return nullptr;
+  auto it = on->second.find(symbol);
+  return it == on->second.end() ? nullptr : &instruments_[it->second];
 }
 
 uint64_t Market::Hash(uint64_t a, uint64_t b, uint64_t c, uint64_t d) const {

@@ -44,6 +44,17 @@ struct Instrument {
   uint64_t key = 0;         // hash of exchange+symbol, mixed into every draw
 };
 
+// For benchmarks at scale: synthetic instruments beside the listed ones, and
+// one message rate for all.
+struct MarketOptions {
+  // This many more spot instruments on each of binance_spot and okx, named
+  // X0001USDT / X0001-USDT, ... (base X0001), with plausible, varied prices.
+  int extra_instruments = 0;
+  // Trades per second of every instrument (0: each its own, 2 to 25; at
+  // most 1000). Book diffs come at every 100 ms tick regardless.
+  int trades_per_second = 0;
+};
+
 struct Level {
   int64_t grid = 0;   // price = grid * tick
   int64_t qty = 0;    // in units of 10^-qty_decimals; 0 = removed
@@ -89,7 +100,9 @@ class Market {
   // Levels this close to the mid change quantity over time; deeper ones are static.
   static constexpr int64_t kActiveDepth = 60;
 
-  explicit Market(uint64_t seed);
+  // The listed instruments; with `options`, more of them (many-instrument
+  // mode) and every trade rate replaced.
+  explicit Market(uint64_t seed, const MarketOptions& options = {});
 
   uint64_t seed() const { return seed_; }
   const std::vector<Instrument>& instruments() const { return instruments_; }
@@ -134,6 +147,8 @@ class Market {
 
   uint64_t seed_;
   std::vector<Instrument> instruments_;
+  // exchange -> symbol -> index in instruments_
+  std::map<std::string, std::map<std::string, size_t, std::less<>>, std::less<>> index_;
 };
 
 }  // namespace marketprism::sim

@@ -1,7 +1,9 @@
 #include "exchange_sim/market.h"
 
 #include <climits>
+#include <cmath>
 #include <map>
+#include <set>
 
 #include <gtest/gtest.h>
 
@@ -53,6 +55,38 @@ TEST(MarketTest, BooksAreOrderedAndUncrossed) {
     EXPECT_LE(m.PriceOf(inst, b.bids[0].grid), mid * 1.0001) << inst.symbol;
     EXPECT_GE(m.PriceOf(inst, b.asks[0].grid), mid * 0.9999) << inst.symbol;
   }
+}
+
+TEST(MarketTest, ManyInstrumentModeListsThousandsOfPlausibleSymbolsAtOneRate) {
+  Market listed(1);
+  Market m(1, MarketOptions{.extra_instruments = 2000, .trades_per_second = 50});
+  for (const char* exchange : {"binance_spot", "okx"}) {
+    EXPECT_EQ(m.InstrumentsOf(exchange).size(), listed.InstrumentsOf(exchange).size() + 2000) << exchange;
+  }
+  // The listed instruments are as they were (but for the rate).
+  EXPECT_EQ(m.Price(*m.Find("binance_spot", "BTCUSDT"), kNowMs),
+            listed.Price(*listed.Find("binance_spot", "BTCUSDT"), kNowMs));
+  const Instrument* x = m.Find("okx", "X2000-USDT");
+  ASSERT_NE(x, nullptr);
+  EXPECT_EQ(x->base, "X2000");
+  EXPECT_NE(m.Find("binance_spot", "X0001USDT"), nullptr);
+  EXPECT_EQ(m.Find("binance_spot", "X2001USDT"), nullptr);
+  std::set<double> prices;
+  for (const Instrument* inst : m.InstrumentsOf("binance_spot")) {
+    EXPECT_EQ(inst->trades_per_second, 50) << inst->symbol;
+    // Each trade is jittered within its 20 ms slot: 500 in 10 s, give or take one.
+    EXPECT_NEAR(m.LastTradeId(*inst, kNowMs + 10'000) - m.LastTradeId(*inst, kNowMs), 500, 1) << inst->symbol;
+    Book b = m.BookAt(*inst, kNowMs / 100, 20);
+    ASSERT_EQ(b.asks.size(), 20u) << inst->symbol;
+    ASSERT_FALSE(b.bids.empty()) << inst->symbol;
+    EXPECT_LT(b.bids[0].grid, b.asks[0].grid) << inst->symbol;
+    double mid = m.Price(*inst, kNowMs / 100 * 100);
+    EXPECT_GT(mid, 0) << inst->symbol;
+    EXPECT_LE(m.PriceOf(*inst, b.bids[0].grid), mid * 1.001) << inst->symbol;
+    EXPECT_GE(m.PriceOf(*inst, b.asks[0].grid), mid * 0.999) << inst->symbol;
+    prices.insert(std::round(std::log10(inst->base_price)));
+  }
+  EXPECT_GE(prices.size(), 5u) << "prices spread over orders of magnitude";
 }
 
 TEST(MarketTest, DeepestBinanceSnapshotIsAvailable) {

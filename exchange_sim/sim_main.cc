@@ -3,6 +3,7 @@
 #include <csignal>
 #include <cstdio>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/flags.h"
 #include "common/log.h"
@@ -32,6 +33,10 @@ int main(int argc, char** argv) {
                         "their per-IP rate limits (docs/simulator.md)");
   flags.String("listen", &listen, "ADDR:PORT to serve REST, WebSocket and /sim/ admin on (port 0: any)");
   flags.Int("seed", &seed, "seed of the synthetic market data");
+  int64_t instruments = 0, trades_per_second = 0;
+  flags.Int("instruments", &instruments,
+            "many-instrument mode: this many more spot instruments on binance_spot and okx (X0001USDT, X0001-USDT, ...)");
+  flags.Int("trades-per-second", &trades_per_second, "trades per second of every instrument, 1 to 1000 (0: each its own)");
   flags.String("rules", &o.rules_file, "exchange rules file (default: the shipped rules)");
   flags.List("limit", &o.limit_overrides, "EXCHANGE.POOL=CAPACITY, e.g. binance_spot.REQUEST_WEIGHT=600");
   flags.Int("ban-strikes", &strikes, "429s ignored (sent during a Retry-After) before a 418 ban");
@@ -62,6 +67,16 @@ int main(int argc, char** argv) {
   if (!hp.ok()) return common::ExitCodeFor("mp-exchange-sim", hp.status());
   o.rules_file = common::RulesBook::PathFor(o.rules_file, env);
   o.seed = static_cast<uint64_t>(seed);
+  if (instruments < 0 || instruments > 100'000) {
+    return common::ExitCodeFor("mp-exchange-sim", absl::InvalidArgumentError(
+        absl::StrCat("--instruments=", instruments, ": must be 0 to 100000")));
+  }
+  if (trades_per_second < 0 || trades_per_second > 1000) {
+    return common::ExitCodeFor("mp-exchange-sim", absl::InvalidArgumentError(
+        absl::StrCat("--trades-per-second=", trades_per_second, ": must be 0 to 1000")));
+  }
+  o.market.extra_instruments = static_cast<int>(instruments);
+  o.market.trades_per_second = static_cast<int>(trades_per_second);
   o.ban.strikes_to_ban = static_cast<int>(strikes);
   o.ban.forgive_after = ban_forgive;
   if (!ban_schedule.empty()) {

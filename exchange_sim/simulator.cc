@@ -60,7 +60,7 @@ Simulator::Simulator(SimOptions options, common::Clock& clock, common::RulesBook
     : options_(std::move(options)),
       clock_(clock),
       rules_(std::move(rules)),
-      market_(options_.seed),
+      market_(options_.seed, options_.market),
       rng_(options_.seed * 7919 + 17) {}
 
 absl::Time Simulator::ServerNow() { return clock_.Now() + options_.faults.clock_offset; }

@@ -56,6 +56,7 @@ struct Faults {
 
 struct SimOptions {
   uint64_t seed = 1;
+  MarketOptions market;  // many-instrument mode and the message rate
   std::string rules_file;                    // empty: the shipped rules
   std::vector<std::string> limit_overrides;  // "EXCHANGE.POOL=CAPACITY"
   BanPolicy ban;

@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <set>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -171,6 +173,37 @@ TEST(SimIntegrationTest, ExchangeInfoPublishesTheEnforcedLimits) {
             200);
   info = Json::parse(sim->Get("127.0.0.20", "/api/v3/exchangeInfo")->body);
   EXPECT_EQ(info["rateLimits"][0]["limit"], 450);
+}
+
+TEST(SimIntegrationTest, ManyInstrumentModeListsAndServesThousandsOfSymbols) {
+  auto sim = StartSim({"--instruments", "2000", "--trades-per-second", "40"});
+  ASSERT_NE(sim, nullptr);
+  Json info = Json::parse(sim->Get("127.0.0.20", "/api/v3/exchangeInfo")->body);
+  std::set<std::string> symbols;
+  for (const Json& s : info["symbols"]) symbols.insert(s["symbol"].get<std::string>());
+  EXPECT_TRUE(symbols.contains("BTCUSDT"));
+  EXPECT_TRUE(symbols.contains("X0001USDT"));
+  EXPECT_TRUE(symbols.contains("X2000USDT"));
+  EXPECT_GE(symbols.size(), 2000u);
+  auto depth = sim->Get("127.0.0.20", "/api/v3/depth?symbol=X1234USDT&limit=5");
+  ASSERT_TRUE(depth.ok());
+  EXPECT_EQ(depth->status, 200) << depth->body;
+  EXPECT_EQ(Json::parse(depth->body)["bids"].size(), 5u);
+  auto okx = sim->Get("127.0.0.21", "/api/v5/market/books?instId=X2000-USDT&sz=5");
+  ASSERT_TRUE(okx.ok());
+  EXPECT_EQ(Json::parse(okx->body)["data"][0]["asks"].size(), 5u) << okx->body;
+  // One rate for all: the last second's trades.
+  auto trades = sim->Get("127.0.0.20", "/api/v3/trades?symbol=X0007USDT&limit=1000");
+  ASSERT_TRUE(trades.ok());
+  Json t = Json::parse(trades->body);
+  ASSERT_GE(t.size(), 100u) << trades->body;
+  int64_t last = t.back()["time"].get<int64_t>();
+  int64_t in_last_second = 0;
+  for (const Json& x : t) in_last_second += x["time"].get<int64_t>() > last - 1000 ? 1 : 0;
+  EXPECT_NEAR(in_last_second, 40, 1);
+  auto bad = SimProcess::Start({"--instruments", "-1"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("--instruments=-1: must be 0 to 100000"));
 }
 
 TEST(SimIntegrationTest, LatencyAndMaintenanceFaultsOverRealSockets) {
