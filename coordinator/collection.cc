@@ -29,13 +29,13 @@ int64_t MtimeOf(const std::string& path) {
 }  // namespace
 
 Collection::Collection(CollectionOptions options, common::Clock& clock, const common::RulesBook& rules,
-                       Scheduler& scheduler, NodeSessions& sessions, Execute execute,
+                       Scheduler& scheduler, SendUnits send, Execute execute,
                        std::function<Leadership()> leadership, std::function<int64_t()> term, SyncJobs sync)
     : options_(std::move(options)),
       clock_(clock),
       rules_(rules),
       scheduler_(scheduler),
-      sessions_(sessions),
+      send_(std::move(send)),
       execute_(std::move(execute)),
       leadership_(std::move(leadership)),
       term_(std::move(term)),
@@ -326,32 +326,41 @@ void Collection::NodeGone() {
 
 void Collection::PlanLocked() {
   std::vector<PlacementNode> nodes;
+  std::map<std::string, NodeState> states;
   for (const NodeSnapshot& n : scheduler_.Snapshot().nodes) {
     PlacementNode p;
     p.node_id = n.node_id;
     p.egress_ip = n.egress_ip;
     p.exchanges.insert(n.ready.begin(), n.ready.end());
     p.accepting = n.state == NodeState::kActive;
+    states[n.node_id] = n.state;
     nodes.push_back(std::move(p));
   }
-  plan_ = PlaceUnits(units_, nodes, rules_, plan_);
   int64_t term = term_();
-  if (term != sent_term_) sent_.clear();
+  if (term != sent_term_) {
+    sent_.clear();
+    handovers_.clear();  // what another term began is not ours to finish
+  }
   sent_term_ = term;
+  PlacementPlan previous = std::move(plan_);
+  plan_ = PlaceUnits(units_, nodes, rules_, previous);
+  HandOverLocked(previous, states);
   std::map<std::string, v1::Units> per_node;
   for (const PlacementNode& n : nodes) per_node[n.node_id];  // an empty set stops what it ran
+  auto assign = [&](const PlacedUnit& p, const CopyPlacement& c) {
+    v1::UnitAssignment* a = per_node[c.node_id].add_units();
+    a->set_key(p.unit.key);
+    a->set_exchange(p.unit.exchange);
+    a->set_channel(std::string(common::ChannelName(p.unit.channel)));
+    a->set_symbol(p.unit.symbol);
+    a->set_interval(p.unit.interval);
+    a->set_depth(p.unit.depth);
+    a->set_connection(c.connection);
+  };
   for (const auto& [key, p] : plan_.units) {
-    for (const CopyPlacement& c : p.copies) {
-      v1::UnitAssignment* a = per_node[c.node_id].add_units();
-      a->set_key(key);
-      a->set_exchange(p.unit.exchange);
-      a->set_channel(std::string(common::ChannelName(p.unit.channel)));
-      a->set_symbol(p.unit.symbol);
-      a->set_interval(p.unit.interval);
-      a->set_depth(p.unit.depth);
-      a->set_connection(c.connection);
-    }
+    for (const CopyPlacement& c : p.copies) assign(p, c);
   }
+  for (const auto& [at, h] : handovers_) assign(plan_.units.at(at.first), h.copy);
   for (auto& [node, units] : per_node) {
     units.set_term(term);
     units.set_coordinator_id(options_.coordinator_id);
@@ -360,7 +369,56 @@ void Collection::PlanLocked() {
     if (sent != sent_.end() && sent->second == bytes) continue;
     v1::CoordinatorMessage m;
     *m.mutable_units() = units;
-    if (sessions_.Send(node, m)) sent_[node] = std::move(bytes);
+    if (send_(node, m)) sent_[node] = std::move(bytes);
+  }
+}
+
+void Collection::HandOverLocked(const PlacementPlan& previous, const std::map<std::string, NodeState>& states) {
+  absl::Time now = clock_.Now();
+  // Reachable but no longer given work: its streams can bridge the move.
+  auto bridging = [&](const std::string& node) {
+    auto it = states.find(node);
+    return it != states.end() && (it->second == NodeState::kDraining || it->second == NodeState::kSuspect);
+  };
+  auto placed_on = [](const PlacedUnit& p, const std::string& node) {
+    return std::any_of(p.copies.begin(), p.copies.end(), [&](const CopyPlacement& c) { return c.node_id == node; });
+  };
+  for (const auto& [key, was] : previous.units) {
+    auto now_placed = plan_.units.find(key);
+    if (now_placed == plan_.units.end()) continue;  // the job went: its copies stop
+    for (const CopyPlacement& c : was.copies) {
+      if (!bridging(c.node_id) || placed_on(now_placed->second, c.node_id)) continue;
+      if (handovers_.try_emplace({key, c.node_id}, Handover{c, now}).second) {
+        common::Log(common::LogLevel::kInfo, "collection",
+                    absl::StrCat(key, ": ", NodeStateName(states.at(c.node_id)), " ", c.node_id,
+                                 " keeps its copy until the replacing copies send records"));
+      }
+    }
+  }
+  for (auto it = handovers_.begin(); it != handovers_.end();) {
+    const std::string& key = it->first.first;
+    const std::string& node = it->first.second;
+    auto unit = plan_.units.find(key);
+    bool taken = unit != plan_.units.end() && !unit->second.copies.empty();
+    for (size_t i = 0; taken && i < unit->second.copies.size(); ++i) {
+      auto s = stats_.find({key, unit->second.copies[i].node_id});
+      taken = s != stats_.end() && s->second.last >= it->second.since;
+    }
+    // Moot: the job went, the node can no longer run it, or runs it by the plan.
+    auto state = states.find(node);
+    bool moot = unit == plan_.units.end() || state == states.end() || state->second == NodeState::kDisconnected ||
+                placed_on(unit->second, node);
+    bool overdue = now - it->second.since >= options_.handover_timeout;
+    if (!taken && !moot && !overdue) {
+      ++it;
+      continue;
+    }
+    if (taken || overdue) {
+      common::Log(taken ? common::LogLevel::kInfo : common::LogLevel::kWarning, "collection",
+                  absl::StrCat(key, ": ", node, taken ? " handed its copy over after " : " stops its copy untaken after ",
+                               absl::FormatDuration(now - it->second.since)));
+    }
+    it = handovers_.erase(it);
   }
 }
 
@@ -387,7 +445,8 @@ void Collection::Tick() {
         sync.emplace(l.leader_grpc, std::move(req));
       }
     }
-    if (l.leading && (replan_now_ || now - last_plan_ >= options_.replan_every)) {
+    // A handover is watched at every tick: its copy stops once replaced.
+    if (l.leading && (replan_now_ || !handovers_.empty() || now - last_plan_ >= options_.replan_every)) {
       PlanLocked();
       replan_now_ = false;
       last_plan_ = now;
@@ -519,6 +578,19 @@ std::vector<v1::Job> Collection::ListJobs() {
             continue;
           }
           copy->set_state(now - s->second.last < absl::Seconds(10) ? "live" : "silent");
+          copy->set_messages_total(s->second.messages);
+          copy->set_gaps_total(s->second.gaps);
+          copy->set_lag_us(s->second.lag_us);
+          copy->set_last_record_age_ms(absl::ToInt64Milliseconds(now - s->second.last));
+        }
+        for (const auto& [at, h] : handovers_) {
+          if (at.first != u.key) continue;
+          v1::UnitCopy* copy = unit->add_copies();
+          copy->set_node_id(h.copy.node_id);
+          copy->set_egress_ip(h.copy.egress_ip);
+          copy->set_state("handing over");
+          auto s = stats_.find(at);
+          if (s == stats_.end()) continue;
           copy->set_messages_total(s->second.messages);
           copy->set_gaps_total(s->second.gaps);
           copy->set_lag_us(s->second.lag_us);

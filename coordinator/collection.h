@@ -7,9 +7,12 @@
 // and the RecordHub that merges what the nodes collect for Subscribe.
 //
 // Every replan_every it re-plans from the nodes the scheduler shows as
-// active (a dead, disconnected or draining node's units move at once) and
-// sends a node its units only when they changed. Placement is stable: a
-// healthy stream stays where it runs. Only the leader plans; a follower
+// active (a dead, disconnected, draining or suspect node's units move at
+// once) and sends a node its units only when they changed. Placement is
+// stable: a healthy stream stays where it runs. A move off a node that can
+// still run its copies (draining, suspect) is make-before-break: the old
+// copy runs on until every replacing copy has sent a record (RecordHub
+// merges the overlap), then stops. Only the leader plans; a follower
 // holds the jobs and starts planning when it leads: it reads the same jobs
 // file, and holds the leader's API jobs by asking for them (SyncJobs, a
 // long poll). The leader answers CreateJob and DeleteJob once every follower
@@ -33,12 +36,12 @@
 #include "common/collect/job.h"
 #include "common/timer.h"
 #include "coordinator/election.h"
-#include "coordinator/node_sessions.h"
 #include "coordinator/record_hub.h"
 #include "coordinator/router.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/unit_placement.h"
 #include "marketprism/v1/collector.pb.h"
+#include "marketprism/v1/node.pb.h"
 
 namespace marketprism::coordinator {
 
@@ -52,6 +55,10 @@ struct CollectionOptions {
   absl::Duration replicate_wait = absl::Seconds(2);  // longest a write waits for followers
   absl::Duration sync_hold = absl::Seconds(5);       // longest a follower's SyncJobs is held
   absl::Duration sync_retry = absl::Milliseconds(500);
+  // A copy moved off a draining or suspect node keeps running there until
+  // every copy that replaces it has sent a record (make-before-break), or
+  // this long at most.
+  absl::Duration handover_timeout = absl::Seconds(30);
 };
 
 class Collection {
@@ -62,12 +69,14 @@ class Collection {
   using SyncJobs = std::function<void(const std::string& address, const v1::SyncJobsRequest&, SyncDone)>;
   using JobDone = std::function<void(absl::StatusOr<v1::Job>)>;
   using Done = std::function<void(absl::Status)>;
+  // Sends a node its units (NodeSessions::Send); false when it has no session.
+  using SendUnits = std::function<bool(const std::string& node_id, const v1::CoordinatorMessage&)>;
 
   // Everything borrowed must outlive this object. `leadership` and `term`
   // say whether to plan, and the fence the Units carry. Without `sync` a
   // follower holds only the jobs file's jobs.
   Collection(CollectionOptions options, common::Clock& clock, const common::RulesBook& rules, Scheduler& scheduler,
-             NodeSessions& sessions, Execute execute, std::function<Leadership()> leadership,
+             SendUnits send, Execute execute, std::function<Leadership()> leadership,
              std::function<int64_t()> term, SyncJobs sync = nullptr);
   ~Collection();  // Stop()
 
@@ -104,6 +113,11 @@ class Collection {
     v1::Job job;
     absl::Time next_slot;
     bool in_flight = false;
+  };
+  // A copy the plan moved off a node that still runs it (draining, suspect).
+  struct Handover {
+    CopyPlacement copy;  // where it runs
+    absl::Time since;    // replacing copies' records count from here
   };
   struct CopyStats {
     int64_t messages = 0, gaps = 0;
@@ -146,6 +160,9 @@ class Collection {
   void Synced(absl::StatusOr<v1::SyncJobsResponse> r) ABSL_LOCKS_EXCLUDED(mu_);
   void ReloadFile() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PlanLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts the handovers `previous` implies and ends those done, moot or overdue.
+  void HandOverLocked(const PlacementPlan& previous, const std::map<std::string, NodeState>& states)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RunPolls() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Rebuild() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -153,7 +170,7 @@ class Collection {
   common::Clock& clock_;
   const common::RulesBook& rules_;
   Scheduler& scheduler_;
-  NodeSessions& sessions_;
+  const SendUnits send_;
   const Execute execute_;
   const std::function<Leadership()> leadership_;
   const std::function<int64_t()> term_;
@@ -169,6 +186,7 @@ class Collection {
   std::vector<common::UnitSpec> units_ ABSL_GUARDED_BY(mu_);  // every job's stream units
   std::map<std::string, Poll> polls_ ABSL_GUARDED_BY(mu_);    // by unit key
   PlacementPlan plan_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, std::string>, Handover> handovers_ ABSL_GUARDED_BY(mu_);  // (unit, node)
   std::map<std::string, std::string> sent_ ABSL_GUARDED_BY(mu_);  // node -> its Units as last sent
   int64_t sent_term_ ABSL_GUARDED_BY(mu_) = -1;
   bool replan_now_ ABSL_GUARDED_BY(mu_) = true;

@@ -36,14 +36,13 @@ class CollectionReplicationTest : public ::testing::Test {
     Member(const std::string& name, testing::FakeClock& clock, CollectionOptions options,
            std::function<Leadership()> leadership, std::function<int64_t()> term, Collection::SyncJobs sync)
         : parts(clock),
-          sessions(name, {}),
-          collection(std::move(options), clock, parts.scheduler->rules(), *parts.scheduler, sessions,
+          collection(std::move(options), clock, parts.scheduler->rules(), *parts.scheduler,
+                     [](const std::string&, const v1::CoordinatorMessage&) { return false; },
                      [](const v1::ExecuteRequest&, absl::Time, Router::Done done) {
                        done(absl::UnavailableError("no exchange here"));
                      },
                      std::move(leadership), std::move(term), std::move(sync)) {}
     RoutingParts parts;
-    NodeSessions sessions;
     Collection collection;
   };
   struct Ask {

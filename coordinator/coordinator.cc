@@ -119,7 +119,8 @@ Coordinator::Coordinator(CoordinatorOptions options, common::Clock& clock, Coord
                                                 [this](const FrontDoor::Change& c) { OnLeadershipChange(c); });
   collection_ = std::make_unique<Collection>(
       CollectionOptions{.jobs_file = options_.jobs_file, .coordinator_id = ro.coordinator_id}, clock_,
-      scheduler_->rules(), *scheduler_, *sessions_,
+      scheduler_->rules(), *scheduler_,
+      [this](const std::string& node_id, const v1::CoordinatorMessage& m) { return sessions_->Send(node_id, m); },
       [this](const v1::ExecuteRequest& req, absl::Time deadline, Router::Done done) {
         router_->Execute(req, deadline, std::move(done));
       },

@@ -188,6 +188,69 @@ TEST(CollectionTest, BooksMatchTheExchangeTradesHaveNoHoleAndAKilledNodeCostsOnl
       << (*stats)["exchanges"]["binance_spot"]["totals"]["ws_violations"].dump();
 }
 
+TEST(CollectionTest, ADrainedNodeHandsItsBookOverWithoutAGap) {
+  ClusterOptions o;
+  o.nodes = 2;
+  o.exchanges = {"binance_spot"};
+  o.node_flags = {"--exchange", "binance_spot"};
+  o.coordinator_flags = {"--jobs", WriteJobs(R"({"jobs": [
+      {"name": "book", "exchange": "binance_spot", "channel": "book", "symbols": ["BTCUSDT"]}]})")};
+  auto cluster = Cluster::Start(o);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  Cluster& c = **cluster;
+  v1::SubscribeRequest all;
+  all.set_exchange("binance_spot");
+  Subscriber sub(c.coordinator_address(), all);
+  std::string holder_ip;
+  ASSERT_TRUE(WaitUntil([&] { return !(holder_ip = NodeOf(c.coordinator_address(), "binance_spot/book/BTCUSDT")).empty() &&
+                                     sub.size() > 5; },
+                        absl::Seconds(10)));
+  int holder = holder_ip == c.egress_ip(0) ? 0 : 1;
+  std::string from = absl::StrCat("node-", c.egress_ip(holder)), to = absl::StrCat("node-", c.egress_ip(1 - holder));
+  grpc::ClientContext ctx;
+  v1::DrainNodeRequest req;
+  req.set_node_id(from);
+  v1::DrainNodeResponse resp;
+  ASSERT_TRUE(c.stub().DrainNode(&ctx, req, &resp).ok());
+  // The book moves to the other node, and the drained one stops sending it.
+  absl::Time last_from = absl::InfiniteFuture();
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        std::vector<Subscriber::Got> got = sub.events();
+        bool moved = false;
+        for (const Subscriber::Got& g : got) {
+          if (g.event.node_id() == from) last_from = g.at;
+          moved = moved || g.event.node_id() == to;
+        }
+        return moved && absl::Now() - last_from > absl::Seconds(1);
+      },
+      absl::Seconds(10)))
+      << "coordinator:\n" << c.coordinator().Output();
+  // One snapshot at the start and a contiguous run of updates after it:
+  // the new copy joined while the old one still ran.
+  int64_t last = 0, snapshots = 0, updates = 0, from_to = 0;
+  std::string previous_node;
+  for (const Subscriber::Got& g : sub.events()) {
+    const v1::MarketEvent& e = g.event;
+    ASSERT_FALSE(e.has_gap()) << "a gap over the hand-over: " << e.gap().reason();
+    if (!e.has_book()) continue;
+    if (e.book().snapshot()) {
+      ++snapshots;
+    } else {
+      ASSERT_NE(last, 0);
+      ASSERT_EQ(e.book().first_update_id(), last + 1) << "a hole in the merged book";
+      ++updates;
+    }
+    last = e.book().last_update_id();
+    if (previous_node == from && e.node_id() == to) ++from_to;
+    previous_node = e.node_id();
+  }
+  EXPECT_EQ(snapshots, 1);
+  EXPECT_GT(updates, 10);
+  EXPECT_GE(from_to, 1) << "the records came from the new node after the old";
+  EXPECT_THAT(c.coordinator().Output(), HasSubstr("handed its copy over after"));
+}
+
 // One node collecting `exchange`'s book and trades of `symbol`, with a
 // subscriber to everything of that exchange whose records keep `book`.
 struct OneExchange {
