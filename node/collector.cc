@@ -55,6 +55,7 @@ void Collector::Stop() {
   absl::MutexLock lock(&mu_);
   for (auto& [key, c] : conns_) {
     if (c.ws) c.ws->Close();
+    if (c.next && c.next->ws) c.next->ws->Close();
   }
   conns_.clear();
 }
@@ -108,6 +109,7 @@ void Collector::SetUnits(const v1::Units& units) {
   for (auto it = conns_.begin(); it != conns_.end();) {
     if (!wanted.count(it->first)) {
       if (it->second.ws) it->second.ws->Close();
+      if (it->second.next && it->second.next->ws) it->second.next->ws->Close();
       it = conns_.erase(it);
     } else {
       ++it;
@@ -117,6 +119,10 @@ void Collector::SetUnits(const v1::Units& units) {
     Conn& c = conns_[key];
     c.wanted = std::move(streams);
     if (c.state == Conn::State::kOpen) SyncSubscriptions(key, c);
+    if (c.next) {
+      c.next->wanted = c.wanted;
+      if (c.next->state == Conn::State::kOpen) SyncSubscriptions(key, *c.next);
+    }
   }
   timer_.ArmIn(absl::ZeroDuration());
 }
@@ -131,7 +137,7 @@ void Collector::Open(const ConnKey& key, Conn& c) {
   const Feed* feed = FeedFor(key.first, options_.json_parser);
   std::vector<std::string> streams(c.wanted.begin(), c.wanted.end());
   common::WsConnectSpec spec{feed->Url(base, streams), options_.egress_ip};
-  uint64_t generation = ++c.generation;
+  uint64_t generation = c.generation = ++generations_;
   std::weak_ptr<Guard> weak = guard_;
   auto call = [weak](auto fn) {
     if (std::shared_ptr<Guard> g = weak.lock()) {
@@ -161,13 +167,29 @@ void Collector::Open(const ConnKey& key, Conn& c) {
   c.last_sent = absl::InfinitePast();
 }
 
+Collector::Conn* Collector::Find(const ConnKey& key, uint64_t generation, bool* successor) {
+  auto it = conns_.find(key);
+  if (it == conns_.end()) return nullptr;
+  *successor = it->second.generation != generation;
+  if (!*successor) return &it->second;
+  return it->second.next && it->second.next->generation == generation ? it->second.next.get() : nullptr;
+}
+
 void Collector::Opened(const ConnKey& key, uint64_t generation) {
   absl::MutexLock lock(&mu_);
-  auto it = conns_.find(key);
-  if (it == conns_.end() || it->second.generation != generation) return;
-  Conn& c = it->second;
+  bool successor = false;
+  Conn* found = Find(key, generation, &successor);
+  if (found == nullptr) return;
+  Conn& c = *found;
   c.state = Conn::State::kOpen;
   c.last_message = clock_.SteadyNow();
+  c.opened_at = clock_.SteadyNow();
+  if (!successor) {
+    auto lifetime = options_.max_lifetime.find(key.first);
+    if (lifetime != options_.max_lifetime.end() && lifetime->second > absl::ZeroDuration()) {
+      c.rotate_at = c.opened_at + lifetime->second - std::min(options_.rotate_before, lifetime->second / 4);
+    }
+  }
   for (std::string& text : FeedFor(key.first, options_.json_parser)->OpenMessages(c.next_id++)) {
     SendLocked(key, c, std::move(text));
   }
@@ -193,12 +215,103 @@ void Collector::LostLocked(const ConnKey& key, Conn& c, const std::string& reaso
 
 void Collector::Closed(const ConnKey& key, uint64_t generation, int code, const std::string& reason) {
   absl::MutexLock lock(&mu_);
-  auto it = conns_.find(key);
-  if (it == conns_.end() || it->second.generation != generation) return;
+  bool successor = false;
+  Conn* c = Find(key, generation, &successor);
+  if (c == nullptr) return;
+  Conn& primary = conns_.at(key);
+  if (successor) {
+    // Tried again a little later; the primary runs on meanwhile.
+    common::Log(common::LogLevel::kWarning, "collector",
+                absl::StrCat(key.first, " connection ", key.second, ": its rotation's successor closed (", code, " ",
+                             reason, ")"));
+    primary.next.reset();
+    primary.rotate_at = clock_.SteadyNow() + kBackoffMax;
+    return;
+  }
+  if (primary.next) {
+    PromoteLocked(key, primary, absl::StrCat("closed (", code, " ", reason, ") during its rotation"));
+    return;
+  }
   common::Log(common::LogLevel::kWarning, "collector",
               absl::StrCat(key.first, " connection ", key.second, " from ", options_.egress_ip, " closed (", code,
                            " ", reason, "): reopening"));
-  LostLocked(key, it->second, absl::StrCat("connection closed: ", reason));
+  LostLocked(key, primary, absl::StrCat("connection closed: ", reason));
+}
+
+void Collector::Rotate(const ConnKey& key, Conn& c) {
+  absl::Time now = clock_.SteadyNow();
+  if (!c.next) {
+    if (c.state != Conn::State::kOpen || now < c.rotate_at || c.wanted.empty()) return;
+    absl::Duration lifetime = options_.max_lifetime.at(key.first);  // rotate_at was set from it
+    absl::Duration lead = std::min(options_.rotate_before, lifetime / 4);
+    common::Log(common::LogLevel::kInfo, "collector",
+                absl::StrCat(key.first, " connection ", key.second, " is ", absl::FormatDuration(now - c.opened_at),
+                             " old: rotating it before the exchange's cut at ", absl::FormatDuration(lifetime)));
+    c.next = std::make_unique<Conn>();
+    c.next->wanted = c.wanted;
+    c.next->promote_by = now + lead / 2;
+    Open(key, *c.next);
+    if (c.next->state == Conn::State::kClosed) {  // could not even start
+      c.next.reset();
+      c.rotate_at = now + kBackoffMax;
+    }
+    return;
+  }
+  Conn& n = *c.next;
+  if (n.state != Conn::State::kOpen) return;  // the primary runs until its cut, if need be
+  bool all_met = true;
+  for (const auto& [unit_key, u] : units_) {
+    if (u.assignment.exchange() == key.first && u.assignment.connection() == key.second && !n.met.count(unit_key)) {
+      all_met = false;
+      break;
+    }
+  }
+  if (all_met) {
+    PromoteLocked(key, c, "every unit moved to its successor");
+  } else if (now >= n.promote_by) {
+    PromoteLocked(key, c, "its successor takes over at the deadline");
+  }
+}
+
+void Collector::PromoteLocked(const ConnKey& key, Conn& c, const std::string& why) {
+  std::unique_ptr<Conn> next = std::move(c.next);
+  std::vector<std::string> unmet;
+  for (auto& [unit_key, u] : units_) {
+    if (u.assignment.exchange() != key.first || u.assignment.connection() != key.second) continue;
+    if (next->met.count(unit_key)) continue;
+    unmet.push_back(unit_key);
+    if (u.book) u.book->OnStreamRestart(absl::StrCat("connection rotated before its stream met the successor's"));
+    u.unconfirmed.reset();
+  }
+  common::Log(unmet.empty() ? common::LogLevel::kInfo : common::LogLevel::kWarning, "collector",
+              absl::StrCat(key.first, " connection ", key.second, " rotated: ", why,
+                           unmet.empty() ? "" : absl::StrCat("; not met: ", absl::StrJoin(unmet, ", "))));
+  if (c.ws) c.ws->Close();  // its close, of an old generation, is not news
+  next->met.clear();
+  next->promote_by = absl::InfiniteFuture();
+  c = std::move(*next);
+  auto lifetime = options_.max_lifetime.find(key.first);
+  if (c.state == Conn::State::kOpen && lifetime != options_.max_lifetime.end()) {
+    c.rotate_at = c.opened_at + lifetime->second - std::min(options_.rotate_before, lifetime->second / 4);
+  }
+}
+
+bool Collector::Meets(const Unit& u, const FeedEvent& e) {
+  switch (e.kind) {
+    case FeedEvent::Kind::kTrade:
+      return u.last_trade_id == 0 || e.trade_id <= u.last_trade_id + 1;
+    case FeedEvent::Kind::kRecord:
+      return u.last_sequence == 0 || e.sequence <= u.last_sequence;
+    case FeedEvent::Kind::kDiff: {
+      if (!u.book || !u.book->live()) return true;  // resyncing anyway
+      int64_t last = u.book->last_update_id();
+      return e.diff.last <= last || e.diff.first == last + 1 || (e.diff.prev >= 0 && e.diff.prev == last);
+    }
+    case FeedEvent::Kind::kSnapshot:
+      return !u.book || !u.book->live();
+    default:
+      return true;
+  }
 }
 
 void Collector::SendLocked(const ConnKey& key, Conn& c, std::string text) {
@@ -294,10 +407,12 @@ void Collector::EmitBook(Unit& u, std::vector<common::BookRecord> records, int64
 
 void Collector::OnText(const ConnKey& key, uint64_t generation, const std::string& text) {
   absl::MutexLock lock(&mu_);
-  auto conn = conns_.find(key);
-  if (conn == conns_.end() || conn->second.generation != generation) return;
-  conn->second.last_message = clock_.SteadyNow();
-  conn->second.failures = 0;
+  bool successor = false;
+  Conn* c = Find(key, generation, &successor);
+  if (c == nullptr) return;
+  c->last_message = clock_.SteadyNow();
+  c->failures = 0;
+  Conn* rotation = conns_.at(key).next.get();  // a successor under way, or nullptr
   std::vector<FeedEvent>& events = events_;
   events.clear();
   if (absl::Status s = FeedFor(key.first, options_.json_parser)->Parse(text, events); !s.ok()) {
@@ -308,7 +423,7 @@ void Collector::OnText(const ConnKey& key, uint64_t generation, const std::strin
   std::vector<v1::MarketEvent> out;
   for (FeedEvent& e : events) {
     if (e.kind == FeedEvent::Kind::kAnswer) {
-      SendLocked(key, conn->second, std::move(e.answer));
+      SendLocked(key, *c, std::move(e.answer));
       continue;
     }
     if (e.kind == FeedEvent::Kind::kReply) {
@@ -321,7 +436,22 @@ void Collector::OnText(const ConnKey& key, uint64_t generation, const std::strin
     auto unit_key =
         by_stream_.find(std::pair<absl::string_view, absl::string_view>(key.first, e.stream));
     if (unit_key == by_stream_.end()) continue;  // an unsubscribed stream's last messages
-    OnEvent(units_.at(unit_key->second), e, now, out);
+    Unit& u = units_.at(unit_key->second);
+    if (rotation != nullptr) {
+      // Each unit reads one of the two: the primary until the sequences meet.
+      bool moved = rotation->met.count(unit_key->second) > 0;
+      if (!successor && moved) continue;
+      if (successor && !moved) {
+        if (!Meets(u, e)) continue;  // ahead of the primary, which brings this one too
+        rotation->met.insert(unit_key->second);
+      }
+      // A book update the primary brought already is a repeat, not a break.
+      if (successor && e.kind == FeedEvent::Kind::kDiff && u.book && u.book->live() &&
+          e.diff.last <= u.book->last_update_id()) {
+        continue;
+      }
+    }
+    OnEvent(u, e, now, out);
   }
   if (!out.empty()) sink_(std::move(out));
 }
@@ -454,11 +584,15 @@ void Collector::Tick() {
       if (c.state == Conn::State::kClosed && !c.wanted.empty() && now >= c.retry_at) {
         Open(key, c);
       } else if (c.state != Conn::State::kClosed && now - c.last_message > options_.silence) {
+        if (c.next) {
+          PromoteLocked(key, c, "silent during its rotation");
+          continue;
+        }
         common::Log(common::LogLevel::kWarning, "collector",
                     absl::StrCat(key.first, " connection ", key.second, " silent for ",
                                  absl::FormatDuration(now - c.last_message), ": reopening"));
         if (c.ws) c.ws->Close();
-        ++c.generation;  // its close is not news
+        c.generation = ++generations_;  // its close is not news
         LostLocked(key, c, "stream went silent");
       } else if (c.state == Conn::State::kOpen) {
         SendHeld(key, c);
@@ -469,6 +603,15 @@ void Collector::Tick() {
           SendLocked(key, c, *std::move(beat));
           c.last_heartbeat = now;
         }
+        if (c.next && c.next->state == Conn::State::kOpen) {
+          SendHeld(key, *c.next);
+          SyncSubscriptions(key, *c.next);
+          if (beat && c.next->ws && now - std::max(c.next->last_message, c.next->last_heartbeat) >= feed->heartbeat_every()) {
+            SendLocked(key, *c.next, *beat);
+            c.next->last_heartbeat = now;
+          }
+        }
+        Rotate(key, c);
       }
     }
     FetchSnapshots();

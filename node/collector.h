@@ -17,7 +17,9 @@
 //
 // A connection that closes or stays silent for `silence` is reopened with
 // jittered back-off (100 ms doubling to 5 s); its books resynchronise and
-// report the gap. Each exchange's wire format is a Feed (node/feeds/):
+// report the gap. Where the exchange cuts connections at an age (Binance:
+// 24 h), each is rotated before the cut without loss: a successor with the
+// same streams overlaps it until, unit by unit, the sequences meet. Each exchange's wire format is a Feed (node/feeds/):
 // Binance spot and OKX trades and books today; other units are refused with
 // a log line naming them.
 //
@@ -61,6 +63,11 @@ struct CollectorOptions {
   absl::Duration tick = absl::Milliseconds(100);
   absl::Duration subscribe_gap = absl::Milliseconds(250);
   JsonParser json_parser = JsonParser::kSimdjson;  // for the feeds' hot streams (feed.h)
+  // Exchanges that cut a connection at an age (rules: websocket
+  // max_lifetime_seconds; Binance 24 h): each connection is rotated before
+  // its cut, `rotate_before` ahead of it (at most a quarter of the lifetime).
+  std::map<std::string, absl::Duration> max_lifetime = {};
+  absl::Duration rotate_before = absl::Minutes(10);
 };
 
 // Fetches `path` with `query` from `exchange` (a book's snapshot). `done`
@@ -123,7 +130,8 @@ class Collector {
   struct Conn {
     enum class State { kClosed, kConnecting, kOpen } state = State::kClosed;
     std::shared_ptr<common::WsConnection> ws;
-    uint64_t generation = 0;
+    uint64_t generation = 0;  // of its socket, unique in the collector
+    absl::Time opened_at = absl::InfiniteFuture();
     std::set<std::string> wanted;      // streams its units need
     std::set<std::string> subscribed;  // streams it has (asked for)
     int failures = 0;
@@ -134,6 +142,15 @@ class Collector {
     int64_t next_id = 1;
     std::deque<std::string> held;  // texts waiting for the IP's budget, in order
     absl::Time held_until = absl::InfinitePast();
+    // Rotation: a successor opened before this connection's cut, carrying
+    // the same streams. A unit moves to it once the two sequences meet
+    // (the successor brings a message this one already brought, or the
+    // very next); the successor takes over once all have, or by
+    // `promote_by` (those not met then resume as after a reconnect).
+    std::unique_ptr<Conn> next;
+    std::set<std::string> met;  // (a successor's) units that moved to it
+    absl::Time promote_by = absl::InfiniteFuture();
+    absl::Time rotate_at = absl::InfiniteFuture();  // (a primary's) when to open a successor
   };
   // Callbacks hold this, not the collector: Stop() clears `self` under `mu`.
   struct Guard {
@@ -143,6 +160,14 @@ class Collector {
 
   void Tick() ABSL_LOCKS_EXCLUDED(mu_);
   void Open(const ConnKey& key, Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The connection of `key` whose socket is `generation`: the primary or its
+  // successor (`*successor` says which); nullptr for a socket gone.
+  Conn* Find(const ConnKey& key, uint64_t generation, bool* successor) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Rotation: opens `c`'s successor when due, promotes it when ready.
+  void Rotate(const ConnKey& key, Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PromoteLocked(const ConnKey& key, Conn& c, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the successor's `e` meets what `u` has from the primary.
+  static bool Meets(const Unit& u, const FeedEvent& e);
   void Closed(const ConnKey& key, uint64_t generation, int code, const std::string& reason) ABSL_LOCKS_EXCLUDED(mu_);
   void Opened(const ConnKey& key, uint64_t generation) ABSL_LOCKS_EXCLUDED(mu_);
   void OnText(const ConnKey& key, uint64_t generation, const std::string& text) ABSL_LOCKS_EXCLUDED(mu_);
@@ -187,6 +212,7 @@ class Collector {
   std::map<std::pair<std::string, std::string>, std::string, StreamLess> by_stream_
       ABSL_GUARDED_BY(mu_);
   std::vector<FeedEvent> events_ ABSL_GUARDED_BY(mu_);  // OnText's, kept for their capacity
+  uint64_t generations_ ABSL_GUARDED_BY(mu_) = 0;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   common::Timer timer_;
 };

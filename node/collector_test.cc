@@ -29,7 +29,11 @@ std::string Depth(int64_t first, int64_t last, const char* bid = "100.0") {
 class CollectorTest : public ::testing::Test {
  protected:
   CollectorTest()
-      : collector_(CollectorOptions{"node-1", "127.0.0.11"}, clock_, ws_,
+      : collector_(CollectorOptions{.node_id = "node-1",
+                                    .egress_ip = "127.0.0.11",
+                                    // Binance cuts at 24 h; here at 1 min: rotated 15 s before.
+                                    .max_lifetime = {{"binance_spot", absl::Minutes(1)}}},
+                   clock_, ws_,
                    [](const std::string&) { return std::string("ws://sim:1"); },
                    [this](const std::string& exchange, const std::string& path, const common::QueryParams& q,
                           std::function<void(absl::StatusOr<std::string>)> done) {
@@ -145,6 +149,102 @@ TEST_F(CollectorTest, AClosedConnectionReopensAndTheBookReportsItsGap) {
   EXPECT_EQ(gap.gap().after_update_id(), 110);
   EXPECT_EQ(gap.gap().resumed_update_id(), 205);
   EXPECT_THAT(gap.gap().reason(), HasSubstr("dropped"));
+}
+
+TEST_F(CollectorTest, AConnectionIsRotatedBeforeTheExchangesCutAndLosesNothing) {
+  Assign({{"trades", "BTCUSDT"}, {"book", "BTCUSDT"}});
+  FakeWsClient::Conn& first = *ws_.conns[0];
+  first.cb.on_open();
+  first.cb.on_text(Depth(101, 110));
+  fetches_[0].done(std::string(R"({"lastUpdateId":105,"bids":[],"asks":[]})"));
+  int64_t trade = 1, update = 111;
+  auto both = [&](FakeWsClient::Conn& c) {
+    c.cb.on_text(Trade(trade));
+    c.cb.on_text(Depth(update, update + 9));
+  };
+  auto next = [&] {
+    ++trade;
+    update += 10;
+  };
+  // 45 s of stream on the first connection (the rotation is due at 45 s).
+  for (int s = 0; s < 44; ++s) {
+    both(first);
+    next();
+    clock_.AdvanceBy(absl::Seconds(1));
+  }
+  ASSERT_EQ(ws_.conns.size(), 1u);
+  clock_.AdvanceBy(absl::Seconds(1));
+  ASSERT_EQ(ws_.conns.size(), 2u) << "a successor 15 s before the cut";
+  FakeWsClient::Conn& second = *ws_.conns[1];
+  EXPECT_EQ(second.spec.url, first.spec.url);
+  EXPECT_EQ(second.spec.source_ip, "127.0.0.11");
+  EXPECT_FALSE(first.closed);
+  second.cb.on_open();
+  // The successor runs ahead of the primary for a message: not taken from it.
+  both(first);
+  next();
+  both(second);       // ahead: the primary brings it next
+  both(first);        // ... as it does
+  second.cb.on_text(Trade(trade));             // the same again: the trades met
+  second.cb.on_text(Depth(update, update + 9));  // and the book
+  next();
+  EXPECT_FALSE(first.closed) << "promoted at the next tick";
+  clock_.AdvanceBy(absl::Milliseconds(100));
+  EXPECT_TRUE(first.closed);
+  both(first);  // what the old one still sends is not read
+  both(second);
+  next();
+  both(second);
+  // Every trade once, every update once and in order, no gap.
+  int64_t last_trade = 0, last_update = 0;
+  for (const v1::MarketEvent& r : records_) {
+    ASSERT_FALSE(r.has_gap()) << r.gap().reason();
+    if (r.has_trade()) {
+      EXPECT_EQ(r.trade().sequence(), last_trade + 1);
+      last_trade = r.trade().sequence();
+    } else if (r.has_book() && !r.book().snapshot()) {
+      if (last_update != 0) EXPECT_EQ(r.book().first_update_id(), last_update + 1);
+      last_update = r.book().last_update_id();
+    }
+  }
+  EXPECT_EQ(last_trade, trade);
+  EXPECT_EQ(last_update, update + 9);
+  // The successor is the connection now, and rotates in its turn, 45 s
+  // after it opened.
+  for (int s = 0; s < 44; ++s) {
+    both(second);
+    next();
+    clock_.AdvanceBy(absl::Seconds(1));
+  }
+  EXPECT_EQ(ws_.conns.size(), 2u);
+  clock_.AdvanceBy(absl::Seconds(1));
+  EXPECT_EQ(ws_.conns.size(), 3u);
+}
+
+TEST_F(CollectorTest, ARotationWhoseStreamsNeverMeetTakesOverAtItsDeadlineAndTheBookResyncs) {
+  Assign({{"book", "BTCUSDT"}});
+  FakeWsClient::Conn& first = *ws_.conns[0];
+  first.cb.on_open();
+  first.cb.on_text(Depth(101, 110));
+  fetches_[0].done(std::string(R"({"lastUpdateId":105,"bids":[],"asks":[]})"));
+  for (int s = 0; s < 45; ++s) {
+    first.cb.on_text(Depth(111 + 10 * s, 120 + 10 * s));
+    clock_.AdvanceBy(absl::Seconds(1));
+  }
+  ASSERT_EQ(ws_.conns.size(), 2u);
+  FakeWsClient::Conn& second = *ws_.conns[1];
+  second.cb.on_open();
+  second.cb.on_text(Depth(10'001, 10'010));  // far ahead: never meets
+  clock_.AdvanceBy(absl::Seconds(7));
+  EXPECT_FALSE(first.closed);
+  clock_.AdvanceBy(absl::Seconds(1));  // 7.5 s: the deadline
+  EXPECT_TRUE(first.closed);
+  second.cb.on_text(Depth(10'011, 10'020));
+  ASSERT_EQ(fetches_.size(), 2u) << "the book resyncs from a snapshot";
+  fetches_[1].done(std::string(R"({"lastUpdateId":10015,"bids":[],"asks":[]})"));
+  bool gap = false;
+  for (const v1::MarketEvent& r : records_) gap = gap || r.has_gap();
+  EXPECT_TRUE(gap) << "what was missed is reported";
 }
 
 TEST_F(CollectorTest, ASilentStreamIsReopened) {

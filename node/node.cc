@@ -184,8 +184,15 @@ absl::Status Node::Start() {
                            common::LwsWsClientOptions{options_.ca_bundle}));
   if (!ws.ok()) return ws.status();
   ws_ = *std::move(ws);
+  CollectorOptions collect{options_.node_id, options_.egress_ip};
+  for (const auto& [exchange, lane] : lanes_) {
+    const common::ExchangeRules* rules = rules_.Find(exchange);
+    if (rules != nullptr && rules->websocket().max_lifetime_seconds > 0) {
+      collect.max_lifetime[exchange] = absl::Seconds(rules->websocket().max_lifetime_seconds);
+    }
+  }
   collector_ = std::make_unique<Collector>(
-      CollectorOptions{options_.node_id, options_.egress_ip}, clock_, *ws_,
+      std::move(collect), clock_, *ws_,
       std::bind_front(&Node::WsBase, this), std::bind_front(&Node::FetchSnapshot, this),
       [this](std::vector<v1::MarketEvent> events) { session_->Publish(std::move(events)); },
       [this](const std::string& exchange, const std::string& path) -> absl::StatusOr<absl::Duration> {

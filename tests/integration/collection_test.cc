@@ -34,6 +34,7 @@ namespace marketprism::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string WriteJobs(const std::string& text) {
   std::string path = absl::StrCat(::testing::TempDir(), "/jobs_", getpid(), "_", rand(), ".json");
@@ -249,6 +250,70 @@ TEST(CollectionTest, ADrainedNodeHandsItsBookOverWithoutAGap) {
   EXPECT_GT(updates, 10);
   EXPECT_GE(from_to, 1) << "the records came from the new node after the old";
   EXPECT_THAT(c.coordinator().Output(), HasSubstr("handed its copy over after"));
+}
+
+TEST(CollectionTest, ConnectionsRotatedBeforeTheExchangesCutLoseNothing) {
+  // The shipped rules, but Binance cuts a connection at 4 s instead of 24 h:
+  // the node rotates each at 3 s (a quarter of the lifetime ahead).
+  std::ifstream shipped(MP_SOURCE_DIR "/common/rules/exchange_rules.json");
+  std::string rules((std::istreambuf_iterator<char>(shipped)), std::istreambuf_iterator<char>());
+  size_t at = rules.find(R"("max_lifetime_seconds": 86400)");
+  ASSERT_NE(at, std::string::npos);
+  rules.replace(at, std::string(R"("max_lifetime_seconds": 86400)").size(), R"("max_lifetime_seconds": 4)");
+  std::string rules_file = absl::StrCat(::testing::TempDir(), "/rules_", getpid(), ".json");
+  std::ofstream(rules_file) << rules;
+  ClusterOptions o;
+  o.nodes = 1;
+  o.exchanges = {"binance_spot"};
+  o.sim_flags = {"--rules", rules_file};
+  o.node_flags = {"--exchange", "binance_spot", "--rules", rules_file};
+  o.coordinator_flags = {"--rules", rules_file, "--jobs", WriteJobs(R"({"jobs": [
+      {"name": "book", "exchange": "binance_spot", "channel": "book", "symbols": ["BTCUSDT"]},
+      {"name": "trades", "exchange": "binance_spot", "channel": "trades", "symbols": ["BTCUSDT"]}]})")};
+  auto cluster = Cluster::Start(o);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  Cluster& c = **cluster;
+  v1::SubscribeRequest all;
+  all.set_exchange("binance_spot");
+  Subscriber sub(c.coordinator_address(), all);
+  // Three rotations: about 10 s.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        const std::string out = c.node(0).Output();
+        size_t n = 0;
+        for (size_t i = out.find("rotated: "); i != std::string::npos; i = out.find("rotated: ", i + 1)) ++n;
+        return n >= 3;
+      },
+      absl::Seconds(20)))
+      << c.node(0).Output();
+  absl::SleepFor(absl::Milliseconds(500));
+  std::string out = c.node(0).Output();
+  EXPECT_THAT(out, HasSubstr("rotated: every unit moved to its successor"));
+  EXPECT_THAT(out, Not(HasSubstr("not met"))) << out;
+  EXPECT_THAT(out, Not(HasSubstr("max connection lifetime"))) << "the exchange's cut came first";
+  int64_t last_trade = 0, trades = 0, last_book = 0, updates = 0;
+  for (const Subscriber::Got& g : sub.events()) {
+    const v1::MarketEvent& e = g.event;
+    ASSERT_FALSE(e.has_gap()) << e.gap().reason();
+    if (e.has_trade()) {
+      if (last_trade != 0) ASSERT_EQ(e.trade().sequence(), last_trade + 1) << "a hole or a repeat in the trades";
+      last_trade = e.trade().sequence();
+      ++trades;
+    } else if (e.has_book()) {
+      if (e.book().snapshot()) {
+        ASSERT_EQ(last_book, 0) << "a second snapshot: the book resynced";
+      } else {
+        ASSERT_EQ(e.book().first_update_id(), last_book + 1) << "a hole in the book";
+        ++updates;
+      }
+      last_book = e.book().last_update_id();
+    }
+  }
+  EXPECT_GT(trades, 100);
+  EXPECT_GT(updates, 50);
+  auto stats = c.sim().Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ((*stats)["exchanges"]["binance_spot"]["totals"]["ws_refused"], 0);
 }
 
 // One node collecting `exchange`'s book and trades of `symbol`, with a
