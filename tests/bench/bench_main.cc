@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "tests/bench/collect_bench.h"
+#include "tests/bench/collect_cluster_bench.h"
 #include "tests/bench/drift_bench.h"
 #include "tests/bench/failover_bench.h"
 #include "tests/bench/latency_bench.h"
@@ -34,6 +35,9 @@ int main(int argc, char** argv) {
   if (cmd == "throughput") return marketprism::bench::RunThroughputBench(args);
   if (cmd == "priority") return marketprism::bench::RunPriorityBench(args);
   if (cmd == "collect") return marketprism::bench::RunCollectBench(args);
+  if (cmd == "collect-failover") return marketprism::bench::RunCollectFailoverBench(args);
+  if (cmd == "collect-latency") return marketprism::bench::RunCollectLatencyBench(args);
+  if (cmd == "collect-scale") return marketprism::bench::RunCollectScaleBench(args);
   if (cmd == "drift") return marketprism::bench::RunDriftBench(args);
   if (cmd == "rebalance") return marketprism::bench::RunRebalanceBench(args);
   if (cmd == "gossip") {
@@ -66,6 +70,10 @@ int main(int argc, char** argv) {
                "  priority  the top priority's goodput at twice the budget, and requests served after their deadline\n"
                "  collect   feed handling on one core: trade messages/s and depth diffs/s through the collector,\n"
                "            simdjson (ours) beside nlohmann-json\n"
+               "  collect-failover  a node with a book of redundancy 1 dies, ten times: gap and resume (p50, p99),\n"
+               "            records the redundancy-2 units lost\n"
+               "  collect-latency   latency added from the simulator's send to a Subscribe client (p50, p99)\n"
+               "  collect-scale     books and trades of 500-2,000 symbols on 1, 3 and 8 nodes: sync, rejections, CPU, RSS\n"
                "  drift     the ledger's own count of each IP's window beside the exchange's count\n"
                "  rebalance a demand step on one IP: how fast its share of the load moves to the others\n"
                "Run `mp-bench COMMAND --help` for the flags of each.\n");
