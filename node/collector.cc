@@ -20,6 +20,12 @@ constexpr absl::Duration kSnapshotRetry = absl::Seconds(1);
 // A book that resyncs by subscribing again waits this long for the
 // subscription's snapshot before it subscribes once more.
 constexpr absl::Duration kResubscribeWait = absl::Seconds(5);
+// A URL carries streams up to this length (servers refuse longer request
+// lines: libwebsockets' own limit is 4 KiB of headers); the rest are
+// subscribed once open, at most kStreamsPerMessage in one message (Deribit
+// takes 500 channels a call).
+constexpr size_t kMaxUrlBytes = 2000;
+constexpr size_t kStreamsPerMessage = 200;
 
 int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
 
@@ -135,8 +141,18 @@ void Collector::Open(const ConnKey& key, Conn& c) {
     return;
   }
   const Feed* feed = FeedFor(key.first, options_.json_parser);
-  std::vector<std::string> streams(c.wanted.begin(), c.wanted.end());
-  common::WsConnectSpec spec{feed->Url(base, streams), options_.egress_ip};
+  std::vector<std::string> streams;  // in the URL
+  if (feed->StreamsInUrl()) {
+    size_t bytes = feed->Url(base, {}).size();
+    for (const std::string& s : c.wanted) {
+      if (!streams.empty() && bytes + s.size() + 1 > kMaxUrlBytes) break;  // subscribed once open
+      bytes += s.size() + 1;
+      streams.push_back(s);
+    }
+  }
+  common::WsConnectSpec spec{
+      feed->Url(base, feed->StreamsInUrl() ? streams : std::vector<std::string>(c.wanted.begin(), c.wanted.end())),
+      options_.egress_ip};
   uint64_t generation = c.generation = ++generations_;
   std::weak_ptr<Guard> weak = guard_;
   auto call = [weak](auto fn) {
@@ -161,7 +177,7 @@ void Collector::Open(const ConnKey& key, Conn& c) {
   }
   c.ws = *std::move(ws);
   c.state = Conn::State::kConnecting;
-  c.subscribed = feed->StreamsInUrl() ? c.wanted : std::set<std::string>{};  // else subscribed once open
+  c.subscribed = std::set<std::string>(streams.begin(), streams.end());  // the rest once open
   c.last_message = clock_.SteadyNow();
   c.last_heartbeat = clock_.SteadyNow();
   c.last_sent = absl::InfinitePast();
@@ -358,6 +374,7 @@ void Collector::SyncSubscriptions(const ConnKey& key, Conn& c) {
   // One message per gap: subscriptions first (new units wait), then the rest.
   std::vector<std::string>& batch = add.empty() ? drop : add;
   if (batch.empty()) return;
+  if (batch.size() > kStreamsPerMessage) batch.resize(kStreamsPerMessage);
   common::Log(common::LogLevel::kInfo, "collector",
               absl::StrCat(add.empty() ? "unsubscribing " : "subscribing ", absl::StrJoin(batch, ", ")));
   const Feed* feed = FeedFor(key.first, options_.json_parser);

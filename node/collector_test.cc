@@ -1,11 +1,13 @@
 #include "node/collector.h"
 
+#include <algorithm>
 #include <deque>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_ws_client.h"
 
@@ -93,6 +95,32 @@ TEST_F(CollectorTest, OneConnectionFromTheEgressIpCarriesEveryStreamOfIt) {
   ASSERT_EQ(ws_.conns.size(), 1u);
   EXPECT_EQ(Last().spec.url, "ws://sim:1/stream?streams=btcusdt@depth@100ms/btcusdt@trade");
   EXPECT_EQ(Last().spec.source_ip, "127.0.0.11");
+}
+
+TEST_F(CollectorTest, StreamsBeyondWhatAUrlCarriesAreSubscribedOnceOpenInPacedBatches) {
+  std::vector<std::pair<std::string, std::string>> units;
+  for (int i = 1; i <= 500; ++i) units.push_back({"trades", absl::StrFormat("X%04dUSDT", i)});
+  Assign(units);
+  ASSERT_EQ(ws_.conns.size(), 1u);
+  const std::string& url = Last().spec.url;
+  EXPECT_LE(url.size(), 2000u);
+  size_t in_url = static_cast<size_t>(std::count(url.begin(), url.end(), '@'));
+  EXPECT_GT(in_url, 50u);
+  EXPECT_LT(in_url, 500u);
+  Last().cb.on_open();  // the first batch at once
+  ASSERT_EQ(Last().sent.size(), 1u);
+  size_t subscribed = in_url, counted = 0;
+  for (int round = 0; round < 10 && subscribed < 500; ++round) {
+    if (round > 0) clock_.AdvanceBy(absl::Milliseconds(250));
+    ASSERT_LE(Last().sent.size(), counted + 1) << "one message per 250 ms";
+    for (size_t i = counted; i < Last().sent.size(); ++i, ++counted) {
+      EXPECT_THAT(Last().sent[i], HasSubstr(R"("method":"SUBSCRIBE")"));
+      size_t n = static_cast<size_t>(std::count(Last().sent[i].begin(), Last().sent[i].end(), '@'));
+      EXPECT_LE(n, 200u);
+      subscribed += n;
+    }
+  }
+  EXPECT_EQ(subscribed, 500u) << "every stream, once";
 }
 
 TEST_F(CollectorTest, TradesBecomeRecordsAndAHoleInTheIdsIsAGap) {
