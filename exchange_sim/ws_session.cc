@@ -43,6 +43,7 @@ class BinanceSession final : public WsSession {
                  absl::Time now)
       : WsSession(sim, std::move(exchange), std::move(ip)),
         rules_(*sim.rules().Find(exchange_)),
+        futures_(exchange_ == "binance_usdm"),
         combined_(combined),
         opened_(now),
         last_ping_(now) {
@@ -154,21 +155,47 @@ class BinanceSession final : public WsSession {
         Json b = Json::array(), a = Json::array();
         for (const Level& l : diff.bids) b.push_back({Px(*s.inst, l.grid), Qty(*s.inst, l.qty)});
         for (const Level& l : diff.asks) a.push_back({Px(*s.inst, l.grid), Qty(*s.inst, l.qty)});
-        Emit(out, name,
-             Json{{"e", "depthUpdate"},
-                  {"E", now_ms},
-                  {"s", s.inst->symbol},
-                  {"U", s.last_tick * kBinanceIdsPerTick + 1},
-                  {"u", target * kBinanceIdsPerTick},
-                  {"b", std::move(b)},
-                  {"a", std::move(a)}});
+        if (futures_) {
+          // USD-M: ids are not consecutive across events ("U" need not be
+          // the previous "u" + 1); "pu" is the previous event's "u".
+          Emit(out, name,
+               Json{{"e", "depthUpdate"},
+                    {"E", now_ms},
+                    {"T", now_ms},
+                    {"s", s.inst->symbol},
+                    {"U", s.last_tick * kBinanceIdsPerTick + 5},
+                    {"u", target * kBinanceIdsPerTick},
+                    {"pu", s.last_tick * kBinanceIdsPerTick},
+                    {"b", std::move(b)},
+                    {"a", std::move(a)}});
+        } else {
+          Emit(out, name,
+               Json{{"e", "depthUpdate"},
+                    {"E", now_ms},
+                    {"s", s.inst->symbol},
+                    {"U", s.last_tick * kBinanceIdsPerTick + 1},
+                    {"u", target * kBinanceIdsPerTick},
+                    {"b", std::move(b)},
+                    {"a", std::move(a)}});
+        }
         s.last_tick = target;
       } else if (s.kind == Kind::kBookTicker) {
         EmitBookTicker(out, s, tick);
       } else if (s.kind == Kind::kTicker) {
         if (now_ms / 1000 <= s.last_second) continue;  // Binance: every 1000 ms
         s.last_second = now_ms / 1000;
-        Json t = binance::TickerJson(m, *s.inst, now_ms, /*futures=*/false);
+        Json t = binance::TickerJson(m, *s.inst, now_ms, futures_);
+        if (futures_) {  // USD-M's event has no previous close and no top of book
+          Emit(out, name,
+               Json{{"e", "24hrTicker"}, {"E", now_ms}, {"s", s.inst->symbol},
+                    {"p", t["priceChange"]}, {"P", t["priceChangePercent"]},
+                    {"w", t["weightedAvgPrice"]}, {"c", t["lastPrice"]}, {"Q", t["lastQty"]},
+                    {"o", t["openPrice"]}, {"h", t["highPrice"]}, {"l", t["lowPrice"]},
+                    {"v", t["volume"]}, {"q", t["quoteVolume"]}, {"O", t["openTime"]},
+                    {"C", t["closeTime"]}, {"F", t["firstId"]}, {"L", t["lastId"]},
+                    {"n", t["count"]}});
+          continue;
+        }
         Emit(out, name,
              Json{{"e", "24hrTicker"}, {"E", now_ms}, {"s", s.inst->symbol},
                   {"p", t["priceChange"]}, {"P", t["priceChangePercent"]},
@@ -232,7 +259,7 @@ class BinanceSession final : public WsSession {
   };
 
   // bookTicker: every change of the best bid or ask, in order, with the
-  // book's update id (spot events carry no "e" or "E").
+  // book's update id (spot events carry no "e" or "E"; USD-M's do).
   void EmitBookTicker(WsOut& out, Stream& s, int64_t tick) {
     const Market& m = sim_.market();
     for (int64_t t = std::max(s.last_tick + 1, tick - 50); t <= tick; ++t) {
@@ -241,10 +268,15 @@ class BinanceSession final : public WsSession {
       bool same = s.top && s.top->bids[0].grid == top.bids[0].grid && s.top->bids[0].qty == top.bids[0].qty &&
                   s.top->asks[0].grid == top.asks[0].grid && s.top->asks[0].qty == top.asks[0].qty;
       if (!same) {
-        Emit(out, s.name,
-             Json{{"u", t * kBinanceIdsPerTick}, {"s", s.inst->symbol},
+        Json e = {{"u", t * kBinanceIdsPerTick}, {"s", s.inst->symbol},
                   {"b", Px(*s.inst, top.bids[0].grid)}, {"B", Qty(*s.inst, top.bids[0].qty)},
-                  {"a", Px(*s.inst, top.asks[0].grid)}, {"A", Qty(*s.inst, top.asks[0].qty)}});
+                  {"a", Px(*s.inst, top.asks[0].grid)}, {"A", Qty(*s.inst, top.asks[0].qty)}};
+        if (futures_) {  // USD-M's carries its event and transaction times
+          int64_t ms = t * Market::kTickMs;
+          e = Json{{"e", "bookTicker"}, {"u", e["u"]}, {"E", ms}, {"T", ms}, {"s", e["s"]},
+                   {"b", e["b"]}, {"B", e["B"]}, {"a", e["a"]}, {"A", e["A"]}};
+        }
+        Emit(out, s.name, std::move(e));
       }
       s.top = std::move(top);
     }
@@ -344,6 +376,7 @@ class BinanceSession final : public WsSession {
   std::string Qty(const Instrument& i, int64_t q) { return sim_.market().QtyStr(i, q, 8); }
 
   const common::ExchangeRules& rules_;
+  bool futures_;  // USD-M
   bool combined_;
   absl::Time opened_;
   absl::Time last_ping_;
@@ -888,7 +921,9 @@ class DeribitSession final : public WsSession {
 std::string WsExchangeForPath(absl::string_view path) {
   if (path == "/ws/v5/public" || path == "/ws/v5/business") return "okx";
   if (path == "/ws/api/v2") return "deribit";
-  if (path == "/ws" || absl::StartsWith(path, "/ws/") || path == "/stream") return "binance_spot";
+  std::string binance = "binance_spot";
+  if (absl::ConsumePrefix(&path, kUsdmPrefix)) binance = "binance_usdm";
+  if (path == "/ws" || absl::StartsWith(path, "/ws/") || path == "/stream") return binance;
   return "";
 }
 
@@ -899,10 +934,11 @@ std::unique_ptr<WsSession> OpenWsSession(Simulator& sim, absl::string_view path,
   std::string exchange = WsExchangeForPath(path);
   if (exchange == "okx") return std::make_unique<OkxSession>(sim, peer_ip, path == "/ws/v5/business", now);
   if (exchange == "deribit") return std::make_unique<DeribitSession>(sim, peer_ip, now);
-  if (exchange != "binance_spot") {
+  if (exchange != "binance_spot" && exchange != "binance_usdm") {
     *error = absl::StrCat("no WebSocket endpoint at ", path);
     return nullptr;
   }
+  if (exchange == "binance_usdm") path.remove_prefix(kUsdmPrefix.size());
   bool combined = path == "/stream";
   auto session = std::make_unique<BinanceSession>(sim, exchange, peer_ip, combined, now);
   std::vector<std::string> names;

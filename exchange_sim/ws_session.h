@@ -74,6 +74,11 @@ class WsSession {
 // Which exchange serves WebSocket path `path`, or "".
 std::string WsExchangeForPath(absl::string_view path);
 
+// Binance USD-M streams live at their own host (fstream.binance.com); the
+// simulator serves one host, so they sit under this path prefix instead
+// (ws://SIM/usdm/stream?streams=..., ws://SIM/usdm/ws/...).
+inline constexpr absl::string_view kUsdmPrefix = "/usdm";
+
 // Opens a session for a connection to `path` (with its query) from `peer_ip`
 // that the simulator has already admitted. Returns nullptr with *error set
 // for a path or stream list it does not serve.

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/retry_after.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_ws_client.h"
 
@@ -156,6 +157,25 @@ TEST_F(CollectorTest, ABookFetchesItsSnapshotAndJoinsTheBufferedDiffs) {
   EXPECT_EQ(records_[1].book().first_update_id(), 101);
   Last().cb.on_text(Depth(111, 120));
   EXPECT_EQ(records_.size(), 3u);
+}
+
+TEST_F(CollectorTest, ASnapshotRefusedForWantOfBudgetIsAskedForAgainWhenTheCoordinatorSays) {
+  Assign({{"book", "BTCUSDT"}});
+  Last().cb.on_open();
+  Last().cb.on_text(Depth(101, 110));
+  ASSERT_EQ(fetches_.size(), 1u);
+  fetches_[0].done(common::WithRetryAfter(absl::UnavailableError("snapshot: no binance_spot budget"), absl::Seconds(20)));
+  for (int i = 0; i < 19; ++i) {
+    clock_.AdvanceBy(absl::Seconds(1));
+    Last().cb.on_text(Depth(111 + 10 * i, 120 + 10 * i));  // keep the stream from going silent
+  }
+  EXPECT_EQ(fetches_.size(), 1u) << "not every second while the budget has no room";
+  clock_.AdvanceBy(absl::Seconds(1) + absl::Milliseconds(100));
+  EXPECT_EQ(fetches_.size(), 2u);
+  // Without a retry-after: a second later.
+  fetches_[1].done(absl::UnavailableError("snapshot: HTTP 503"));
+  clock_.AdvanceBy(absl::Milliseconds(1100));
+  EXPECT_EQ(fetches_.size(), 3u);
 }
 
 TEST_F(CollectorTest, AClosedConnectionReopensAndTheBookReportsItsGap) {
@@ -357,9 +377,9 @@ TEST_F(CollectorTest, BookTickersTickersAndKlinesAreRecordsReadWhole) {
 
 TEST_F(CollectorTest, UnitsOfExchangesItCannotStreamYetAreRefusedNotRun) {
   v1::Units msg;
-  v1::UnitAssignment* a = msg.add_units();
-  a->set_key("binance_usdm/trades/BTCUSDT");
-  a->set_exchange("binance_usdm");
+  v1::UnitAssignment* a = msg.add_units();  // every exchange in the rules streams: one that is not
+  a->set_key("kraken/trades/BTCUSDT");
+  a->set_exchange("kraken");
   a->set_channel("trades");
   a->set_symbol("BTCUSDT");
   collector_.SetUnits(msg);

@@ -65,13 +65,16 @@ absl::Status Ticker(const Json& d, BinanceMessage& m) {
                  {"h", t->mutable_high_price()},
                  {"l", t->mutable_low_price()},
                  {"v", t->mutable_volume()},
-                 {"q", t->mutable_quote_volume()},
-                 {"b", t->mutable_best_bid()->mutable_price()},
-                 {"B", t->mutable_best_bid()->mutable_quantity()},
-                 {"a", t->mutable_best_ask()->mutable_price()},
-                 {"A", t->mutable_best_ask()->mutable_quantity()}})) {
-    return Bad(absl::StrCat("stream ", m.stream,
-                            ": a 24hrTicker needs \"c\", \"o\", \"h\", \"l\", \"v\", \"q\", \"b\", \"B\", \"a\" and \"A\""));
+                 {"q", t->mutable_quote_volume()}})) {
+    return Bad(absl::StrCat("stream ", m.stream, ": a 24hrTicker needs \"c\", \"o\", \"h\", \"l\", \"v\" and \"q\""));
+  }
+  // Spot's carries the top of the book; USD-M's carries none of it.
+  bool top = d.contains("b") || d.contains("B") || d.contains("a") || d.contains("A");
+  if (top && !TextFields(d, {{"b", t->mutable_best_bid()->mutable_price()},
+                        {"B", t->mutable_best_bid()->mutable_quantity()},
+                        {"a", t->mutable_best_ask()->mutable_price()},
+                        {"A", t->mutable_best_ask()->mutable_quantity()}})) {
+    return Bad(absl::StrCat("stream ", m.stream, ": a 24hrTicker's top of book needs \"b\", \"B\", \"a\" and \"A\""));
   }
   m.kind = BinanceMessage::Kind::kRecord;
   m.record_key = absl::StrCat(m.event_ms);
@@ -123,14 +126,18 @@ bool ReadHot(absl::string_view text, FeedEvent& e) {
     kBids,
     kAsks,
     kBidLevels,
-    kAskLevels
+    kAskLevels,
+    kPrevious,
+    kAggId
   };
   uint32_t seen = 0;
   std::string_view event;
   int64_t trade_ms = 0;
+  int64_t agg_id = 0;
   auto data = [&](std::string_view key, simd::od::value v) {
-    if (key.size() != 1) return simd::Skip(v);
     auto field = [&](int bit, bool ok) { return simd::FirstTime(&seen, bit) && ok; };
+    if (key == "pu") return field(kPrevious, simd::Int(v, &e.diff.prev));  // USD-M's previous u
+    if (key.size() != 1) return simd::Skip(v);
     switch (key[0]) {
       case 'e':
         return field(kEvent, v.get_string().get(event) == simdjson::SUCCESS);
@@ -160,6 +167,10 @@ bool ReadHot(absl::string_view text, FeedEvent& e) {
         if (!simd::FirstTime(&seen, bids ? kBids : kAsks) ||
             v.type().get(type) != simdjson::SUCCESS)
           return false;
+        if (!bids && type == simd::od::json_type::number) {  // an aggTrade's id
+          seen |= 1u << kAggId;
+          return simd::Int(v, &agg_id);
+        }
         if (type != simd::od::json_type::array) return simd::Skip(v);
         seen |= 1u << (bids ? kBidLevels : kAskLevels);
         return simd::Levels(v, bids ? &e.diff.bids : &e.diff.asks);
@@ -179,13 +190,20 @@ bool ReadHot(absl::string_view text, FeedEvent& e) {
   if (!read || !simd::AtEnd(doc) || !has({kStream, kData, kEvent, kEventTime, kSymbol})) {
     return false;
   }
-  if (event == "trade" && has({kTradeId, kPrice, kQuantity, kTradeTime, kMaker})) {
+  if (event == "trade" && has({kTradeId, kPrice, kQuantity, kTradeTime, kMaker}) && !has({kAggId})) {
     e.kind = FeedEvent::Kind::kTrade;
     e.event_ms = trade_ms;
     e.diff = {};
     return true;
   }
-  if (event == "depthUpdate" && has({kFirst, kLast, kBidLevels, kAskLevels}) &&
+  if (event == "aggTrade" && has({kAggId, kPrice, kQuantity, kTradeTime, kMaker}) && !has({kTradeId})) {
+    e.kind = FeedEvent::Kind::kTrade;  // continuity by the aggregate id
+    e.trade_id = agg_id;
+    e.event_ms = trade_ms;
+    e.diff = {};
+    return true;
+  }
+  if (event == "depthUpdate" && has({kFirst, kLast, kBidLevels, kAskLevels}) && !has({kAggId}) &&
       e.diff.first <= e.diff.last) {
     e.kind = FeedEvent::Kind::kDiff;
     e.trade_id = 0;
@@ -206,11 +224,12 @@ bool ParseBinanceHot(absl::string_view text, std::vector<FeedEvent>& out) {
 }
 
 absl::StatusOr<std::string> BinanceStreamName(common::Channel channel, absl::string_view symbol,
-                                              absl::string_view interval) {
+                                              absl::string_view interval, bool usdm) {
   std::string s = absl::AsciiStrToLower(symbol);
+  const char* exchange = usdm ? "binance_usdm" : "binance_spot";
   switch (channel) {
     case common::Channel::kTrades:
-      return absl::StrCat(s, "@trade");
+      return absl::StrCat(s, usdm ? "@aggTrade" : "@trade");
     case common::Channel::kBook:
       return absl::StrCat(s, "@depth@100ms");
     case common::Channel::kBookTicker:
@@ -218,11 +237,11 @@ absl::StatusOr<std::string> BinanceStreamName(common::Channel channel, absl::str
     case common::Channel::kTicker:
       return absl::StrCat(s, "@ticker");
     case common::Channel::kKline:
-      if (interval.empty()) return absl::InvalidArgumentError("binance_spot: a kline stream needs an interval");
+      if (interval.empty()) return absl::InvalidArgumentError(absl::StrCat(exchange, ": a kline stream needs an interval"));
       return absl::StrCat(s, "@kline_", interval);
     default:
       return absl::InvalidArgumentError(
-          absl::StrCat("binance_spot: \"", common::ChannelName(channel), "\" is not a stream"));
+          absl::StrCat(exchange, ": \"", common::ChannelName(channel), "\" is not a stream"));
   }
 }
 
@@ -257,13 +276,29 @@ absl::StatusOr<BinanceMessage> ParseBinanceMessage(absl::string_view text) {
     m.buyer_is_maker = d["m"].get<bool>();
     return m;
   }
+  if (event == "aggTrade") {  // USD-M's trades: continuity by the aggregate id
+    m.kind = BinanceMessage::Kind::kTrade;
+    if (!Int(d, "a", &m.trade_id) || !Text(d, "p", &m.price) || !Text(d, "q", &m.quantity) ||
+        !Int(d, "T", &m.trade_ms) || !d.contains("m") || !d["m"].is_boolean()) {
+      return Bad(absl::StrCat("stream ", m.stream, ": an aggTrade needs \"a\", \"p\", \"q\", \"T\" and \"m\""));
+    }
+    m.buyer_is_maker = d["m"].get<bool>();
+    return m;
+  }
   if (event == "depthUpdate") {
     m.kind = BinanceMessage::Kind::kDepth;
     if (!Int(d, "U", &m.diff.first) || !Int(d, "u", &m.diff.last) || m.diff.first > m.diff.last) {
       return Bad(absl::StrCat("stream ", m.stream, ": a depth update needs \"U\" <= \"u\""));
     }
+    if (d.contains("pu") && !Int(d, "pu", &m.diff.prev)) {
+      return Bad(absl::StrCat("stream ", m.stream, ": \"pu\" must be an integer"));
+    }
     if (absl::Status s = Levels(d, "b", &m.diff.bids); !s.ok()) return s;
     if (absl::Status s = Levels(d, "a", &m.diff.asks); !s.ok()) return s;
+    return m;
+  }
+  if (event == "bookTicker") {  // USD-M's, with its event time
+    if (absl::Status s = BookTicker(d, m); !s.ok()) return s;
     return m;
   }
   absl::Status s = event == "24hrTicker" ? Ticker(d, m)
@@ -329,18 +364,22 @@ absl::Status BinanceFeed::Parse(absl::string_view text, std::vector<FeedEvent>& 
 }
 
 common::QueryParams BinanceFeed::SnapshotQuery(absl::string_view symbol, int depth) const {
+  // USD-M's largest is 1000 too (weight 20; spot's 1000 weighs 50).
   return {{"symbol", std::string(symbol)}, {"limit", absl::StrCat(depth > 0 ? depth : 1000)}};
 }
 
 const Feed* FeedFor(absl::string_view exchange, JsonParser parser) {
   static const BinanceFeed* binance[] = {new BinanceFeed(JsonParser::kSimdjson),
                                          new BinanceFeed(JsonParser::kNlohmann)};
+  static const BinanceFeed* usdm[] = {new BinanceFeed(JsonParser::kSimdjson, /*usdm=*/true),
+                                      new BinanceFeed(JsonParser::kNlohmann, /*usdm=*/true)};
   static const OkxFeed* okx[] = {new OkxFeed(JsonParser::kSimdjson),
                                  new OkxFeed(JsonParser::kNlohmann)};
   static const DeribitFeed* deribit[] = {new DeribitFeed(JsonParser::kSimdjson),
                                          new DeribitFeed(JsonParser::kNlohmann)};
   size_t i = parser == JsonParser::kSimdjson ? 0 : 1;
   if (exchange == "binance_spot") return binance[i];
+  if (exchange == "binance_usdm") return usdm[i];
   if (exchange == "okx") return okx[i];
   if (exchange == "deribit") return deribit[i];
   return nullptr;

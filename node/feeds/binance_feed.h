@@ -1,10 +1,11 @@
 // File: node/feeds/binance_feed.h
 //
-// Binance spot's market streams as the collector reads them: the stream
-// names a unit subscribes to, the combined-stream messages it receives
-// ({"stream": ..., "data": ...}: trade, depthUpdate, bookTicker, 24hrTicker
-// and kline events, and the replies to SUBSCRIBE), and the REST depth snapshot a book joins. Pure;
-// every malformed message is an error that names what is wrong.
+// Binance spot's and USD-M futures' market streams as the collector reads
+// them: the stream names a unit subscribes to, the combined-stream messages
+// it receives ({"stream": ..., "data": ...}: trade or (USD-M) aggTrade,
+// depthUpdate (USD-M's with "pu"), bookTicker, 24hrTicker and kline events,
+// and the replies to SUBSCRIBE), and the REST depth snapshot a book joins.
+// Pure; every malformed message is an error that names what is wrong.
 #pragma once
 
 #include <cstdint>
@@ -19,10 +20,11 @@
 
 namespace marketprism::node {
 
-// "btcusdt@trade", "btcusdt@depth@100ms", "btcusdt@bookTicker",
-// "btcusdt@ticker", "btcusdt@kline_1m"; kInvalidArgument for a poll.
+// "btcusdt@trade" (USD-M: "btcusdt@aggTrade", it has no raw trades),
+// "btcusdt@depth@100ms", "btcusdt@bookTicker", "btcusdt@ticker",
+// "btcusdt@kline_1m"; kInvalidArgument for a poll.
 absl::StatusOr<std::string> BinanceStreamName(common::Channel channel, absl::string_view symbol,
-                                              absl::string_view interval);
+                                              absl::string_view interval, bool usdm = false);
 
 struct BinanceMessage {
   enum class Kind { kTrade, kDepth, kRecord, kReply };
@@ -49,31 +51,34 @@ struct BinanceMessage {
 
 absl::StatusOr<BinanceMessage> ParseBinanceMessage(absl::string_view text);
 
-// The hot streams (trade and depthUpdate events) through simdjson: appends
+// The hot streams (trade, aggTrade and depthUpdate events) through simdjson: appends
 // the event and returns true when `text` is one, read completely; false,
 // with `out` as it was, for anything else, which BinanceFeed reads with
 // ParseBinanceMessage (node/feeds/simd_fields.h).
 bool ParseBinanceHot(absl::string_view text, std::vector<FeedEvent>& out);
 
-// GET /api/v3/depth's body.
+// GET /api/v3/depth's (and /fapi/v1/depth's) body.
 absl::StatusOr<common::BookSnapshot> ParseBinanceDepthSnapshot(absl::string_view body);
 
-// Binance spot behind the Feed interface: streams in the combined-stream
-// URL (/stream?streams=a/b), SUBSCRIBE / UNSUBSCRIBE for later changes; the
-// server pings and lws answers.
+// Binance spot (or USD-M) behind the Feed interface: streams in the
+// combined-stream URL (/stream?streams=a/b), SUBSCRIBE / UNSUBSCRIBE for
+// later changes; the server pings and lws answers.
 class BinanceFeed final : public Feed {
  public:
-  explicit BinanceFeed(JsonParser parser = JsonParser::kSimdjson) : parser_(parser) {}
-  common::BookProtocol protocol() const override { return common::BookProtocol::kBinanceSpot; }
+  explicit BinanceFeed(JsonParser parser = JsonParser::kSimdjson, bool usdm = false)
+      : parser_(parser), usdm_(usdm) {}
+  common::BookProtocol protocol() const override {
+    return usdm_ ? common::BookProtocol::kBinanceUsdm : common::BookProtocol::kBinanceSpot;
+  }
   absl::StatusOr<std::string> StreamName(common::Channel channel, absl::string_view symbol,
                                          absl::string_view interval) const override {
-    return BinanceStreamName(channel, symbol, interval);
+    return BinanceStreamName(channel, symbol, interval, usdm_);
   }
   std::string Url(const std::string& base, const std::vector<std::string>& streams) const override;
   bool StreamsInUrl() const override { return true; }
   std::string SubscribeMessage(const std::vector<std::string>& streams, bool subscribe, int64_t id) const override;
   absl::Status Parse(absl::string_view text, std::vector<FeedEvent>& out) const override;
-  std::string SnapshotPath() const override { return "/api/v3/depth"; }
+  std::string SnapshotPath() const override { return usdm_ ? "/fapi/v1/depth" : "/api/v3/depth"; }
   common::QueryParams SnapshotQuery(absl::string_view symbol, int depth) const override;
   absl::StatusOr<common::BookSnapshot> ParseSnapshot(absl::string_view body) const override {
     return ParseBinanceDepthSnapshot(body);
@@ -81,6 +86,7 @@ class BinanceFeed final : public Feed {
 
  private:
   JsonParser parser_;
+  bool usdm_;
 };
 
 }  // namespace marketprism::node

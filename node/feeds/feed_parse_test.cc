@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include <gmock/gmock.h>
@@ -67,7 +68,7 @@ Result ExpectSame(absl::string_view exchange, absl::string_view text) {
 
 bool Hot(absl::string_view exchange, absl::string_view text) {
   std::vector<FeedEvent> events;
-  bool hot = exchange == "binance_spot" ? ParseBinanceHot(text, events)
+  bool hot = absl::StartsWith(exchange, "binance") ? ParseBinanceHot(text, events)
              : exchange == "okx"        ? ParseOkxHot(text, events)
                                         : ParseDeribitHot(text, events);
   EXPECT_TRUE(hot || events.empty()) << "a message it leaves adds nothing: " << text;
@@ -80,6 +81,13 @@ constexpr const char* kBinanceTrade =
 constexpr const char* kBinanceDepth =
     R"({"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1700000000123,"s":"BTCUSDT","U":1001,)"
     R"("u":1010,"b":[["90.07","0.00000000"],["90.20","14.25000000"]],"a":[["101.07","6.75000000"]]}})";
+// USD-M: aggregate trades, and diffs chained by "pu" (U is not pu + 1).
+constexpr const char* kUsdmAggTrade =
+    R"({"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1700000000123,"s":"BTCUSDT","a":5933014,)"
+    R"("p":"43210.1","q":"0.025","f":100,"l":105,"T":1700000000120,"m":false}})";
+constexpr const char* kUsdmDepth =
+    R"({"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1700000000123,"T":1700000000121,)"
+    R"("s":"BTCUSDT","U":157,"u":160,"pu":149,"b":[["43210.0","1.000"]],"a":[["43210.1","0"]]}})";
 constexpr const char* kOkxTrades = R"({"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[
     {"instId":"BTC-USDT","tradeId":"41","px":"43000.1","sz":"0.01","side":"sell","ts":"1700000000001","count":"1"},
     {"instId":"BTC-USDT","tradeId":"42","px":"43000.2","sz":"0.02","side":"buy","ts":"1700000000002","count":"1"}]})";
@@ -106,6 +114,8 @@ TEST(FeedParseTest, RecordedHotMessagesTakeTheFastPathAndReadTheSame) {
   for (auto [exchange, text] :
        std::vector<std::pair<const char*, const char*>>{{"binance_spot", kBinanceTrade},
                                                         {"binance_spot", kBinanceDepth},
+                                                        {"binance_usdm", kUsdmAggTrade},
+                                                        {"binance_usdm", kUsdmDepth},
                                                         {"okx", kOkxTrades},
                                                         {"okx", kOkxBooks},
                                                         {"okx", kOkxSnapshot},
@@ -119,6 +129,10 @@ TEST(FeedParseTest, RecordedHotMessagesTakeTheFastPathAndReadTheSame) {
   }
   EXPECT_THAT(ExpectSame("binance_spot", kBinanceTrade).events[0],
               HasSubstr("price=43210.01000000 quantity=0.02500000 taker_sold=1"));
+  EXPECT_THAT(ExpectSame("binance_usdm", kUsdmAggTrade).events[0],
+              HasSubstr("trade_id=5933014 trade_id_text= price=43210.1 quantity=0.025 taker_sold=0"));
+  EXPECT_THAT(ExpectSame("binance_usdm", kUsdmDepth).events[0], HasSubstr("diff=157/160/149"));
+  EXPECT_THAT(ExpectSame("binance_spot", kBinanceDepth).events[0], HasSubstr("diff=1001/1010/-1"));
   EXPECT_THAT(ExpectSame("deribit", kDeribitSnapshot).events[0], HasSubstr("bids=[42999.5 2500.0]"))
       << "a JSON number keeps its own text";
 }
@@ -257,6 +271,33 @@ TEST(FeedParseTest, EdgeCasesReadAlikeWithTheSameErrors) {
               HasSubstr("price=123456789012345678901234567890 quantity=5"));
   EXPECT_THAT(ExpectSame("binance_spot", cases[0].second).events.at(0),
               HasSubstr("symbol=BTCUSDT\"x\\"));
+}
+
+TEST(FeedParseTest, UsdmEdgeCasesReadAlikeWithTheSameErrors) {
+  const std::vector<std::string> cases = {
+      // 0: pu not an integer; 1: pu twice (nlohmann keeps the last)
+      R"({"stream":"s","data":{"e":"depthUpdate","E":1,"s":"B","U":1,"u":8,"pu":"0","b":[],"a":[]}})",
+      R"({"stream":"s","data":{"e":"depthUpdate","E":1,"s":"B","U":1,"u":8,"pu":0,"pu":1,"b":[],"a":[]}})",
+      // 2: an aggTrade without its id; 3: with a text id; 4: with a trade id too
+      R"({"stream":"s","data":{"e":"aggTrade","E":1,"s":"B","p":"1","q":"2","T":3,"m":false}})",
+      R"({"stream":"s","data":{"e":"aggTrade","E":1,"s":"B","a":"5","p":"1","q":"2","T":3,"m":false}})",
+      R"({"stream":"s","data":{"e":"aggTrade","E":1,"s":"B","a":5,"t":6,"p":"1","q":"2","T":3,"m":false}})",
+      // 5: a trade with an aggregate id too
+      R"({"stream":"s","data":{"e":"trade","E":1,"s":"B","a":5,"t":6,"p":"1","q":"2","T":3,"m":false}})",
+      // 6: USD-M's ticker has no top of book; 7: a part of one is an error
+      R"({"stream":"s","data":{"e":"24hrTicker","E":1,"s":"B","c":"1","o":"1","h":"1","l":"1","v":"1","q":"1"}})",
+      R"({"stream":"s","data":{"e":"24hrTicker","E":1,"s":"B","c":"1","o":"1","h":"1","l":"1","v":"1","q":"1","b":"1"}})",
+  };
+  for (const std::string& text : cases) ExpectSame("binance_usdm", text);
+  EXPECT_THAT(ExpectSame("binance_usdm", cases[0]).status, HasSubstr("\"pu\" must be an integer"));
+  EXPECT_THAT(ExpectSame("binance_usdm", cases[1]).events.at(0), HasSubstr("diff=1/8/1"));
+  EXPECT_THAT(ExpectSame("binance_usdm", cases[2]).status, HasSubstr("an aggTrade needs \"a\""));
+  EXPECT_THAT(ExpectSame("binance_usdm", cases[3]).status, HasSubstr("an aggTrade needs \"a\""));
+  EXPECT_THAT(ExpectSame("binance_usdm", cases[4]).events.at(0), HasSubstr("trade_id=5 "));
+  EXPECT_THAT(ExpectSame("binance_usdm", cases[5]).events.at(0), HasSubstr("trade_id=6 "));
+  EXPECT_EQ(ExpectSame("binance_usdm", cases[6]).status, "OK");
+  EXPECT_THAT(ExpectSame("binance_usdm", cases[7]).status, HasSubstr("top of book needs"));
+  EXPECT_FALSE(Hot("binance_usdm", cases[4])) << "a trade id and an aggregate id: the nlohmann way";
 }
 
 // ---- generated messages -----------------------------------------------------

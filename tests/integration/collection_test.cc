@@ -403,6 +403,41 @@ TEST(CollectionTest, OkxBooksJoinTheRestBookAndEqualItAndTradesHaveNoHole) {
   EXPECT_EQ(gaps, 0);
 }
 
+TEST(CollectionTest, BinanceUsdmBooksChainByPuEqualTheFapiBookAndAggTradesHaveNoHole) {
+  OneExchange x("binance_usdm");
+  ASSERT_TRUE(StartOneExchange(x, "binance_usdm", "BTCUSDT").ok());
+  ASSERT_TRUE(WaitUntil([&] { x.Feed(); return x.book.live(); }, absl::Seconds(10)))
+      << "no book within 10 s; node:\n" << x.cluster->node(0).Output();
+  auto rest = x.cluster->sim().Get("127.0.0.1", "/fapi/v1/depth?symbol=BTCUSDT&limit=100");
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  nlohmann::json exchange = nlohmann::json::parse(rest->body);
+  int64_t at = exchange["lastUpdateId"];
+  ASSERT_TRUE(WaitUntil([&] { x.Feed(); return x.book.last_update_id() >= at; }, absl::Seconds(5)));
+  common::BookSync replay = x.ReplayTo(at);
+  ASSERT_EQ(replay.last_update_id(), at) << "an update every 100 ms tick: the book passes through lastUpdateId";
+  v1::BookUpdate ours;
+  replay.book().Top(100, &ours);
+  ASSERT_EQ(ours.bids_size(), 100);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(ours.bids(i).price(), exchange["bids"][i][0].get<std::string>()) << "bid " << i;
+    EXPECT_EQ(ours.bids(i).quantity(), exchange["bids"][i][1].get<std::string>()) << "bid " << i;
+    EXPECT_EQ(ours.asks(i).price(), exchange["asks"][i][0].get<std::string>()) << "ask " << i;
+    EXPECT_EQ(ours.asks(i).quantity(), exchange["asks"][i][1].get<std::string>()) << "ask " << i;
+  }
+  // The records carry USD-M's own chain: each update's previous id is the last one's.
+  int64_t last = 0;
+  for (const Subscriber::Got& g : x.sub->events()) {
+    if (!g.event.has_book() || g.event.book().snapshot()) continue;
+    if (last != 0) EXPECT_EQ(g.event.book().previous_update_id(), last);
+    last = g.event.book().last_update_id();
+  }
+  absl::SleepFor(absl::Seconds(1));
+  int64_t trades = 0, gaps = 0;
+  x.CountTrades(&trades, &gaps);
+  EXPECT_GT(trades, 10);
+  EXPECT_EQ(gaps, 0);
+}
+
 TEST(CollectionTest, DeribitBooksEqualItsRestBookWithPricesAsSentAndTradeSeqsHaveNoHole) {
   OneExchange x("deribit");
   ASSERT_TRUE(StartOneExchange(x, "deribit", "BTC-PERPETUAL").ok());
@@ -484,6 +519,7 @@ void ExpectTopsTickersAndKlines(const std::string& exchange, const std::string& 
 }
 
 TEST(CollectionTest, BinanceBookTickersTickersAndKlines) { ExpectTopsTickersAndKlines("binance_spot", "BTCUSDT"); }
+TEST(CollectionTest, BinanceUsdmBookTickersTickersAndKlines) { ExpectTopsTickersAndKlines("binance_usdm", "BTCUSDT"); }
 TEST(CollectionTest, OkxBookTickersTickersAndKlines) { ExpectTopsTickersAndKlines("okx", "BTC-USDT"); }
 TEST(CollectionTest, DeribitBookTickersTickersAndKlines) { ExpectTopsTickersAndKlines("deribit", "BTC-PERPETUAL"); }
 

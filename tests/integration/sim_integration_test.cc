@@ -330,6 +330,52 @@ TEST_F(SimWsTest, BinanceStreamsAreGapFreeAndSyncWithTheRestSnapshot) {
   EXPECT_TRUE(bridged) << "no event continues the REST snapshot " << last_update;
 }
 
+TEST_F(SimWsTest, BinanceUsdmStreamsChainByPuAndJoinTheFapiSnapshot) {
+  auto sim = StartSim();
+  ASSERT_NE(sim, nullptr);
+  auto depth = Connect(*sim, "/usdm/stream?streams=btcusdt@depth@100ms/btcusdt@aggTrade", "127.0.0.32");
+  ASSERT_TRUE(depth->WaitOpen(absl::Seconds(5)));
+  ASSERT_TRUE(depth->WaitMessages(5, absl::Seconds(5)));
+  auto snap = sim->Get("127.0.0.32", "/fapi/v1/depth?symbol=BTCUSDT&limit=1000");
+  ASSERT_EQ(snap->status, 200) << snap->body;
+  int64_t last_update = Json::parse(snap->body)["lastUpdateId"];
+  ASSERT_TRUE(depth->WaitMessages(40, absl::Seconds(5)));
+  int64_t prev_u = -1, agg = -1;
+  bool joined = false, spaced = false;
+  for (const std::string& t : depth->Messages()) {
+    Json m = Json::parse(t);
+    Json e = m["data"];
+    if (e["e"] == "aggTrade") {
+      if (agg >= 0) EXPECT_EQ(e["a"].get<int64_t>(), agg + 1);
+      agg = e["a"];
+      continue;
+    }
+    ASSERT_EQ(m["stream"], "btcusdt@depth@100ms");
+    ASSERT_TRUE(e.contains("pu")) << t;
+    if (prev_u >= 0) EXPECT_EQ(e["pu"].get<int64_t>(), prev_u) << "a break in the pu chain";
+    spaced = spaced || (prev_u >= 0 && e["U"].get<int64_t>() != prev_u + 1);
+    prev_u = e["u"];
+    // USD-M's rule: the first event after the snapshot has U <= lastUpdateId <= u.
+    joined = joined || (e["U"].get<int64_t>() <= last_update && last_update <= e["u"].get<int64_t>());
+  }
+  EXPECT_TRUE(joined) << "no event joins the REST snapshot " << last_update;
+  EXPECT_TRUE(spaced) << "U follows the previous u exactly: the spot rule would pass, so it is not tested";
+  EXPECT_GE(agg, 0) << "no aggTrade";
+  // 200 streams a connection, as USD-M documents (spot: 1024).
+  auto usdm = Connect(*sim, "/usdm/ws", "127.0.0.32");
+  ASSERT_TRUE(usdm->WaitOpen(absl::Seconds(5)));
+  Json sub = {{"method", "SUBSCRIBE"}, {"id", 1}, {"params", Json::array()}};
+  for (const char* sym : {"btcusdt", "ethusdt", "solusdt"}) {
+    for (const char* kind : {"@aggTrade", "@depth", "@depth@100ms", "@bookTicker", "@ticker"}) {
+      sub["params"].push_back(absl::StrCat(sym, kind));
+    }
+  }
+  for (int i = 0; sub["params"].size() < 201; ++i) sub["params"].push_back(absl::StrCat("x", i, "usdt@aggTrade"));
+  usdm->Send(sub.dump());
+  ASSERT_TRUE(usdm->WaitMessages(1, absl::Seconds(5)));
+  EXPECT_THAT(usdm->Messages()[0], HasSubstr("at most 200 streams per connection"));
+}
+
 TEST_F(SimWsTest, BinanceSubscribeRateAndConnectionLimits) {
   auto sim = StartSim({"--limit", "binance_spot.WS_CONNECTIONS=3"});
   ASSERT_NE(sim, nullptr);

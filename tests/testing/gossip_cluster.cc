@@ -41,9 +41,7 @@ absl::StatusOr<std::unique_ptr<GossipCluster>> GossipCluster::Start(GossipCluste
     std::vector<std::string> argv = {BinDir() + "/mp-coordinator", "--listen", ip + ":0", "--gossip", ip + ":0",
                                      "--name", c->coordinator_name(i), "--exchange-info-refresh", "0"};
     if (!seed.empty()) argv.insert(argv.end(), {"--join", seed});
-    for (const std::string& e : c->options_.exchanges) {
-      argv.insert(argv.end(), {"--exchange-url", absl::StrCat(e, "=", c->sim_->base_url())});
-    }
+    for (std::string& flag : c->sim_->CoordinatorFlags(c->options_.exchanges)) argv.push_back(std::move(flag));
     argv.insert(argv.end(), c->options_.coordinator_flags.begin(), c->options_.coordinator_flags.end());
     MP_ASSIGN_OR_RETURN(auto p, Subprocess::Start(argv));
     MP_ASSIGN_OR_RETURN(std::string g, p->WaitForLine("mp-coordinator gossip at ", absl::Seconds(10)));

@@ -20,6 +20,15 @@ absl::StatusOr<std::unique_ptr<SimProcess>> SimProcess::Start(std::vector<std::s
   return sim;
 }
 
+std::vector<std::string> SimProcess::CoordinatorFlags(const std::vector<std::string>& exchanges) const {
+  std::vector<std::string> flags;
+  for (const std::string& e : exchanges) {
+    flags.insert(flags.end(), {"--exchange-url", absl::StrCat(e, "=", base_url())});
+    if (e == "binance_usdm") flags.insert(flags.end(), {"--ws-url", absl::StrCat(e, "=", ws_url(), "/usdm")});
+  }
+  return flags;
+}
+
 common::CurlHttpClient& SimProcess::Client(const std::string& source_ip) {
   absl::MutexLock lock(&mu_);
   auto& c = clients_[source_ip];

@@ -24,6 +24,10 @@ class SimProcess {
   int port() const { return port_; }
   std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   std::string ws_url() const { return "ws://127.0.0.1:" + std::to_string(port_); }
+  // The coordinator's flags pointing `exchanges` here: --exchange-url for
+  // each, and --ws-url for Binance USD-M, whose streams the simulator serves
+  // under /usdm (exchange_sim/ws_session.h).
+  std::vector<std::string> CoordinatorFlags(const std::vector<std::string>& exchanges) const;
   Subprocess& process() { return *process_; }
 
   // GET path from `source_ip` (with the query already in `path`).
