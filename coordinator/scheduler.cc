@@ -27,8 +27,6 @@ absl::string_view NodeStateName(NodeState s) {
 
 namespace {
 
-constexpr char kRetryAfterPayload[] = "type.marketprism.dev/retry-after-ms";
-
 // Requests with the same signature need the same budget on the same nodes: if
 // one does not fit, none does, this poll.
 std::string Signature(const std::string& exchange, const common::Cost& cost) {
@@ -38,19 +36,6 @@ std::string Signature(const std::string& exchange, const common::Cost& cost) {
 }
 
 }  // namespace
-
-std::optional<absl::Duration> RetryAfterOf(const absl::Status& status) {
-  auto payload = status.GetPayload(kRetryAfterPayload);
-  int64_t ms = 0;
-  if (!payload || !absl::SimpleAtoi(std::string(*payload), &ms)) return std::nullopt;
-  return absl::Milliseconds(ms);
-}
-
-absl::Status WithRetryAfter(absl::Status status, absl::Duration retry) {
-  status.SetPayload(kRetryAfterPayload,
-                    absl::Cord(absl::StrCat(absl::ToInt64Milliseconds(absl::Ceil(retry, absl::Milliseconds(1))))));
-  return status;
-}
 
 Scheduler::Scheduler(common::RulesBook rules, common::Clock& clock, SchedulerOptions options)
     : rules_(std::move(rules)), clock_(clock), options_(options) {
@@ -503,8 +488,7 @@ absl::Status Scheduler::ResourceExhausted(const Pending& p, absl::Time now) {
   absl::Status st = absl::ResourceExhaustedError(
       absl::StrCat("no ", p.exchange, " budget on any egress IP before the deadline; retry after ",
                    ms, " ms"));
-  st.SetPayload(kRetryAfterPayload, absl::Cord(absl::StrCat(ms)));
-  return st;
+  return WithRetryAfter(std::move(st), absl::Milliseconds(ms));
 }
 
 absl::StatusOr<common::Cost> Scheduler::Price(const ExecuteSpec& spec) const {

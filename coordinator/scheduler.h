@@ -45,6 +45,7 @@
 #include "common/budget/exposure.h"
 #include "common/budget/usage_event.h"
 #include "common/clock.h"
+#include "common/retry_after.h"
 #include "common/rules/rules.h"
 
 namespace marketprism::coordinator {
@@ -407,10 +408,8 @@ class Scheduler {
   size_t recent_next_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-// Reads the retry-after a kResourceExhausted status from the scheduler
-// carries, if any.
-std::optional<absl::Duration> RetryAfterOf(const absl::Status& status);
-// Attaches a retry-after to a status (RetryAfterOf reads it back).
-absl::Status WithRetryAfter(absl::Status status, absl::Duration retry);
+// A kResourceExhausted status from the scheduler carries its retry-after.
+using common::RetryAfterOf;
+using common::WithRetryAfter;
 
 }  // namespace marketprism::coordinator

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/log.h"
+#include "common/retry_after.h"
 #include "node/feeds/binance_feed.h"
 
 namespace marketprism::node {
@@ -572,9 +573,13 @@ void Collector::OnSnapshot(const std::string& unit, absl::StatusOr<std::string> 
   absl::StatusOr<common::BookSnapshot> snap =
       body.ok() ? u.feed->ParseSnapshot(*body) : absl::StatusOr<common::BookSnapshot>(body.status());
   if (!snap.ok()) {
-    u.fetch_after = clock_.SteadyNow() + kSnapshotRetry;
-    common::Log(common::LogLevel::kWarning, "collector",
-                absl::StrCat(unit, ": snapshot failed, retrying: ", snap.status().message()));
+    // When the coordinator says when the budget has room, then; a queue of
+    // books waiting for weight is not a failure worth a warning each.
+    std::optional<absl::Duration> retry = common::RetryAfterOf(snap.status());
+    u.fetch_after = clock_.SteadyNow() + std::max(kSnapshotRetry, retry.value_or(absl::ZeroDuration()));
+    common::Log(retry ? common::LogLevel::kInfo : common::LogLevel::kWarning, "collector",
+                absl::StrCat(unit, ": snapshot failed, retrying in ",
+                             absl::FormatDuration(u.fetch_after - clock_.SteadyNow()), ": ", snap.status().message()));
     return;
   }
   std::vector<v1::MarketEvent> out;

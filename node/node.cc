@@ -8,9 +8,12 @@
 #include <functional>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/gossip/membership.h"
 #include "common/log.h"
+#include "common/metadata_keys.h"
+#include "common/retry_after.h"
 #include "node/gossip_records.h"
 #include "node/proxy.h"
 #include "marketprism/v1/coordinator.grpc.pb.h"
@@ -248,7 +251,15 @@ void Node::FetchSnapshot(const std::string& exchange, const std::string& path, c
   c->done = std::move(done);
   c->stub->async()->Execute(&c->ctx, &c->req, &c->resp, [c](grpc::Status s) {
     if (!s.ok()) {
-      c->done(absl::UnavailableError(absl::StrCat("snapshot: ", s.error_message())));
+      absl::Status failed = absl::UnavailableError(absl::StrCat("snapshot: ", s.error_message()));
+      // No budget yet (or no leader): the coordinator says when to ask again.
+      const auto& trailers = c->ctx.GetServerTrailingMetadata();
+      auto retry = trailers.find(common::kRetryAfterMsKey);
+      int64_t ms = 0;
+      if (retry != trailers.end() && absl::SimpleAtoi(absl::string_view(retry->second.data(), retry->second.size()), &ms)) {
+        failed = common::WithRetryAfter(std::move(failed), absl::Milliseconds(ms));
+      }
+      c->done(std::move(failed));
     } else if (c->resp.http_status() != 200) {
       c->done(absl::UnavailableError(absl::StrCat("snapshot: HTTP ", c->resp.http_status(), ": ",
                                                   c->resp.body().substr(0, 200))));

@@ -1,7 +1,10 @@
 #include "common/collect/job.h"
 
+#include <fstream>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 namespace marketprism::common {
 namespace {
@@ -59,6 +62,22 @@ TEST_F(JobTest, AllSymbolsTakesTheListedInstrumentsOnce) {
   EXPECT_EQ(units[1].key, "binance_spot/trades/ETHUSDT");
 }
 
+TEST_F(JobTest, AStreamOfAnExchangeWithoutWebSocketRulesIsRefused) {
+  std::ifstream in(RulesBook::DefaultPath());
+  nlohmann::json j = nlohmann::json::parse(in);
+  j["exchanges"]["binance_usdm"].erase("websocket");
+  auto rules = RulesBook::Parse(j.dump(), "rules without USD-M's websocket");
+  ASSERT_TRUE(rules.ok()) << rules.status();
+  auto jobs = ParseJobs(R"({"jobs": [{"name": "x", "exchange": "binance_usdm", "channel": "trades", "symbols": ["BTCUSDT"]}]})",
+                        "jobs.json", *rules);
+  ASSERT_FALSE(jobs.ok());
+  EXPECT_THAT(jobs.status().message(), HasSubstr("no WebSocket rules"));
+  EXPECT_TRUE(ParseJobs(R"({"jobs": [{"name": "x", "exchange": "binance_usdm", "channel": "poll", "path": "/fapi/v1/time", "every": "5s"}]})",
+                        "jobs.json", *rules)
+                  .ok())
+      << "a poll needs none";
+}
+
 TEST_F(JobTest, EveryMistakeIsNamed) {
   EXPECT_THAT(ErrorOf(R"({"exchange": "binance_spot", "channel": "trades", "symbols": ["A"]})"),
               HasSubstr("\"name\" is required"));
@@ -87,8 +106,6 @@ TEST_F(JobTest, EveryMistakeIsNamed) {
   EXPECT_THAT(ErrorOf(R"({"name": "x", "exchange": "binance_spot", "channel": "poll", "path": "/api/v3/depth",
                           "params": {"symbol": "BTCUSDT", "limit": "many"}, "every": "5s"})"),
               HasSubstr("cannot price GET /api/v3/depth"));
-  EXPECT_THAT(ErrorOf(R"({"name": "x", "exchange": "binance_usdm", "channel": "trades", "symbols": ["BTCUSDT"]})"),
-              HasSubstr("no WebSocket rules"));
   EXPECT_THAT(ErrorOf(R"({"name": "x", "exchange": "okx", "channel": "trades", "symbol": ["A"]})"),
               HasSubstr("unknown field \"symbol\""));
   EXPECT_THAT(ErrorOf(R"({"name": "x", "exchange": "okx", "channel": "trades", "symbols": ["A"], "priority": 1})"),
