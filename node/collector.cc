@@ -154,6 +154,7 @@ void Collector::Open(const ConnKey& key, Conn& c) {
   common::WsConnectSpec spec{
       feed->Url(base, feed->StreamsInUrl() ? streams : std::vector<std::string>(c.wanted.begin(), c.wanted.end())),
       options_.egress_ip};
+  if (options_.ws_proxy) spec.proxy = options_.ws_proxy(key.first, spec.url);
   uint64_t generation = c.generation = ++generations_;
   std::weak_ptr<Guard> weak = guard_;
   auto call = [weak](auto fn) {

@@ -68,6 +68,9 @@ struct CollectorOptions {
   // its cut, `rotate_before` ahead of it (at most a quarter of the lifetime).
   std::map<std::string, absl::Duration> max_lifetime = {};
   absl::Duration rotate_before = absl::Minutes(10);
+  // The proxy for a connection to `url` of `exchange` (WsConnectSpec::proxy;
+  // "" for none); unset: none.
+  std::function<std::string(const std::string& exchange, const std::string& url)> ws_proxy = {};
 };
 
 // Fetches `path` with `query` from `exchange` (a book's snapshot). `done`

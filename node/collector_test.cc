@@ -35,7 +35,11 @@ class CollectorTest : public ::testing::Test {
       : collector_(CollectorOptions{.node_id = "node-1",
                                     .egress_ip = "127.0.0.11",
                                     // Binance cuts at 24 h; here at 1 min: rotated 15 s before.
-                                    .max_lifetime = {{"binance_spot", absl::Minutes(1)}}},
+                                    .max_lifetime = {{"binance_spot", absl::Minutes(1)}},
+                                    .ws_proxy = [](const std::string& exchange, const std::string& url) {
+                                      return exchange == "okx" ? absl::StrCat("http://proxy:3128/#", url)
+                                                               : std::string();
+                                    }},
                    clock_, ws_,
                    [](const std::string&) { return std::string("ws://sim:1"); },
                    [this](const std::string& exchange, const std::string& path, const common::QueryParams& q,
@@ -96,6 +100,7 @@ TEST_F(CollectorTest, OneConnectionFromTheEgressIpCarriesEveryStreamOfIt) {
   ASSERT_EQ(ws_.conns.size(), 1u);
   EXPECT_EQ(Last().spec.url, "ws://sim:1/stream?streams=btcusdt@depth@100ms/btcusdt@trade");
   EXPECT_EQ(Last().spec.source_ip, "127.0.0.11");
+  EXPECT_EQ(Last().spec.proxy, "") << "no proxy for binance_spot here";
 }
 
 TEST_F(CollectorTest, StreamsBeyondWhatAUrlCarriesAreSubscribedOnceOpenInPacedBatches) {
@@ -446,6 +451,7 @@ TEST_F(CollectorTest, OkxTopsAndTickersArePublicCandlesGoToTheBusinessEndpoint) 
   FakeWsClient::Conn& business = *ws_.conns[1];
   EXPECT_EQ(pub.spec.url, "ws://sim:1/ws/v5/public");
   EXPECT_EQ(business.spec.url, "ws://sim:1/ws/v5/business");
+  EXPECT_EQ(pub.spec.proxy, "http://proxy:3128/#ws://sim:1/ws/v5/public") << "the exchange's proxy, for its URL";
   pub.cb.on_open();
   business.cb.on_open();
   EXPECT_THAT(business.sent.at(0), HasSubstr(R"({"channel":"candle1m","instId":"BTC-USDT"})"));

@@ -188,6 +188,16 @@ absl::Status Node::Start() {
   if (!ws.ok()) return ws.status();
   ws_ = *std::move(ws);
   CollectorOptions collect{options_.node_id, options_.egress_ip};
+  // Streams take the same proxy as the exchange's REST (its own, the
+  // node's, else the environment's for the URL's scheme: wss as https).
+  collect.ws_proxy = [this](const std::string& exchange, const std::string& url) {
+    std::string as_http = absl::StartsWith(url, "wss://")  ? absl::StrCat("https://", url.substr(6))
+                          : absl::StartsWith(url, "ws://") ? absl::StrCat("http://", url.substr(5))
+                                                           : url;
+    auto own = options_.exchange_proxies.find(exchange);
+    return ResolveProxy(own == options_.exchange_proxies.end() ? "" : own->second, options_.proxy, as_http,
+                        options_.proxy_env);
+  };
   for (const auto& [exchange, lane] : lanes_) {
     const common::ExchangeRules* rules = rules_.Find(exchange);
     if (rules != nullptr && rules->websocket().max_lifetime_seconds > 0) {

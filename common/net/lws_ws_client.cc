@@ -1,6 +1,7 @@
 #include <atomic>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <thread>
 #include <vector>
 
@@ -47,13 +48,40 @@ absl::StatusOr<WsUrl> ParseWsUrl(const std::string& url) {
   return out;
 }
 
+absl::StatusOr<std::string> LwsProxyOf(absl::string_view proxy) {
+  if (proxy.empty()) return std::string();
+  absl::string_view rest = proxy;
+  if (absl::StartsWith(rest, "socks5://") || absl::StartsWith(rest, "socks5h://")) {
+    return absl::UnimplementedError(absl::StrCat(
+        "proxy ", proxy, ": SOCKS5 for WebSocket needs libwebsockets built with LWS_WITH_SOCKS5, which Debian's is "
+        "not; use an HTTP CONNECT proxy (http://) for streams"));
+  }
+  if (!absl::ConsumePrefix(&rest, "http://")) {
+    return absl::InvalidArgumentError(absl::StrCat("proxy ", proxy, ": for WebSocket, http://[user:pass@]host:port"));
+  }
+  rest = absl::StripSuffix(rest, "/");
+  size_t at = rest.rfind('@');
+  absl::string_view hostport = at == absl::string_view::npos ? rest : rest.substr(at + 1);
+  size_t colon = hostport.rfind(':');
+  int port = 0;
+  if (hostport.empty() || colon == absl::string_view::npos || colon == 0 ||
+      !absl::SimpleAtoi(hostport.substr(colon + 1), &port) || port <= 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("proxy ", proxy, ": needs host:port"));
+  }
+  return std::string(rest);
+}
+
 namespace {
 
 class LwsConnection final : public WsConnection,
                             public std::enable_shared_from_this<LwsConnection> {
  public:
-  LwsConnection(LwsWsClient::Impl* owner, WsUrl url, std::string source_ip, WsCallbacks cb)
-      : owner_(owner), url_(std::move(url)), source_ip_(std::move(source_ip)), cb_(std::move(cb)) {}
+  LwsConnection(LwsWsClient::Impl* owner, WsUrl url, std::string source_ip, std::string proxy, WsCallbacks cb)
+      : owner_(owner),
+        url_(std::move(url)),
+        source_ip_(std::move(source_ip)),
+        proxy_(std::move(proxy)),
+        cb_(std::move(cb)) {}
 
   void Send(std::string text) override;
   void Close() override;
@@ -62,6 +90,7 @@ class LwsConnection final : public WsConnection,
   LwsWsClient::Impl* owner_;
   WsUrl url_;
   std::string source_ip_;
+  std::string proxy_;  // lws_set_proxy's form: [user:pass@]host:port, or ""
   WsCallbacks cb_;
   lws* wsi_ = nullptr;
   std::string rx_;
@@ -86,8 +115,13 @@ struct LwsWsClient::Impl {
   // Connections to open, and those with something to send or close.
   std::vector<std::shared_ptr<LwsConnection>> to_open ABSL_GUARDED_BY(mu);
   std::vector<std::shared_ptr<LwsConnection>> to_wake ABSL_GUARDED_BY(mu);
-  // Service thread only: live connections, kept alive until they finish.
+  // Service thread only: live connections, kept alive until they finish;
+  // a vhost per proxy (lws keeps the proxy per vhost).
   std::vector<std::shared_ptr<LwsConnection>> live;
+  std::map<std::string, lws_vhost*> proxy_vhosts;
+
+  // The vhost that tunnels through `proxy`, made the first time.
+  lws_vhost* VhostFor(const std::string& proxy);
 
   void Wake(std::shared_ptr<LwsConnection> c) {
     {
@@ -130,6 +164,14 @@ struct LwsWsClient::Impl {
       i.ssl_connection = c->url_.tls ? LCCSCF_USE_SSL : 0;
       i.iface = c->source_ip_.empty() ? nullptr : c->source_ip_.c_str();
       i.local_protocol_name = "mp-ws-client";
+      if (!c->proxy_.empty()) {
+        i.vhost = VhostFor(c->proxy_);
+        if (i.vhost == nullptr) {
+          c->close_reason_ = absl::StrCat("cannot set up the proxy ", c->proxy_);
+          Finish(c.get());
+          continue;
+        }
+      }
       i.opaque_user_data = c.get();
       i.pwsi = &c->wsi_;
       if (lws_client_connect_via_info(&i) == nullptr && !c->finished_) {
@@ -242,6 +284,22 @@ void LwsConnection::Close() {
 
 }  // namespace
 
+lws_vhost* LwsWsClient::Impl::VhostFor(const std::string& proxy) {
+  auto it = proxy_vhosts.find(proxy);
+  if (it != proxy_vhosts.end()) return it->second;
+  lws_context_creation_info info;
+  std::memset(&info, 0, sizeof(info));
+  info.port = CONTEXT_PORT_NO_LISTEN;
+  info.protocols = kClientProtocols;
+  std::string name = absl::StrCat("proxy-", proxy_vhosts.size());
+  info.vhost_name = name.c_str();
+  if (!ca_bundle.empty()) info.client_ssl_ca_filepath = ca_bundle.c_str();
+  lws_vhost* vh = lws_create_vhost(ctx, &info);
+  if (vh != nullptr && lws_set_proxy(vh, proxy.c_str()) != 0) vh = nullptr;
+  proxy_vhosts[proxy] = vh;
+  return vh;
+}
+
 absl::StatusOr<std::unique_ptr<LwsWsClient>> LwsWsClient::Create(LwsWsClientOptions options) {
   auto impl = std::make_unique<Impl>();
   impl->ca_bundle = std::move(options.ca_bundle);
@@ -277,7 +335,9 @@ absl::StatusOr<std::shared_ptr<WsConnection>> LwsWsClient::Connect(const WsConne
                                                                    WsCallbacks callbacks) {
   auto url = ParseWsUrl(spec.url);
   if (!url.ok()) return url.status();
-  auto conn = std::make_shared<LwsConnection>(impl_.get(), std::move(*url), spec.source_ip,
+  absl::StatusOr<std::string> proxy = LwsProxyOf(spec.proxy);
+  if (!proxy.ok()) return proxy.status();
+  auto conn = std::make_shared<LwsConnection>(impl_.get(), std::move(*url), spec.source_ip, *std::move(proxy),
                                               std::move(callbacks));
   {
     absl::MutexLock lock(&impl_->mu);

@@ -14,12 +14,17 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace marketprism::common {
 
 struct WsConnectSpec {
   std::string url;        // ws://host:port/path?query or wss://...
   std::string source_ip;  // bind the socket here ("" = any)
+  // "" for none, or http://[user:pass@]host:port: the connection is a
+  // CONNECT tunnel through it (TLS stays end to end). SOCKS5 is refused:
+  // Debian's libwebsockets (4.1.6) is built without LWS_WITH_SOCKS5.
+  std::string proxy = {};
 };
 
 struct WsCallbacks {
@@ -68,6 +73,11 @@ class LwsWsClient final : public WsClient {
   explicit LwsWsClient(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// A WsConnectSpec's proxy as lws_set_proxy takes it ("[user:pass@]host:port",
+// "" for none): kUnimplemented for SOCKS5, kInvalidArgument naming the
+// problem for anything but http://host:port.
+absl::StatusOr<std::string> LwsProxyOf(absl::string_view proxy);
 
 // Splits a ws:// or wss:// URL. kInvalidArgument names the problem.
 struct WsUrl {

@@ -28,6 +28,7 @@
 #include "marketprism/v1/collector.grpc.pb.h"
 #include "tests/testing/cluster.h"
 #include "tests/testing/subscriber.h"
+#include "tests/testing/tunnel_proxy.h"
 #include "tests/testing/wait.h"
 
 namespace marketprism::testing {
@@ -35,6 +36,11 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Not;
+
+// Binance spot's BTCUSDT book and trades, one copy each.
+constexpr char kBtcBookAndTrades[] = R"({"jobs": [
+    {"name": "book", "exchange": "binance_spot", "channel": "book", "symbols": ["BTCUSDT"]},
+    {"name": "trades", "exchange": "binance_spot", "channel": "trades", "symbols": ["BTCUSDT"]}]})";
 
 std::string WriteJobs(const std::string& text) {
   std::string path = absl::StrCat(::testing::TempDir(), "/jobs_", getpid(), "_", rand(), ".json");
@@ -267,9 +273,7 @@ TEST(CollectionTest, ConnectionsRotatedBeforeTheExchangesCutLoseNothing) {
   o.exchanges = {"binance_spot"};
   o.sim_flags = {"--rules", rules_file};
   o.node_flags = {"--exchange", "binance_spot", "--rules", rules_file};
-  o.coordinator_flags = {"--rules", rules_file, "--jobs", WriteJobs(R"({"jobs": [
-      {"name": "book", "exchange": "binance_spot", "channel": "book", "symbols": ["BTCUSDT"]},
-      {"name": "trades", "exchange": "binance_spot", "channel": "trades", "symbols": ["BTCUSDT"]}]})")};
+  o.coordinator_flags = {"--rules", rules_file, "--jobs", WriteJobs(kBtcBookAndTrades)};
   auto cluster = Cluster::Start(o);
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   Cluster& c = **cluster;
@@ -314,6 +318,44 @@ TEST(CollectionTest, ConnectionsRotatedBeforeTheExchangesCutLoseNothing) {
   auto stats = c.sim().Stats();
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ((*stats)["exchanges"]["binance_spot"]["totals"]["ws_refused"], 0);
+}
+
+TEST(CollectionTest, ANodeBehindAnHttpProxyStreamsThroughItFromItsEgressAddress) {
+  auto proxy = TunnelProxy::Start();
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  ClusterOptions o;
+  o.nodes = 1;
+  o.exchanges = {"binance_spot"};
+  o.node_flags = {"--exchange", "binance_spot", "--exchange-proxy", "binance_spot=" + (*proxy)->url()};
+  o.coordinator_flags = {"--jobs", WriteJobs(kBtcBookAndTrades)};
+  auto cluster = Cluster::Start(o);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  Cluster& c = **cluster;
+  v1::SubscribeRequest all;
+  all.set_exchange("binance_spot");
+  Subscriber sub(c.coordinator_address(), all);
+  common::BookSync book(common::BookProtocol::kBinanceSpot);
+  size_t read = 0;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        std::vector<Subscriber::Got> got = sub.events();
+        for (; read < got.size(); ++read) Apply(book, got[read].event);
+        return book.live();
+      },
+      absl::Seconds(10)))
+      << "no book through the proxy; node:\n" << c.node(0).Output();
+  bool stream = false, snapshot = false;
+  for (const TunnelProxy::Tunnel& t : (*proxy)->tunnels()) {
+    EXPECT_EQ(t.source_ip, c.egress_ip(0)) << "every tunnel starts from the node's egress address";
+    stream = stream || t.method == "CONNECT";          // the WebSocket
+    snapshot = snapshot || t.method == "GET";          // REST: the snapshot, the clock probes
+  }
+  EXPECT_TRUE(stream) << "the stream did not go through the proxy";
+  EXPECT_TRUE(snapshot) << "REST did not go through the proxy";
+  auto stats = c.sim().Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_FALSE((*stats)["exchanges"]["binance_spot"]["ips"].contains(c.egress_ip(0)))
+      << "the exchange saw the proxy's address only";
 }
 
 // One node collecting `exchange`'s book and trades of `symbol`, with a
@@ -376,6 +418,19 @@ absl::Status StartOneExchange(OneExchange& x, const std::string& exchange, const
   return absl::OkStatus();
 }
 
+// The top 100 levels of `replay` are the exchange's REST book's, strings as sent.
+void ExpectTop100AsSent(const common::BookSync& replay, const nlohmann::json& exchange) {
+  v1::BookUpdate ours;
+  replay.book().Top(100, &ours);
+  ASSERT_EQ(ours.bids_size(), 100);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(ours.bids(i).price(), exchange["bids"][i][0].get<std::string>()) << "bid " << i;
+    EXPECT_EQ(ours.bids(i).quantity(), exchange["bids"][i][1].get<std::string>()) << "bid " << i;
+    EXPECT_EQ(ours.asks(i).price(), exchange["asks"][i][0].get<std::string>()) << "ask " << i;
+    EXPECT_EQ(ours.asks(i).quantity(), exchange["asks"][i][1].get<std::string>()) << "ask " << i;
+  }
+}
+
 TEST(CollectionTest, OkxBooksJoinTheRestBookAndEqualItAndTradesHaveNoHole) {
   OneExchange x("okx");
   ASSERT_TRUE(StartOneExchange(x, "okx", "BTC-USDT").ok());
@@ -387,15 +442,7 @@ TEST(CollectionTest, OkxBooksJoinTheRestBookAndEqualItAndTradesHaveNoHole) {
   ASSERT_TRUE(WaitUntil([&] { x.Feed(); return x.book.last_update_id() >= at; }, absl::Seconds(5)));
   common::BookSync replay = x.ReplayTo(at);
   ASSERT_EQ(replay.last_update_id(), at) << "OKX pushes at every 100 ms tick: the book passes through the REST seqId";
-  v1::BookUpdate ours;
-  replay.book().Top(100, &ours);
-  ASSERT_EQ(ours.bids_size(), 100);
-  for (int i = 0; i < 100; ++i) {
-    EXPECT_EQ(ours.bids(i).price(), exchange["bids"][i][0].get<std::string>()) << "bid " << i;
-    EXPECT_EQ(ours.bids(i).quantity(), exchange["bids"][i][1].get<std::string>()) << "bid " << i;
-    EXPECT_EQ(ours.asks(i).price(), exchange["asks"][i][0].get<std::string>()) << "ask " << i;
-    EXPECT_EQ(ours.asks(i).quantity(), exchange["asks"][i][1].get<std::string>()) << "ask " << i;
-  }
+  ExpectTop100AsSent(replay, exchange);
   absl::SleepFor(absl::Seconds(1));
   int64_t trades = 0, gaps = 0;
   x.CountTrades(&trades, &gaps);
@@ -415,15 +462,7 @@ TEST(CollectionTest, BinanceUsdmBooksChainByPuEqualTheFapiBookAndAggTradesHaveNo
   ASSERT_TRUE(WaitUntil([&] { x.Feed(); return x.book.last_update_id() >= at; }, absl::Seconds(5)));
   common::BookSync replay = x.ReplayTo(at);
   ASSERT_EQ(replay.last_update_id(), at) << "an update every 100 ms tick: the book passes through lastUpdateId";
-  v1::BookUpdate ours;
-  replay.book().Top(100, &ours);
-  ASSERT_EQ(ours.bids_size(), 100);
-  for (int i = 0; i < 100; ++i) {
-    EXPECT_EQ(ours.bids(i).price(), exchange["bids"][i][0].get<std::string>()) << "bid " << i;
-    EXPECT_EQ(ours.bids(i).quantity(), exchange["bids"][i][1].get<std::string>()) << "bid " << i;
-    EXPECT_EQ(ours.asks(i).price(), exchange["asks"][i][0].get<std::string>()) << "ask " << i;
-    EXPECT_EQ(ours.asks(i).quantity(), exchange["asks"][i][1].get<std::string>()) << "ask " << i;
-  }
+  ExpectTop100AsSent(replay, exchange);
   // The records carry USD-M's own chain: each update's previous id is the last one's.
   int64_t last = 0;
   for (const Subscriber::Got& g : x.sub->events()) {

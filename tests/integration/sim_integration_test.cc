@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/net/ws_client.h"
 #include "tests/testing/sim_process.h"
+#include "tests/testing/tunnel_proxy.h"
 #include "tests/testing/wait.h"
 #include "tests/testing/ws_probe.h"
 
@@ -374,6 +375,35 @@ TEST_F(SimWsTest, BinanceUsdmStreamsChainByPuAndJoinTheFapiSnapshot) {
   usdm->Send(sub.dump());
   ASSERT_TRUE(usdm->WaitMessages(1, absl::Seconds(5)));
   EXPECT_THAT(usdm->Messages()[0], HasSubstr("at most 200 streams per connection"));
+}
+
+TEST_F(SimWsTest, StreamsGoThroughAnHttpConnectProxyFromTheBoundAddress) {
+  auto sim = StartSim();
+  ASSERT_NE(sim, nullptr);
+  auto proxy = TunnelProxy::Start();
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto via = WsProbe::Connect(*client_, sim->ws_url() + "/stream?streams=btcusdt@trade", "127.0.0.34",
+                              (*proxy)->url());
+  ASSERT_TRUE(via.ok()) << via.status();
+  ASSERT_TRUE((*via)->WaitOpen(absl::Seconds(5))) << (*via)->close_reason();
+  ASSERT_TRUE((*via)->WaitMessages(5, absl::Seconds(5)));
+  EXPECT_THAT((*via)->Messages()[0], HasSubstr(R"("e":"trade")"));
+  std::vector<TunnelProxy::Tunnel> tunnels = (*proxy)->tunnels();
+  ASSERT_EQ(tunnels.size(), 1u);
+  EXPECT_EQ(tunnels[0].source_ip, "127.0.0.34") << "the tunnel starts from the bound address";
+  EXPECT_EQ(tunnels[0].target, absl::StrCat("127.0.0.1:", sim->port()));
+  // The simulator saw the proxy's address, as the exchange would.
+  auto stats = sim->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ((*stats)["exchanges"]["binance_spot"]["ips"]["127.0.0.1"]["ws_accepted"], 1);
+
+  // SOCKS5 and malformed proxies are refused at once, naming the problem.
+  auto socks = WsProbe::Connect(*client_, sim->ws_url() + "/ws", "127.0.0.34", "socks5://127.0.0.1:1080");
+  ASSERT_FALSE(socks.ok());
+  EXPECT_THAT(socks.status().message(), HasSubstr("LWS_WITH_SOCKS5"));
+  auto bad = WsProbe::Connect(*client_, sim->ws_url() + "/ws", "127.0.0.34", "http://127.0.0.1");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("needs host:port"));
 }
 
 TEST_F(SimWsTest, BinanceSubscribeRateAndConnectionLimits) {

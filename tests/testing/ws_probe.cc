@@ -4,7 +4,8 @@ namespace marketprism::testing {
 
 absl::StatusOr<std::unique_ptr<WsProbe>> WsProbe::Connect(common::WsClient& client,
                                                           const std::string& url,
-                                                          const std::string& source_ip) {
+                                                          const std::string& source_ip,
+                                                          const std::string& proxy) {
   auto probe = std::unique_ptr<WsProbe>(new WsProbe());
   auto state = std::make_shared<State>();
   probe->state_ = state;
@@ -24,7 +25,7 @@ absl::StatusOr<std::unique_ptr<WsProbe>> WsProbe::Connect(common::WsClient& clie
     state->close_code = code;
     state->close_reason = std::move(reason);
   };
-  auto conn = client.Connect({url, source_ip}, std::move(cb));
+  auto conn = client.Connect({url, source_ip, proxy}, std::move(cb));
   if (!conn.ok()) return conn.status();
   probe->conn_ = std::move(*conn);
   return probe;

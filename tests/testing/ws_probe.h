@@ -20,10 +20,11 @@ namespace marketprism::testing {
 class WsProbe {
  public:
   // Connects to `url` from `source_ip` through `client` (which must outlive
-  // the probe).
+  // the probe), through `proxy` if given (WsConnectSpec::proxy).
   static absl::StatusOr<std::unique_ptr<WsProbe>> Connect(common::WsClient& client,
                                                           const std::string& url,
-                                                          const std::string& source_ip);
+                                                          const std::string& source_ip,
+                                                          const std::string& proxy = "");
   ~WsProbe();
 
   void Send(std::string text) { conn_->Send(std::move(text)); }

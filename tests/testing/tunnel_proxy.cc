@@ -1,0 +1,160 @@
+#include "tests/testing/tunnel_proxy.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace marketprism::testing {
+
+absl::StatusOr<std::unique_ptr<TunnelProxy>> TunnelProxy::Start() {
+  auto p = std::unique_ptr<TunnelProxy>(new TunnelProxy());
+  p->listener_ = socket(AF_INET, SOCK_STREAM, 0);
+  if (p->listener_ < 0) return absl::InternalError("socket");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (bind(p->listener_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(p->listener_, 64) != 0 ||
+      getsockname(p->listener_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    return absl::InternalError(absl::StrCat("tunnel proxy: cannot listen: ", std::strerror(errno)));
+  }
+  p->port_ = ntohs(a.sin_port);
+  p->acceptor_ = std::thread([raw = p.get()] { raw->Accept(); });
+  return p;
+}
+
+TunnelProxy::~TunnelProxy() {
+  stop_.store(true);
+  shutdown(listener_, SHUT_RDWR);
+  acceptor_.join();
+  close(listener_);
+  std::vector<std::thread> workers;
+  {
+    absl::MutexLock lock(&mu_);
+    for (int fd : fds_) shutdown(fd, SHUT_RDWR);
+    workers.swap(workers_);
+  }
+  for (std::thread& t : workers) t.join();
+  absl::MutexLock lock(&mu_);
+  for (int fd : fds_) close(fd);
+}
+
+std::vector<TunnelProxy::Tunnel> TunnelProxy::tunnels() {
+  absl::MutexLock lock(&mu_);
+  return tunnels_;
+}
+
+void TunnelProxy::Accept() {
+  while (!stop_.load()) {
+    sockaddr_in from{};
+    socklen_t len = sizeof(from);
+    int client = accept(listener_, reinterpret_cast<sockaddr*>(&from), &len);
+    if (client < 0) return;
+    char ip[INET_ADDRSTRLEN] = {};
+    inet_ntop(AF_INET, &from.sin_addr, ip, sizeof(ip));
+    absl::MutexLock lock(&mu_);
+    tunnels_.push_back({ip, "", ""});
+    fds_.push_back(client);
+    size_t index = tunnels_.size() - 1;
+    workers_.emplace_back([this, client, index] { Serve(client, index); });
+  }
+}
+
+void TunnelProxy::Serve(int client, size_t index) {
+  // The request head: "CONNECT host:port HTTP/1.1\r\n...\r\n\r\n".
+  std::string head;
+  char buf[16384];
+  while (!absl::StrContains(head, "\r\n\r\n") && head.size() < 8192) {
+    ssize_t n = read(client, buf, sizeof(buf));
+    if (n <= 0) return;
+    head.append(buf, static_cast<size_t>(n));
+  }
+  std::vector<std::string> words = absl::StrSplit(head.substr(0, head.find("\r\n")), ' ');
+  std::string extra = head.substr(head.find("\r\n\r\n") + 4);  // bytes sent ahead of our answer
+  // A plain http:// request comes in absolute form ("GET http://host:port/path"):
+  // it goes on in origin form, with "Connection: close" so that each
+  // request has a tunnel of its own.
+  bool forward = words.size() == 3 && words[0] != "CONNECT" && absl::StartsWith(words[1], "http://");
+  std::string request;
+  if (forward) {
+    std::string target = words[1].substr(strlen("http://"));
+    size_t slash = target.find('/');
+    std::string path = slash == std::string::npos ? "/" : target.substr(slash);
+    words[1] = target.substr(0, slash);
+    request = absl::StrCat(words[0], " ", path, " ", words[2], "\r\n");
+    std::vector<std::string> lines = absl::StrSplit(head.substr(0, head.find("\r\n\r\n")), "\r\n");
+    for (size_t i = 1; i < lines.size(); ++i) {
+      std::string lower = absl::AsciiStrToLower(lines[i]);
+      if (absl::StartsWith(lower, "connection:") || absl::StartsWith(lower, "proxy-connection:")) continue;
+      absl::StrAppend(&request, lines[i], "\r\n");
+    }
+    absl::StrAppend(&request, "Connection: close\r\n\r\n", extra);
+    if (words[1].find(':') == std::string::npos) words[1] += ":80";
+  }
+  std::vector<std::string> hp = words.size() == 3 ? absl::StrSplit(words[1], ':') : std::vector<std::string>{};
+  int port = 0;
+  if (words.size() != 3 || (words[0] != "CONNECT" && !forward) || hp.size() != 2 || !absl::SimpleAtoi(hp[1], &port)) {
+    const char kBad[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+    (void)!write(client, kBad, sizeof(kBad) - 1);
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    tunnels_[index].target = words[1];
+    tunnels_[index].method = words[0];
+  }
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  int upstream = -1;
+  if (getaddrinfo(hp[0].c_str(), hp[1].c_str(), &hints, &res) == 0) {
+    upstream = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(upstream, res->ai_addr, res->ai_addrlen) != 0) {
+      close(upstream);
+      upstream = -1;
+    }
+    freeaddrinfo(res);
+  }
+  if (upstream < 0) {
+    const char kBad[] = "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n";
+    (void)!write(client, kBad, sizeof(kBad) - 1);
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    fds_.push_back(upstream);
+  }
+  if (forward) {
+    (void)!write(upstream, request.data(), request.size());
+  } else {
+    const char kOk[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+    (void)!write(client, kOk, sizeof(kOk) - 1);
+    if (!extra.empty()) (void)!write(upstream, extra.data(), extra.size());
+  }
+  pollfd fds[2] = {{client, POLLIN, 0}, {upstream, POLLIN, 0}};
+  while (!stop_.load()) {
+    if (poll(fds, 2, 200) < 0) break;
+    bool done = false;
+    for (int i = 0; i < 2; ++i) {
+      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      ssize_t n = read(fds[i].fd, buf, sizeof(buf));
+      if (n <= 0 || write(fds[1 - i].fd, buf, static_cast<size_t>(n)) != n) done = true;
+    }
+    if (done) break;
+  }
+  shutdown(client, SHUT_RDWR);
+  shutdown(upstream, SHUT_RDWR);
+}
+
+}  // namespace marketprism::testing
