@@ -173,7 +173,14 @@ void Collector::Open(const ConnKey& key, Conn& c) {
   };
   absl::StatusOr<std::shared_ptr<common::WsConnection>> ws = ws_.Connect(spec, std::move(cb));
   if (!ws.ok()) {
-    common::Log(common::LogLevel::kError, "collector", absl::StrCat(key.first, ": ", ws.status().message()));
+    // Said once: the same refusal comes at every retry (a proxy streams cannot use).
+    std::string error(ws.status().message());
+    if (error != c.last_error) {
+      common::Log(common::LogLevel::kError, "collector",
+                  absl::StrCat(key.first, " connection ", key.second, ": ", error, " (retrying every ",
+                               absl::FormatDuration(kBackoffMax), ")"));
+    }
+    c.last_error = std::move(error);
     c.retry_at = clock_.SteadyNow() + kBackoffMax;
     return;
   }
@@ -202,12 +209,7 @@ void Collector::Opened(const ConnKey& key, uint64_t generation) {
   c.state = Conn::State::kOpen;
   c.last_message = clock_.SteadyNow();
   c.opened_at = clock_.SteadyNow();
-  if (!successor) {
-    auto lifetime = options_.max_lifetime.find(key.first);
-    if (lifetime != options_.max_lifetime.end() && lifetime->second > absl::ZeroDuration()) {
-      c.rotate_at = c.opened_at + lifetime->second - std::min(options_.rotate_before, lifetime->second / 4);
-    }
-  }
+  if (!successor) c.rotate_at = RotateAtLocked(key.first, c.opened_at);
   for (std::string& text : FeedFor(key.first, options_.json_parser)->OpenMessages(c.next_id++)) {
     SendLocked(key, c, std::move(text));
   }
@@ -238,12 +240,7 @@ void Collector::Closed(const ConnKey& key, uint64_t generation, int code, const 
   if (c == nullptr) return;
   Conn& primary = conns_.at(key);
   if (successor) {
-    // Tried again a little later; the primary runs on meanwhile.
-    common::Log(common::LogLevel::kWarning, "collector",
-                absl::StrCat(key.first, " connection ", key.second, ": its rotation's successor closed (", code, " ",
-                             reason, ")"));
-    primary.next.reset();
-    primary.rotate_at = clock_.SteadyNow() + kBackoffMax;
+    DropSuccessorLocked(key, primary, absl::StrCat("closed (", code, " ", reason, ")"));
     return;
   }
   if (primary.next) {
@@ -256,12 +253,47 @@ void Collector::Closed(const ConnKey& key, uint64_t generation, int code, const 
   LostLocked(key, primary, absl::StrCat("connection closed: ", reason));
 }
 
+absl::Duration Collector::RotationLead(absl::Duration lifetime) const {
+  return std::min(options_.rotate_before, lifetime / 4);
+}
+
+absl::Time Collector::RotateAtLocked(const std::string& exchange, absl::Time opened) {
+  auto lifetime = options_.max_lifetime.find(exchange);
+  if (lifetime == options_.max_lifetime.end() || lifetime->second <= absl::ZeroDuration()) {
+    return absl::InfiniteFuture();
+  }
+  // Up to half the lead earlier, at random: connections opened together do
+  // not all open their successors at once (connection attempts per IP).
+  double jitter = std::uniform_real_distribution<double>(1.0, 1.5)(rng_);
+  return opened + lifetime->second - RotationLead(lifetime->second) * jitter;
+}
+
+void Collector::DropSuccessorLocked(const ConnKey& key, Conn& c, const std::string& why) {
+  // The units already moved to it lost what the primary brought meanwhile
+  // (it was not read for them): they resume from the primary as after a
+  // reconnect (a book resyncs and reports its gap; trades report theirs).
+  std::vector<std::string> moved;
+  for (auto& [unit_key, u] : units_) {
+    if (!c.next->met.count(unit_key)) continue;
+    moved.push_back(unit_key);
+    if (u.book) u.book->OnStreamRestart(absl::StrCat("the rotation's successor connection ", why));
+    u.unconfirmed.reset();
+  }
+  common::Log(common::LogLevel::kWarning, "collector",
+              absl::StrCat(key.first, " connection ", key.second, ": its rotation's successor ", why,
+                           "; trying again", moved.empty() ? "" : absl::StrCat(" (", absl::StrJoin(moved, ", "),
+                                                                               " back on the primary)")));
+  if (c.next->ws) c.next->ws->Close();
+  c.next.reset();
+  c.rotate_at = clock_.SteadyNow() + kBackoffMax;
+}
+
 void Collector::Rotate(const ConnKey& key, Conn& c) {
   absl::Time now = clock_.SteadyNow();
   if (!c.next) {
     if (c.state != Conn::State::kOpen || now < c.rotate_at || c.wanted.empty()) return;
     absl::Duration lifetime = options_.max_lifetime.at(key.first);  // rotate_at was set from it
-    absl::Duration lead = std::min(options_.rotate_before, lifetime / 4);
+    absl::Duration lead = RotationLead(lifetime);
     common::Log(common::LogLevel::kInfo, "collector",
                 absl::StrCat(key.first, " connection ", key.second, " is ", absl::FormatDuration(now - c.opened_at),
                              " old: rotating it before the exchange's cut at ", absl::FormatDuration(lifetime)));
@@ -276,7 +308,14 @@ void Collector::Rotate(const ConnKey& key, Conn& c) {
     return;
   }
   Conn& n = *c.next;
-  if (n.state != Conn::State::kOpen) return;  // the primary runs until its cut, if need be
+  if (n.state != Conn::State::kOpen) {
+    if (now >= n.promote_by) DropSuccessorLocked(key, c, "did not open in time");
+    return;
+  }
+  if (now - n.last_message > options_.silence) {
+    DropSuccessorLocked(key, c, absl::StrCat("went silent for ", absl::FormatDuration(now - n.last_message)));
+    return;
+  }
   bool all_met = true;
   for (const auto& [unit_key, u] : units_) {
     if (u.assignment.exchange() == key.first && u.assignment.connection() == key.second && !n.met.count(unit_key)) {
@@ -308,10 +347,7 @@ void Collector::PromoteLocked(const ConnKey& key, Conn& c, const std::string& wh
   next->met.clear();
   next->promote_by = absl::InfiniteFuture();
   c = std::move(*next);
-  auto lifetime = options_.max_lifetime.find(key.first);
-  if (c.state == Conn::State::kOpen && lifetime != options_.max_lifetime.end()) {
-    c.rotate_at = c.opened_at + lifetime->second - std::min(options_.rotate_before, lifetime->second / 4);
-  }
+  if (c.state == Conn::State::kOpen) c.rotate_at = RotateAtLocked(key.first, c.opened_at);  // else once open
 }
 
 bool Collector::Meets(const Unit& u, const FeedEvent& e) {
@@ -323,7 +359,10 @@ bool Collector::Meets(const Unit& u, const FeedEvent& e) {
     case FeedEvent::Kind::kDiff: {
       if (!u.book || !u.book->live()) return true;  // resyncing anyway
       int64_t last = u.book->last_update_id();
-      return e.diff.last <= last || e.diff.first == last + 1 || (e.diff.prev >= 0 && e.diff.prev == last);
+      if (e.diff.last <= last) return true;  // a repeat: the primary brought it
+      // The very next: chained by the previous id where the exchange sends
+      // one (USD-M, OKX, Deribit), else by the first (Binance spot).
+      return e.diff.prev >= 0 ? e.diff.prev == last : e.diff.first == last + 1;
     }
     case FeedEvent::Kind::kSnapshot:
       return !u.book || !u.book->live();
@@ -623,14 +662,14 @@ void Collector::Tick() {
         const Feed* feed = FeedFor(key.first, options_.json_parser);
         std::optional<std::string> beat = feed->Heartbeat();
         if (beat && c.ws && now - std::max(c.last_message, c.last_heartbeat) >= feed->heartbeat_every()) {
-          SendLocked(key, c, *std::move(beat));
+          SendLocked(key, c, *beat);
           c.last_heartbeat = now;
         }
         if (c.next && c.next->state == Conn::State::kOpen) {
           SendHeld(key, *c.next);
           SyncSubscriptions(key, *c.next);
           if (beat && c.next->ws && now - std::max(c.next->last_message, c.next->last_heartbeat) >= feed->heartbeat_every()) {
-            SendLocked(key, *c.next, *beat);
+            SendLocked(key, *c.next, *beat);  // the same text on the successor
             c.next->last_heartbeat = now;
           }
         }

@@ -19,9 +19,11 @@
 // jittered back-off (100 ms doubling to 5 s); its books resynchronise and
 // report the gap. Where the exchange cuts connections at an age (Binance:
 // 24 h), each is rotated before the cut without loss: a successor with the
-// same streams overlaps it until, unit by unit, the sequences meet. Each exchange's wire format is a Feed (node/feeds/):
-// Binance spot and OKX trades and books today; other units are refused with
-// a log line naming them.
+// same streams overlaps it until, unit by unit, the sequences meet.
+// Streams go through the exchange's HTTP proxy, if it has one (ws_proxy).
+// Each exchange's wire format is a Feed (node/feeds/): Binance spot and
+// USD-M, OKX and Deribit, every channel; units of another exchange are
+// refused with a log line naming them.
 //
 // Threads: callbacks arrive on the WebSocket client's thread, the snapshot
 // fetcher's and the maintenance timer's (on the injected clock); one mutex
@@ -154,6 +156,7 @@ class Collector {
     std::set<std::string> met;  // (a successor's) units that moved to it
     absl::Time promote_by = absl::InfiniteFuture();
     absl::Time rotate_at = absl::InfiniteFuture();  // (a primary's) when to open a successor
+    std::string last_error;  // the last refusal to connect, said once
   };
   // Callbacks hold this, not the collector: Stop() clears `self` under `mu`.
   struct Guard {
@@ -166,9 +169,15 @@ class Collector {
   // The connection of `key` whose socket is `generation`: the primary or its
   // successor (`*successor` says which); nullptr for a socket gone.
   Conn* Find(const ConnKey& key, uint64_t generation, bool* successor) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Rotation: opens `c`'s successor when due, promotes it when ready.
+  // Rotation: opens `c`'s successor when due, promotes it when ready, drops
+  // it when it does not open in time or goes silent.
   void Rotate(const ConnKey& key, Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PromoteLocked(const ConnKey& key, Conn& c, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DropSuccessorLocked(const ConnKey& key, Conn& c, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // When a primary opened at `opened` opens its successor (jittered);
+  // InfiniteFuture for an exchange without an age cut.
+  absl::Time RotateAtLocked(const std::string& exchange, absl::Time opened) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Duration RotationLead(absl::Duration lifetime) const;
   // Whether the successor's `e` meets what `u` has from the primary.
   static bool Meets(const Unit& u, const FeedEvent& e);
   void Closed(const ConnKey& key, uint64_t generation, int code, const std::string& reason) ABSL_LOCKS_EXCLUDED(mu_);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <functional>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -204,6 +205,19 @@ TEST_F(CollectorTest, AClosedConnectionReopensAndTheBookReportsItsGap) {
   EXPECT_THAT(gap.gap().reason(), HasSubstr("dropped"));
 }
 
+// Feeds `c` one message a second (through `feed`) until the collector opens
+// connection number `n`; how long that took.
+absl::Duration UntilConnection(testing::FakeClock& clock, FakeWsClient& ws, size_t n,
+                               const std::function<void()>& feed) {
+  absl::Duration waited;
+  while (ws.conns.size() < n && waited < absl::Minutes(2)) {
+    feed();
+    clock.AdvanceBy(absl::Seconds(1));
+    waited += absl::Seconds(1);
+  }
+  return waited;
+}
+
 TEST_F(CollectorTest, AConnectionIsRotatedBeforeTheExchangesCutAndLosesNothing) {
   Assign({{"trades", "BTCUSDT"}, {"book", "BTCUSDT"}});
   FakeWsClient::Conn& first = *ws_.conns[0];
@@ -211,35 +225,34 @@ TEST_F(CollectorTest, AConnectionIsRotatedBeforeTheExchangesCutAndLosesNothing) 
   first.cb.on_text(Depth(101, 110));
   fetches_[0].done(std::string(R"({"lastUpdateId":105,"bids":[],"asks":[]})"));
   int64_t trade = 1, update = 111;
-  auto both = [&](FakeWsClient::Conn& c) {
-    c.cb.on_text(Trade(trade));
-    c.cb.on_text(Depth(update, update + 9));
+  auto send = [](FakeWsClient::Conn& c, int64_t t, int64_t u) {
+    c.cb.on_text(Trade(t));
+    c.cb.on_text(Depth(u, u + 9));
   };
+  auto both = [&](FakeWsClient::Conn& c) { send(c, trade, update); };
   auto next = [&] {
     ++trade;
     update += 10;
   };
-  // 45 s of stream on the first connection (the rotation is due at 45 s).
-  for (int s = 0; s < 44; ++s) {
-    both(first);
-    next();
-    clock_.AdvanceBy(absl::Seconds(1));
-  }
-  ASSERT_EQ(ws_.conns.size(), 1u);
-  clock_.AdvanceBy(absl::Seconds(1));
-  ASSERT_EQ(ws_.conns.size(), 2u) << "a successor 15 s before the cut";
+  // The cut comes at 1 min: the successor opens 15 to 22.5 s before it
+  // (the lead, and up to half of it again at random).
+  absl::Duration first_age = UntilConnection(clock_, ws_, 2, [&] { both(first); next(); });
+  EXPECT_GE(first_age, absl::Seconds(37));
+  EXPECT_LE(first_age, absl::Seconds(46));
   FakeWsClient::Conn& second = *ws_.conns[1];
   EXPECT_EQ(second.spec.url, first.spec.url);
   EXPECT_EQ(second.spec.source_ip, "127.0.0.11");
   EXPECT_FALSE(first.closed);
   second.cb.on_open();
-  // The successor runs ahead of the primary for a message: not taken from it.
-  both(first);
-  next();
-  both(second);       // ahead: the primary brings it next
-  both(first);        // ... as it does
-  second.cb.on_text(Trade(trade));             // the same again: the trades met
-  second.cb.on_text(Depth(update, update + 9));  // and the book
+  // The successor runs two messages ahead of the primary: not taken from it.
+  both(first);  // k
+  send(second, trade + 2, update + 20);  // k+2: ahead, the primary brings it
+  send(first, trade + 1, update + 10);   // k+1
+  send(first, trade + 2, update + 20);   // k+2
+  send(second, trade + 3, update + 30);  // k+3, the very next: the units move
+  send(first, trade + 3, update + 30);   // ... and the primary's is not read
+  trade += 3;
+  update += 30;
   next();
   EXPECT_FALSE(first.closed) << "promoted at the next tick";
   clock_.AdvanceBy(absl::Milliseconds(100));
@@ -262,16 +275,10 @@ TEST_F(CollectorTest, AConnectionIsRotatedBeforeTheExchangesCutAndLosesNothing) 
   }
   EXPECT_EQ(last_trade, trade);
   EXPECT_EQ(last_update, update + 9);
-  // The successor is the connection now, and rotates in its turn, 45 s
-  // after it opened.
-  for (int s = 0; s < 44; ++s) {
-    both(second);
-    next();
-    clock_.AdvanceBy(absl::Seconds(1));
-  }
-  EXPECT_EQ(ws_.conns.size(), 2u);
-  clock_.AdvanceBy(absl::Seconds(1));
-  EXPECT_EQ(ws_.conns.size(), 3u);
+  // The successor is the connection now, and rotates in its turn.
+  absl::Duration second_age = UntilConnection(clock_, ws_, 3, [&] { both(second); next(); });
+  EXPECT_GE(second_age, absl::Seconds(37));
+  EXPECT_LE(second_age, absl::Seconds(46));
 }
 
 TEST_F(CollectorTest, ARotationWhoseStreamsNeverMeetTakesOverAtItsDeadlineAndTheBookResyncs) {
@@ -280,17 +287,14 @@ TEST_F(CollectorTest, ARotationWhoseStreamsNeverMeetTakesOverAtItsDeadlineAndThe
   first.cb.on_open();
   first.cb.on_text(Depth(101, 110));
   fetches_[0].done(std::string(R"({"lastUpdateId":105,"bids":[],"asks":[]})"));
-  for (int s = 0; s < 45; ++s) {
-    first.cb.on_text(Depth(111 + 10 * s, 120 + 10 * s));
-    clock_.AdvanceBy(absl::Seconds(1));
-  }
-  ASSERT_EQ(ws_.conns.size(), 2u);
+  int s = 0;
+  UntilConnection(clock_, ws_, 2, [&] { first.cb.on_text(Depth(111 + 10 * s, 120 + 10 * s)); ++s; });
   FakeWsClient::Conn& second = *ws_.conns[1];
   second.cb.on_open();
   second.cb.on_text(Depth(10'001, 10'010));  // far ahead: never meets
-  clock_.AdvanceBy(absl::Seconds(7));
+  clock_.AdvanceBy(absl::Seconds(6));
   EXPECT_FALSE(first.closed);
-  clock_.AdvanceBy(absl::Seconds(1));  // 7.5 s: the deadline
+  clock_.AdvanceBy(absl::Seconds(2));  // 7.5 s after it began (half the lead): the deadline
   EXPECT_TRUE(first.closed);
   second.cb.on_text(Depth(10'011, 10'020));
   ASSERT_EQ(fetches_.size(), 2u) << "the book resyncs from a snapshot";
@@ -298,6 +302,52 @@ TEST_F(CollectorTest, ARotationWhoseStreamsNeverMeetTakesOverAtItsDeadlineAndThe
   bool gap = false;
   for (const v1::MarketEvent& r : records_) gap = gap || r.has_gap();
   EXPECT_TRUE(gap) << "what was missed is reported";
+}
+
+TEST_F(CollectorTest, ASuccessorThatClosesAfterTakingUnitsHandsThemBackWithTheirGap) {
+  Assign({{"book", "BTCUSDT"}});
+  FakeWsClient::Conn& first = *ws_.conns[0];
+  first.cb.on_open();
+  first.cb.on_text(Depth(101, 110));
+  fetches_[0].done(std::string(R"({"lastUpdateId":105,"bids":[],"asks":[]})"));
+  int64_t u = 111;
+  UntilConnection(clock_, ws_, 2, [&] { first.cb.on_text(Depth(u, u + 9)); u += 10; });
+  FakeWsClient::Conn& second = *ws_.conns[1];
+  second.cb.on_open();
+  second.cb.on_text(Depth(u, u + 9));  // the very next: the book moves to it
+  u += 10;
+  first.cb.on_text(Depth(u, u + 9));   // not read: the book reads the successor
+  second.cb.on_closed(-1, "dropped");  // ... which goes before taking over
+  EXPECT_FALSE(first.closed) << "the primary runs on";
+  first.cb.on_text(Depth(u + 10, u + 19));
+  ASSERT_EQ(fetches_.size(), 2u) << "the book lost the primary's update: it resyncs";
+  fetches_[1].done(absl::StrCat(R"({"lastUpdateId":)", u + 15, R"(,"bids":[],"asks":[]})"));
+  first.cb.on_text(Depth(u + 20, u + 29));
+  bool gap = false;
+  for (const v1::MarketEvent& r : records_) gap = gap || r.has_gap();
+  EXPECT_TRUE(gap);
+  // It tries again 5 s later.
+  size_t before = ws_.conns.size();
+  clock_.AdvanceBy(absl::Seconds(5) + absl::Milliseconds(100));
+  EXPECT_EQ(ws_.conns.size(), before + 1);
+}
+
+TEST_F(CollectorTest, ASuccessorThatNeverOpensIsDroppedAtTheDeadlineAndTheUnitsStay) {
+  Assign({{"trades", "BTCUSDT"}});
+  FakeWsClient::Conn& first = *ws_.conns[0];
+  first.cb.on_open();
+  int64_t t = 1;
+  UntilConnection(clock_, ws_, 2, [&] { first.cb.on_text(Trade(t++)); });
+  FakeWsClient::Conn& second = *ws_.conns[1];  // never opens
+  for (int i = 0; i < 8; ++i) {
+    first.cb.on_text(Trade(t++));
+    clock_.AdvanceBy(absl::Seconds(1));
+  }
+  EXPECT_TRUE(second.closed) << "given up at the deadline";
+  EXPECT_FALSE(first.closed) << "the primary keeps its units";
+  first.cb.on_text(Trade(t));
+  EXPECT_EQ(records_.back().trade().sequence(), t);
+  for (const v1::MarketEvent& r : records_) EXPECT_FALSE(r.has_gap());
 }
 
 TEST_F(CollectorTest, ASilentStreamIsReopened) {

@@ -48,16 +48,25 @@ absl::StatusOr<WsUrl> ParseWsUrl(const std::string& url) {
   return out;
 }
 
+std::string RedactProxy(absl::string_view proxy) {
+  size_t at = proxy.rfind('@');
+  if (at == absl::string_view::npos) return std::string(proxy);
+  size_t scheme = proxy.find("://");
+  size_t from = scheme == absl::string_view::npos || scheme > at ? 0 : scheme + 3;
+  return absl::StrCat(proxy.substr(0, from), "***", proxy.substr(at));
+}
+
 absl::StatusOr<std::string> LwsProxyOf(absl::string_view proxy) {
   if (proxy.empty()) return std::string();
+  const std::string shown = RedactProxy(proxy);
   absl::string_view rest = proxy;
   if (absl::StartsWith(rest, "socks5://") || absl::StartsWith(rest, "socks5h://")) {
     return absl::UnimplementedError(absl::StrCat(
-        "proxy ", proxy, ": SOCKS5 for WebSocket needs libwebsockets built with LWS_WITH_SOCKS5, which Debian's is "
+        "proxy ", shown, ": SOCKS5 for WebSocket needs libwebsockets built with LWS_WITH_SOCKS5, which Debian's is "
         "not; use an HTTP CONNECT proxy (http://) for streams"));
   }
   if (!absl::ConsumePrefix(&rest, "http://")) {
-    return absl::InvalidArgumentError(absl::StrCat("proxy ", proxy, ": for WebSocket, http://[user:pass@]host:port"));
+    return absl::InvalidArgumentError(absl::StrCat("proxy ", shown, ": for WebSocket, http://[user:pass@]host:port"));
   }
   rest = absl::StripSuffix(rest, "/");
   size_t at = rest.rfind('@');
@@ -66,7 +75,7 @@ absl::StatusOr<std::string> LwsProxyOf(absl::string_view proxy) {
   int port = 0;
   if (hostport.empty() || colon == absl::string_view::npos || colon == 0 ||
       !absl::SimpleAtoi(hostport.substr(colon + 1), &port) || port <= 0 || port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("proxy ", proxy, ": needs host:port"));
+    return absl::InvalidArgumentError(absl::StrCat("proxy ", shown, ": needs host:port"));
   }
   return std::string(rest);
 }
@@ -119,6 +128,7 @@ struct LwsWsClient::Impl {
   // a vhost per proxy (lws keeps the proxy per vhost).
   std::vector<std::shared_ptr<LwsConnection>> live;
   std::map<std::string, lws_vhost*> proxy_vhosts;
+  std::deque<std::string> vhost_names;  // lws keeps a vhost's name by pointer
 
   // The vhost that tunnels through `proxy`, made the first time.
   lws_vhost* VhostFor(const std::string& proxy);
@@ -167,7 +177,7 @@ struct LwsWsClient::Impl {
       if (!c->proxy_.empty()) {
         i.vhost = VhostFor(c->proxy_);
         if (i.vhost == nullptr) {
-          c->close_reason_ = absl::StrCat("cannot set up the proxy ", c->proxy_);
+          c->close_reason_ = absl::StrCat("cannot set up the proxy ", RedactProxy(c->proxy_));
           Finish(c.get());
           continue;
         }
@@ -291,11 +301,12 @@ lws_vhost* LwsWsClient::Impl::VhostFor(const std::string& proxy) {
   std::memset(&info, 0, sizeof(info));
   info.port = CONTEXT_PORT_NO_LISTEN;
   info.protocols = kClientProtocols;
-  std::string name = absl::StrCat("proxy-", proxy_vhosts.size());
-  info.vhost_name = name.c_str();
+  info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;  // else the vhost gets no client TLS context
+  info.vhost_name = vhost_names.emplace_back(absl::StrCat("proxy-", vhost_names.size())).c_str();
+  info.http_proxy_address = proxy.c_str();
   if (!ca_bundle.empty()) info.client_ssl_ca_filepath = ca_bundle.c_str();
   lws_vhost* vh = lws_create_vhost(ctx, &info);
-  if (vh != nullptr && lws_set_proxy(vh, proxy.c_str()) != 0) vh = nullptr;
+  if (vh == nullptr) return nullptr;  // not kept: the next connection tries again
   proxy_vhosts[proxy] = vh;
   return vh;
 }
@@ -311,7 +322,13 @@ absl::StatusOr<std::unique_ptr<LwsWsClient>> LwsWsClient::Create(LwsWsClientOpti
   info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
   info.user = impl.get();
   if (!impl->ca_bundle.empty()) info.client_ssl_ca_filepath = impl->ca_bundle.c_str();
+  // No proxy unless a connection names one: without an address of its own
+  // lws would take $http_proxy for every connection, NO_PROXY or not (an
+  // empty one sets none; lws's complaint about it is silenced).
+  info.http_proxy_address = "";
+  lws_set_log_level(0, nullptr);
   impl->ctx = lws_create_context(&info);
+  lws_set_log_level(LLL_ERR, nullptr);
   if (impl->ctx == nullptr) return absl::InternalError("cannot create the lws client context");
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] {

@@ -21,8 +21,9 @@ namespace marketprism::common {
 struct WsConnectSpec {
   std::string url;        // ws://host:port/path?query or wss://...
   std::string source_ip;  // bind the socket here ("" = any)
-  // "" for none, or http://[user:pass@]host:port: the connection is a
-  // CONNECT tunnel through it (TLS stays end to end). SOCKS5 is refused:
+  // "" for none (the environment's http_proxy is not read here), or
+  // http://[user:pass@]host:port: the connection is a CONNECT tunnel through
+  // it (TLS stays end to end). SOCKS5 is refused:
   // Debian's libwebsockets (4.1.6) is built without LWS_WITH_SOCKS5.
   std::string proxy = {};
 };
@@ -78,6 +79,8 @@ class LwsWsClient final : public WsClient {
 // "" for none): kUnimplemented for SOCKS5, kInvalidArgument naming the
 // problem for anything but http://host:port.
 absl::StatusOr<std::string> LwsProxyOf(absl::string_view proxy);
+// `proxy` with any user:password replaced by *** (for logs and errors).
+std::string RedactProxy(absl::string_view proxy);
 
 // Splits a ws:// or wss:// URL. kInvalidArgument names the problem.
 struct WsUrl {

@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "absl/strings/ascii.h"
@@ -19,8 +21,8 @@ namespace marketprism::testing {
 
 absl::StatusOr<std::unique_ptr<TunnelProxy>> TunnelProxy::Start() {
   auto p = std::unique_ptr<TunnelProxy>(new TunnelProxy());
-  p->listener_ = socket(AF_INET, SOCK_STREAM, 0);
-  if (p->listener_ < 0) return absl::InternalError("socket");
+  p->listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);  // not inherited by the cluster's processes
+  if (p->listener_ < 0) return absl::InternalError(absl::StrCat("tunnel proxy: socket: ", std::strerror(errno)));
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -36,18 +38,16 @@ absl::StatusOr<std::unique_ptr<TunnelProxy>> TunnelProxy::Start() {
 
 TunnelProxy::~TunnelProxy() {
   stop_.store(true);
-  shutdown(listener_, SHUT_RDWR);
-  acceptor_.join();
-  close(listener_);
+  if (listener_ >= 0) shutdown(listener_, SHUT_RDWR);
+  if (acceptor_.joinable()) acceptor_.join();
+  if (listener_ >= 0) close(listener_);
   std::vector<std::thread> workers;
   {
     absl::MutexLock lock(&mu_);
-    for (int fd : fds_) shutdown(fd, SHUT_RDWR);
+    for (int fd : fds_) shutdown(fd, SHUT_RDWR);  // each tunnel closes its own as it ends
     workers.swap(workers_);
   }
   for (std::thread& t : workers) t.join();
-  absl::MutexLock lock(&mu_);
-  for (int fd : fds_) close(fd);
 }
 
 std::vector<TunnelProxy::Tunnel> TunnelProxy::tunnels() {
@@ -59,15 +59,22 @@ void TunnelProxy::Accept() {
   while (!stop_.load()) {
     sockaddr_in from{};
     socklen_t len = sizeof(from);
-    int client = accept(listener_, reinterpret_cast<sockaddr*>(&from), &len);
-    if (client < 0) return;
+    int client = accept4(listener_, reinterpret_cast<sockaddr*>(&from), &len, SOCK_CLOEXEC);
+    if (client < 0) {
+      if (stop_.load()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));  // EINTR, ECONNABORTED, EMFILE...: it stays
+      continue;
+    }
     char ip[INET_ADDRSTRLEN] = {};
     inet_ntop(AF_INET, &from.sin_addr, ip, sizeof(ip));
     absl::MutexLock lock(&mu_);
     tunnels_.push_back({ip, "", ""});
     fds_.push_back(client);
     size_t index = tunnels_.size() - 1;
-    workers_.emplace_back([this, client, index] { Serve(client, index); });
+    workers_.emplace_back([this, client, index] {
+      Serve(client, index);
+      Forget(client);
+    });
   }
 }
 
@@ -80,8 +87,14 @@ void TunnelProxy::Serve(int client, size_t index) {
     if (n <= 0) return;
     head.append(buf, static_cast<size_t>(n));
   }
+  size_t end = head.find("\r\n\r\n");
+  if (end == std::string::npos) {  // a head past 8 KiB
+    const char kBad[] = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n\r\n";
+    (void)!write(client, kBad, sizeof(kBad) - 1);
+    return;
+  }
   std::vector<std::string> words = absl::StrSplit(head.substr(0, head.find("\r\n")), ' ');
-  std::string extra = head.substr(head.find("\r\n\r\n") + 4);  // bytes sent ahead of our answer
+  std::string extra = head.substr(end + 4);  // bytes sent ahead of our answer
   // A plain http:// request comes in absolute form ("GET http://host:port/path"):
   // it goes on in origin form, with "Connection: close" so that each
   // request has a tunnel of its own.
@@ -93,7 +106,7 @@ void TunnelProxy::Serve(int client, size_t index) {
     std::string path = slash == std::string::npos ? "/" : target.substr(slash);
     words[1] = target.substr(0, slash);
     request = absl::StrCat(words[0], " ", path, " ", words[2], "\r\n");
-    std::vector<std::string> lines = absl::StrSplit(head.substr(0, head.find("\r\n\r\n")), "\r\n");
+    std::vector<std::string> lines = absl::StrSplit(head.substr(0, end), "\r\n");
     for (size_t i = 1; i < lines.size(); ++i) {
       std::string lower = absl::AsciiStrToLower(lines[i]);
       if (absl::StartsWith(lower, "connection:") || absl::StartsWith(lower, "proxy-connection:")) continue;
@@ -119,7 +132,7 @@ void TunnelProxy::Serve(int client, size_t index) {
   hints.ai_socktype = SOCK_STREAM;
   int upstream = -1;
   if (getaddrinfo(hp[0].c_str(), hp[1].c_str(), &hints, &res) == 0) {
-    upstream = socket(AF_INET, SOCK_STREAM, 0);
+    upstream = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (connect(upstream, res->ai_addr, res->ai_addrlen) != 0) {
       close(upstream);
       upstream = -1;
@@ -153,8 +166,15 @@ void TunnelProxy::Serve(int client, size_t index) {
     }
     if (done) break;
   }
-  shutdown(client, SHUT_RDWR);
-  shutdown(upstream, SHUT_RDWR);
+  Forget(upstream);
+}
+
+void TunnelProxy::Forget(int fd) {
+  absl::MutexLock lock(&mu_);
+  auto it = std::find(fds_.begin(), fds_.end(), fd);
+  if (it == fds_.end()) return;
+  fds_.erase(it);
+  close(fd);
 }
 
 }  // namespace marketprism::testing

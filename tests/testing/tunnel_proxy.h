@@ -40,6 +40,8 @@ class TunnelProxy {
   TunnelProxy() = default;
   void Accept();
   void Serve(int client, size_t index);
+  // Closes `fd` (a tunnel's end) and stops tracking it.
+  void Forget(int fd);
 
   int listener_ = -1;
   int port_ = 0;
@@ -47,7 +49,7 @@ class TunnelProxy {
   std::thread acceptor_;
   absl::Mutex mu_;
   std::vector<Tunnel> tunnels_ ABSL_GUARDED_BY(mu_);
-  std::vector<int> fds_ ABSL_GUARDED_BY(mu_);  // open sockets, shut down at the end
+  std::vector<int> fds_ ABSL_GUARDED_BY(mu_);  // tunnels' open sockets, shut down at the end
   std::vector<std::thread> workers_ ABSL_GUARDED_BY(mu_);
 };
 
