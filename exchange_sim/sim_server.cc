@@ -20,6 +20,7 @@ namespace {
 constexpr size_t kMaxBody = 1 << 20;        // POST bodies (admin, Deribit JSON-RPC)
 constexpr size_t kMaxWsMessage = 1 << 20;   // one client WebSocket message
 constexpr size_t kMaxWsQueue = 20000;       // unsent messages before a slow consumer is cut
+constexpr int kFramesPerWrite = 64;          // frames written per writable callback, at most
 constexpr size_t kChunk = 64 * 1024;        // HTTP body bytes per write
 constexpr lws_usec_t kTickUs = 100 * LWS_US_PER_MS;
 
@@ -283,7 +284,10 @@ struct SimServer::Impl {
 
   void Apply(WsConn& c, WsOut& out) {
     for (std::string& t : out.texts) c.out.push_back(WsFrame{false, std::move(t)});
-    if (out.ping) c.out.push_back(WsFrame{true, ""});
+    // Binance's pings carry a payload (the pong must echo it); lws also
+    // passes an empty pong up to no one, so a bare ping would never be
+    // seen answered.
+    if (out.ping) c.out.push_back(WsFrame{true, absl::StrCat(absl::ToUnixMillis(sim.ServerNow()))});
     if (out.close && !c.closing) {
       c.closing = true;
       c.close_code = out.close_code;
@@ -330,13 +334,19 @@ struct SimServer::Impl {
     if (it == ws.end()) return -1;
     WsConn& c = *it->second;
     if (!c.out.empty()) {
-      WsFrame f = std::move(c.out.front());
-      c.out.pop_front();
-      std::vector<uint8_t> buf(LWS_PRE + f.text.size());
-      std::memcpy(buf.data() + LWS_PRE, f.text.data(), f.text.size());
-      int n = lws_write(wsi, buf.data() + LWS_PRE, f.text.size(),
-                        f.ping ? LWS_WRITE_PING : LWS_WRITE_TEXT);
-      if (n < static_cast<int>(f.text.size())) return -1;
+      // As many frames as the socket takes now (up to kFramesPerWrite), not
+      // one per poll: one frame a wake-up falls behind a connection carrying
+      // a thousand streams, and a ping queued behind the backlog then times
+      // the client out.
+      for (int i = 0; i < kFramesPerWrite && !c.out.empty() && (i == 0 || !lws_send_pipe_choked(wsi)); ++i) {
+        WsFrame f = std::move(c.out.front());
+        c.out.pop_front();
+        std::vector<uint8_t> buf(LWS_PRE + f.text.size());
+        std::memcpy(buf.data() + LWS_PRE, f.text.data(), f.text.size());
+        int n = lws_write(wsi, buf.data() + LWS_PRE, f.text.size(),
+                          f.ping ? LWS_WRITE_PING : LWS_WRITE_TEXT);
+        if (n < static_cast<int>(f.text.size())) return -1;
+      }
       if (!c.out.empty() || c.closing) lws_callback_on_writable(wsi);
       return 0;
     }

@@ -27,6 +27,14 @@ constexpr absl::Duration kResubscribeWait = absl::Seconds(5);
 // takes 500 channels a call).
 constexpr size_t kMaxUrlBytes = 2000;
 constexpr size_t kStreamsPerMessage = 200;
+// Diffs a book keeps while it waits for its snapshot: 30 s at the streams'
+// 100 ms (a snapshot is taken within 10 s of being asked for, or refused).
+// A book waiting minutes for weight would otherwise hold thousands (500
+// such books held 760 MB).
+constexpr size_t kBufferedDiffs = 300;
+// ... and before it is asked for (waiting for the IP's weight), only the
+// newest 3 s: the snapshot, taken later, supersedes the rest.
+constexpr size_t kDiffsBeforeAsking = 30;
 
 int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
 
@@ -93,7 +101,7 @@ void Collector::SetUnits(const v1::Units& units) {
     u.channel = *channel;
     u.stream = *stream;
     if (u.channel == common::Channel::kBook && !u.book) {
-      u.book = std::make_unique<common::BookSync>(feed->protocol());
+      u.book = std::make_unique<common::BookSync>(feed->protocol(), kBufferedDiffs);
     }
     wanted[{a.exchange(), a.connection()}].insert(u.stream);
     next.emplace(a.key(), std::move(u));
@@ -570,7 +578,10 @@ void Collector::OnEvent(Unit& u, FeedEvent& e, absl::Time now, std::vector<v1::M
   } else {
     EmitBook(u, u.book->OnDiff(std::move(e.diff)), e.event_ms * 1000, now, out);
   }
-  if (u.book->wants_snapshot()) FetchSnapshots();
+  if (u.book->wants_snapshot()) {
+    if (!u.fetching) u.book->KeepNewest(kDiffsBeforeAsking);  // waiting its turn for weight
+    FetchSnapshots();
+  }
 }
 
 void Collector::FetchSnapshots() {

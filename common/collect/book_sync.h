@@ -206,6 +206,14 @@ class BookSync {
   // came before, so the book resynchronises and the next join emits a gap.
   void OnStreamRestart(absl::string_view reason);
 
+  // Awaiting a snapshot not yet asked for (it waits for budget): only the
+  // newest `n` diffs are worth keeping, since the snapshot, taken later,
+  // supersedes the rest (a few are kept for a REST book that lags the stream).
+  void KeepNewest(size_t n) {
+    if (state_ != State::kAwaitSnapshot) return;
+    while (buffer_.size() > n) buffer_.pop_front();
+  }
+
   // No usable snapshot is held: the runner should fetch one.
   bool wants_snapshot() const { return state_ == State::kAwaitSnapshot; }
   bool live() const { return state_ == State::kLive; }

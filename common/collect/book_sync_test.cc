@@ -208,6 +208,21 @@ TEST(BookSyncBinanceSpotTest, BufferedDiffsJoinTheSnapshotByTheDocumentedRule) {
   EXPECT_EQ(s.book().asks().front().second, "4");
 }
 
+TEST(BookSyncBinanceSpotTest, ABookWaitingItsTurnKeepsOnlyItsNewestDiffsAndStillJoins) {
+  BookSync s(BookProtocol::kBinanceSpot);
+  for (int64_t i = 0; i < 100; ++i) s.OnDiff(Diff(101 + 10 * i, 110 + 10 * i, -1));
+  s.KeepNewest(5);  // 1051..1060 up to 1091..1100 remain
+  EXPECT_TRUE(s.OnSnapshot(Snap(900)).empty()) << "older than every diff kept: another is asked for";
+  EXPECT_TRUE(s.wants_snapshot());
+  EXPECT_TRUE(s.OnSnapshot(Snap(1045)).empty()) << "1041..1050 was trimmed: it cannot join";
+  std::vector<BookRecord> r = s.OnSnapshot(Snap(1075));
+  EXPECT_EQ(Kinds(r), (std::vector<Kind>{Kind::kSnapshot, Kind::kUpdate, Kind::kUpdate, Kind::kUpdate}))
+      << "1071..1080 joins 1075; the kept diffs before it are dropped";
+  EXPECT_EQ(s.last_update_id(), 1100);
+  s.KeepNewest(0);  // live: nothing to trim
+  EXPECT_TRUE(s.live());
+}
+
 TEST(BookSyncBinanceSpotTest, ASnapshotOlderThanTheStreamIsFetchedAgain) {
   BookSync s(BookProtocol::kBinanceSpot);
   s.OnDiff(Diff(110, 115, -1));

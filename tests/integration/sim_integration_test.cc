@@ -406,6 +406,15 @@ TEST_F(SimWsTest, StreamsGoThroughAnHttpConnectProxyFromTheBoundAddress) {
   EXPECT_THAT(bad.status().message(), HasSubstr("needs host:port"));
 }
 
+TEST_F(SimWsTest, OurClientAnswersBinancesPingsAndTheStreamStaysOpen) {
+  auto sim = StartSim({"--binance-ping-interval", "500ms", "--binance-pong-timeout", "2s"});
+  ASSERT_NE(sim, nullptr);
+  auto probe = Connect(*sim, "/stream?streams=btcusdt@trade", "127.0.0.35");
+  ASSERT_TRUE(probe->WaitOpen(absl::Seconds(5)));
+  // Eight pings come and go; without pongs the simulator closes at 2.5 s.
+  EXPECT_FALSE(probe->WaitClosed(absl::Seconds(4)).has_value()) << "closed: " << probe->close_reason();
+}
+
 TEST_F(SimWsTest, BinanceSubscribeRateAndConnectionLimits) {
   auto sim = StartSim({"--limit", "binance_spot.WS_CONNECTIONS=3"});
   ASSERT_NE(sim, nullptr);
