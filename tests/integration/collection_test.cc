@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <csignal>
 #include <fstream>
+#include <map>
+#include <functional>
 #include <set>
 #include <thread>
 
@@ -21,6 +23,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "common/collect/book_sync.h"
@@ -258,16 +261,23 @@ TEST(CollectionTest, ADrainedNodeHandsItsBookOverWithoutAGap) {
   EXPECT_THAT(c.coordinator().Output(), HasSubstr("handed its copy over after"));
 }
 
+// The shipped rules changed by `edit`, in a file of the test's own.
+std::string EditedRules(const std::function<void(nlohmann::json&)>& edit) {
+  std::ifstream shipped(MP_SOURCE_DIR "/common/rules/exchange_rules.json");
+  nlohmann::json rules = nlohmann::json::parse(shipped);
+  edit(rules);
+  std::string path = absl::StrCat(::testing::TempDir(), "/rules_", getpid(), "_", rand(), ".json");
+  std::ofstream(path) << rules.dump();
+  return path;
+}
+
 TEST(CollectionTest, ConnectionsRotatedBeforeTheExchangesCutLoseNothing) {
   // The shipped rules, but Binance cuts a connection at 4 s instead of 24 h:
-  // the node rotates each at 3 s (a quarter of the lifetime ahead).
-  std::ifstream shipped(MP_SOURCE_DIR "/common/rules/exchange_rules.json");
-  std::string rules((std::istreambuf_iterator<char>(shipped)), std::istreambuf_iterator<char>());
-  size_t at = rules.find(R"("max_lifetime_seconds": 86400)");
-  ASSERT_NE(at, std::string::npos);
-  rules.replace(at, std::string(R"("max_lifetime_seconds": 86400)").size(), R"("max_lifetime_seconds": 4)");
-  std::string rules_file = absl::StrCat(::testing::TempDir(), "/rules_", getpid(), ".json");
-  std::ofstream(rules_file) << rules;
+  // the node rotates each at 2.5 to 3 s (a quarter of the lifetime ahead,
+  // and up to half that again).
+  std::string rules_file = EditedRules([](nlohmann::json& r) {
+    r["exchanges"]["binance_spot"]["websocket"]["max_lifetime_seconds"] = 4;
+  });
   ClusterOptions o;
   o.nodes = 1;
   o.exchanges = {"binance_spot"};
@@ -356,6 +366,75 @@ TEST(CollectionTest, ANodeBehindAnHttpProxyStreamsThroughItFromItsEgressAddress)
   ASSERT_TRUE(stats.ok());
   EXPECT_FALSE((*stats)["exchanges"]["binance_spot"]["ips"].contains(c.egress_ip(0)))
       << "the exchange saw the proxy's address only";
+}
+
+TEST(CollectionTest, AMassWebSocketDropResyncsEveryBookWithinTheWeightAndNoRefusal) {
+  // Twenty books of depth 1000 (weight 50 each) on two IPs whose weight is
+  // 400 per 5 s: a full resync needs 1,000, more than a window holds, so the
+  // snapshots must queue for the next windows rather than become 429s.
+  std::string rules_file = EditedRules([](nlohmann::json& r) {
+    for (nlohmann::json& pool : r["exchanges"]["binance_spot"]["pools"]) {
+      if (pool["name"] != "REQUEST_WEIGHT") continue;
+      pool["seconds"] = 5;
+      pool["published_as"]["interval"] = "SECOND";
+      pool["published_as"]["intervalNum"] = 5;
+    }
+  });
+  std::vector<std::string> symbols;
+  for (int i = 1; i <= 20; ++i) symbols.push_back(absl::StrFormat("X%04dUSDT", i));
+  ClusterOptions o;
+  o.nodes = 2;
+  o.exchanges = {"binance_spot"};
+  o.sim_flags = {"--rules", rules_file, "--instruments", "20", "--limit", "binance_spot.REQUEST_WEIGHT=400"};
+  o.node_flags = {"--exchange", "binance_spot", "--rules", rules_file};
+  o.coordinator_flags = {"--rules", rules_file, "--jobs",
+                         WriteJobs(absl::StrCat(R"({"jobs": [{"name": "books", "exchange": "binance_spot", )",
+                                                R"("channel": "book", "symbols": [")",
+                                                absl::StrJoin(symbols, "\", \""), R"("]}]})"))};
+  auto cluster = Cluster::Start(o);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  Cluster& c = **cluster;
+  v1::SubscribeRequest all;
+  all.set_exchange("binance_spot");
+  Subscriber sub(c.coordinator_address(), all);
+  // Symbols with a snapshot among the records from `from` on.
+  auto snapshotted = [&](size_t from) {
+    std::set<std::string> done;
+    std::vector<Subscriber::Got> got = sub.events();
+    for (size_t i = from; i < got.size(); ++i) {
+      if (got[i].event.has_book() && got[i].event.book().snapshot()) done.insert(got[i].event.symbol());
+    }
+    return done.size();
+  };
+  ASSERT_TRUE(WaitUntil([&] { return snapshotted(0) == symbols.size(); }, absl::Seconds(30)))
+      << snapshotted(0) << " of 20 books in sync";
+  size_t before = sub.size();
+  ASSERT_EQ(c.sim().Post("127.0.0.1", "/sim/ws/drop", "")->status, 200);
+  absl::Time dropped = absl::Now();
+  ASSERT_TRUE(WaitUntil([&] { return snapshotted(before) == symbols.size(); }, absl::Seconds(30)))
+      << snapshotted(before) << " of 20 books in sync again";
+  std::printf("20 books resynced %s after the drop\n", absl::FormatDuration(absl::Now() - dropped).c_str());
+  // Each book: one gap for what the drop cost, then a chain without a hole.
+  std::map<std::string, int64_t> last, gaps;
+  for (const Subscriber::Got& g : sub.events()) {
+    const v1::MarketEvent& e = g.event;
+    if (e.has_gap()) {
+      ++gaps[e.symbol()];
+      last[e.symbol()] = 0;
+    } else if (e.has_book()) {
+      if (!e.book().snapshot()) {
+        ASSERT_NE(last[e.symbol()], 0) << e.symbol() << ": an update before its snapshot";
+        ASSERT_EQ(e.book().first_update_id(), last[e.symbol()] + 1) << e.symbol() << ": a hole no gap reports";
+      }
+      last[e.symbol()] = e.book().last_update_id();
+    }
+  }
+  for (const std::string& sym : symbols) EXPECT_LE(gaps[sym], 1) << sym;
+  auto stats = c.sim().Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(testing::SimProcess::Rejections(*stats), 0) << "a snapshot storm became refusals: "
+                                                        << (*stats)["exchanges"]["binance_spot"]["totals"].dump();
+  EXPECT_EQ((*stats)["exchanges"]["binance_spot"]["totals"]["ws_refused"], 0);
 }
 
 // One node collecting `exchange`'s book and trades of `symbol`, with a
