@@ -1,6 +1,7 @@
 // mp-coordinator: places exchange requests on the egress IPs with budget.
 #include <cstdio>
 
+#include "common/process.h"
 #include "common/clock.h"
 #include "common/flags.h"
 #include "common/log.h"
@@ -8,6 +9,7 @@
 #include "coordinator/coordinator.h"
 
 int main(int argc, char** argv) {
+  marketprism::common::ConfigureProcess();
   using namespace marketprism;
   common::BlockTerminationSignals();
   // The one place the environment is read: MP_* settings and MP_LOG_LEVEL.

@@ -3,6 +3,7 @@
 #include <csignal>
 #include <cstdio>
 
+#include "common/process.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/flags.h"
@@ -18,6 +19,7 @@ void OnSignal(int) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  marketprism::common::ConfigureProcess();
   using namespace marketprism;
   // The one place the environment is read: MP_LOG_LEVEL and MP_RULES_FILE.
   const common::GetEnv env = common::ProcessEnvironment();

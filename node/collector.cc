@@ -580,39 +580,41 @@ void Collector::OnEvent(Unit& u, FeedEvent& e, absl::Time now, std::vector<v1::M
   }
   if (u.book->wants_snapshot()) {
     if (!u.fetching) u.book->KeepNewest(kDiffsBeforeAsking);  // waiting its turn for weight
-    FetchSnapshots();
+    FetchSnapshotLocked(u.assignment.key(), u, clock_.SteadyNow());  // this one: not every unit per message
   }
 }
 
 void Collector::FetchSnapshots() {
   absl::Time now = clock_.SteadyNow();
-  for (auto& [key, u] : units_) {
-    if (!u.book || !u.book->wants_snapshot() || u.fetching || now < u.fetch_after) continue;
-    auto conn = conns_.find({u.assignment.exchange(), u.assignment.connection()});
-    if (conn == conns_.end() || conn->second.state != Conn::State::kOpen) continue;  // diffs must be buffering
-    if (u.feed->SnapshotOnSubscribe()) {
-      // Unsubscribe now; SyncSubscriptions subscribes again, and the new
-      // subscription's first message is the snapshot.
-      Conn& c = conn->second;
-      if (!c.subscribed.count(u.stream) || !c.ws) continue;  // its subscription (and snapshot) is still to come
-      common::Log(common::LogLevel::kInfo, "collector", absl::StrCat(key, ": subscribing again for a snapshot"));
-      SendLocked(conn->first, c, u.feed->SubscribeMessage({u.stream}, /*subscribe=*/false, c.next_id++));
-      c.subscribed.erase(u.stream);
-      u.fetch_after = now + kResubscribeWait;
-      continue;
-    }
-    u.fetching = true;
-    common::Log(common::LogLevel::kInfo, "collector", absl::StrCat(key, ": fetching a snapshot"));
-    std::weak_ptr<Guard> weak = guard_;
-    std::string unit = key;
-    fetch_(u.assignment.exchange(), u.feed->SnapshotPath(), u.feed->SnapshotQuery(u.assignment.symbol(), u.assignment.depth()),
-           [weak, unit](absl::StatusOr<std::string> body) {
-             if (std::shared_ptr<Guard> g = weak.lock()) {
-               absl::MutexLock lock(&g->mu);
-               if (g->self != nullptr) g->self->OnSnapshot(unit, std::move(body));
-             }
-           });
+  for (auto& [key, u] : units_) FetchSnapshotLocked(key, u, now);
+}
+
+void Collector::FetchSnapshotLocked(const std::string& key, Unit& u, absl::Time now) {
+  if (!u.book || !u.book->wants_snapshot() || u.fetching || now < u.fetch_after) return;
+  auto conn = conns_.find({u.assignment.exchange(), u.assignment.connection()});
+  if (conn == conns_.end() || conn->second.state != Conn::State::kOpen) return;  // diffs must be buffering
+  if (u.feed->SnapshotOnSubscribe()) {
+    // Unsubscribe now; SyncSubscriptions subscribes again, and the new
+    // subscription's first message is the snapshot.
+    Conn& c = conn->second;
+    if (!c.subscribed.count(u.stream) || !c.ws) return;  // its subscription (and snapshot) is still to come
+    common::Log(common::LogLevel::kInfo, "collector", absl::StrCat(key, ": subscribing again for a snapshot"));
+    SendLocked(conn->first, c, u.feed->SubscribeMessage({u.stream}, /*subscribe=*/false, c.next_id++));
+    c.subscribed.erase(u.stream);
+    u.fetch_after = now + kResubscribeWait;
+    return;
   }
+  u.fetching = true;
+  common::Log(common::LogLevel::kInfo, "collector", absl::StrCat(key, ": fetching a snapshot"));
+  std::weak_ptr<Guard> weak = guard_;
+  std::string unit = key;
+  fetch_(u.assignment.exchange(), u.feed->SnapshotPath(), u.feed->SnapshotQuery(u.assignment.symbol(), u.assignment.depth()),
+         [weak, unit](absl::StatusOr<std::string> body) {
+           if (std::shared_ptr<Guard> g = weak.lock()) {
+             absl::MutexLock lock(&g->mu);
+             if (g->self != nullptr) g->self->OnSnapshot(unit, std::move(body));
+           }
+         });
 }
 
 void Collector::OnSnapshot(const std::string& unit, absl::StatusOr<std::string> body) {

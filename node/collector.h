@@ -191,7 +191,9 @@ class Collector {
   // charges for it (at once when it charges nothing), after any held before.
   void SendLocked(const ConnKey& key, Conn& c, std::string text) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendHeld(const ConnKey& key, Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Asks for the snapshot of every book that wants one (each tick), or of one.
   void FetchSnapshots() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FetchSnapshotLocked(const std::string& key, Unit& u, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A record of `u` received at `now` (one reading of the clock per message).
   v1::MarketEvent Event(const Unit& u, int64_t exchange_time_us, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -1,6 +1,7 @@
 // mp-node: sends exchange requests from one egress IP for the coordinator.
 #include <cstdio>
 
+#include "common/process.h"
 #include "common/clock.h"
 #include "common/flags.h"
 #include "common/log.h"
@@ -9,6 +10,7 @@
 #include "node/node.h"
 
 int main(int argc, char** argv) {
+  marketprism::common::ConfigureProcess();
   using namespace marketprism;
   common::BlockTerminationSignals();
   // The one place the environment is read: MP_* settings, proxy variables, MP_LOG_LEVEL.

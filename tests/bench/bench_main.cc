@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/process.h"
 #include "common/log.h"
 #include "tests/bench/collect_bench.h"
 #include "tests/bench/collect_cluster_bench.h"
@@ -20,6 +21,7 @@
 #include "tests/bench/throughput_bench.h"
 
 int main(int argc, char** argv) {
+  marketprism::common::ConfigureProcess();
   marketprism::common::SetLogLevelFrom(std::getenv("MP_LOG_LEVEL"));
   std::vector<std::string> args(argv + 1, argv + argc);
   std::string cmd = args.empty() ? "" : args.front();
