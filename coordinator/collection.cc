@@ -375,10 +375,11 @@ void Collection::PlanLocked() {
 
 void Collection::HandOverLocked(const PlacementPlan& previous, const std::map<std::string, NodeState>& states) {
   absl::Time now = clock_.Now();
-  // Reachable but no longer given work: its streams can bridge the move.
+  // Still reachable (active and rebalanced, draining, suspect): its streams
+  // can bridge the move.
   auto bridging = [&](const std::string& node) {
     auto it = states.find(node);
-    return it != states.end() && (it->second == NodeState::kDraining || it->second == NodeState::kSuspect);
+    return it != states.end() && it->second != NodeState::kDisconnected;
   };
   auto placed_on = [](const PlacedUnit& p, const std::string& node) {
     return std::any_of(p.copies.begin(), p.copies.end(), [&](const CopyPlacement& c) { return c.node_id == node; });
@@ -390,8 +391,8 @@ void Collection::HandOverLocked(const PlacementPlan& previous, const std::map<st
       if (!bridging(c.node_id) || placed_on(now_placed->second, c.node_id)) continue;
       if (handovers_.try_emplace({key, c.node_id}, Handover{c, now}).second) {
         common::Log(common::LogLevel::kInfo, "collection",
-                    absl::StrCat(key, ": ", NodeStateName(states.at(c.node_id)), " ", c.node_id,
-                                 " keeps its copy until the replacing copies send records"));
+                    absl::StrCat(key, ": moved off ", NodeStateName(states.at(c.node_id)), " ", c.node_id,
+                                 ", which keeps its copy until the replacing copies send records"));
       }
     }
   }

@@ -9,10 +9,11 @@
 // Every replan_every it re-plans from the nodes the scheduler shows as
 // active (a dead, disconnected, draining or suspect node's units move at
 // once) and sends a node its units only when they changed. Placement is
-// stable: a healthy stream stays where it runs. A move off a node that can
-// still run its copies (draining, suspect) is make-before-break: the old
-// copy runs on until every replacing copy has sent a record (RecordHub
-// merges the overlap), then stops. Only the leader plans; a follower
+// stable: a healthy stream stays where it runs, unless its node holds more
+// than its share (a node joined). A move off a node that can still run its
+// copies (rebalanced, draining, suspect) is make-before-break: the old copy
+// runs on until every replacing copy has sent a record (RecordHub merges the
+// overlap), then stops. Only the leader plans; a follower
 // holds the jobs and starts planning when it leads: it reads the same jobs
 // file, and holds the leader's API jobs by asking for them (SyncJobs, a
 // long poll). The leader answers CreateJob and DeleteJob once every follower
@@ -55,9 +56,9 @@ struct CollectionOptions {
   absl::Duration replicate_wait = absl::Seconds(2);  // longest a write waits for followers
   absl::Duration sync_hold = absl::Seconds(5);       // longest a follower's SyncJobs is held
   absl::Duration sync_retry = absl::Milliseconds(500);
-  // A copy moved off a draining or suspect node keeps running there until
-  // every copy that replaces it has sent a record (make-before-break), or
-  // this long at most.
+  // A copy moved off a node still connected (rebalanced, draining, suspect)
+  // keeps running there until every copy that replaces it has sent a record
+  // (make-before-break), or this long at most.
   absl::Duration handover_timeout = absl::Seconds(30);
 };
 

@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 
+#include "absl/strings/str_cat.h"
 #include "coordinator/test_routing_parts.h"
 #include "tests/testing/fake_clock.h"
 
@@ -164,6 +165,44 @@ TEST_F(CollectionHandoverTest, AnUndrainedNodeHandsOverAllTheSameAndTheNewCopySt
   RecordFrom(to);
   Tick();
   EXPECT_EQ(Holders(), std::set<std::string>{to});
+}
+
+TEST_F(CollectionHandoverTest, ANodeThatJoinsTakesItsShareMakeBeforeBreak) {
+  // Twenty more books on the two nodes, then a third node: its share moves
+  // to it, each old copy running until the new one sends a record.
+  v1::Job job;
+  job.set_name("more");
+  job.set_exchange("binance_spot");
+  job.set_channel("book");
+  for (int i = 0; i < 20; ++i) job.add_symbols(absl::StrCat("S", i, "USDT"));
+  std::optional<absl::StatusOr<v1::Job>> created;
+  collection_->CreateJob(job, [&](absl::StatusOr<v1::Job> j) { created = std::move(j); });
+  ASSERT_TRUE(created.has_value() && created->ok());
+  Tick();
+  parts_.scheduler->UpsertNode("n3", "10.0.0.3", "n3:1", "test", {"binance_spot"});
+  parts_.scheduler->SetNodeClocks("n3", {{"binance_spot", absl::ZeroDuration(), absl::Milliseconds(1)}});
+  collection_->NodeRegistered("n3");
+  Tick();
+  ASSERT_GE(units_["n3"].size(), 5u) << "the new node takes a share";
+  for (const std::string& key : units_["n3"]) {
+    int held = 0;
+    for (const char* n : {"n1", "n2"}) held += units_[n].count(key) ? 1 : 0;
+    EXPECT_EQ(held, 1) << key << ": the old copy runs on";
+  }
+  for (const std::string& key : std::set<std::string>(units_["n3"])) {
+    absl::string_view symbol = absl::string_view(key).substr(key.rfind('/') + 1);
+    v1::RecordBatch b;
+    v1::MarketEvent* e = b.add_events();
+    e->set_exchange("binance_spot");
+    e->set_channel("book");
+    e->set_symbol(std::string(symbol));
+    e->mutable_book()->set_last_update_id(1);
+    collection_->Observe("n3", b);
+  }
+  Tick();
+  for (const std::string& key : units_["n3"]) {
+    EXPECT_FALSE(units_["n1"].count(key) || units_["n2"].count(key)) << key << ": handed over, stopped";
+  }
 }
 
 }  // namespace

@@ -106,6 +106,26 @@ PlacementPlan PlaceUnits(const std::vector<common::UnitSpec>& units, const std::
   for (const common::UnitSpec& u : units) {
     if (common::IsStream(u.channel)) streams.push_back(&u);
   }
+  // A node keeps at most its fair share of an exchange's copies (and of its
+  // books, which cost snapshot weight), with some slack so that a re-plan does
+  // not shuffle units between nearly even nodes: a fleet that grows, or a node
+  // that comes back, takes its part of the work.
+  std::map<std::string, int> copies, books, serving;  // by exchange
+  for (const common::UnitSpec* u : streams) {
+    copies[u->exchange] += u->redundancy;
+    if (u->channel == common::Channel::kBook) books[u->exchange] += u->redundancy;
+  }
+  for (const PlacementNode& n : nodes) {
+    if (!n.accepting) continue;
+    for (const std::string& e : n.exchanges) ++serving[e];
+  }
+  auto cap = [&](const std::map<std::string, int>& total, const std::string& exchange) {
+    int n = std::max(1, serving[exchange]);
+    auto t = total.find(exchange);
+    int fair = ((t == total.end() ? 0 : t->second) + n - 1) / n;  // rounded up
+    return fair + fair / 10 + 1;
+  };
+  std::map<std::pair<std::string, std::string>, int> kept, kept_books;  // (node, exchange)
   // First keep every copy that may stay, so re-planning moves only what must.
   for (const common::UnitSpec* u : streams) {
     PlacedUnit& p = plan.units[u->key];
@@ -117,6 +137,11 @@ PlacementPlan PlaceUnits(const std::vector<common::UnitSpec>& units, const std::
       auto node = by_id.find(c.node_id);
       if (node == by_id.end() || !eligible(*node->second, *u)) continue;
       if (static_cast<int>(p.copies.size()) >= u->redundancy || !ips.insert(node->second->egress_ip).second) continue;
+      bool book = u->channel == common::Channel::kBook;
+      if (kept[{c.node_id, u->exchange}] >= cap(copies, u->exchange) ||
+          (book && kept_books[{c.node_id, u->exchange}] >= cap(books, u->exchange))) {
+        continue;  // over its share: placed again below, on a less loaded node
+      }
       Connections& conns = load[{c.node_id, u->exchange}];
       if (!conns.Fits(c.connection, limits_of(u->exchange), ip_open[{node->second->egress_ip, u->exchange}],
                       EndpointOf(*u))) {
@@ -124,6 +149,8 @@ PlacementPlan PlaceUnits(const std::vector<common::UnitSpec>& units, const std::
       }
       add(*node->second, *u, c.connection);
       p.copies.push_back(CopyPlacement{c.node_id, node->second->egress_ip, c.connection});
+      ++kept[{c.node_id, u->exchange}];
+      if (book) ++kept_books[{c.node_id, u->exchange}];
     }
   }
   // Then the copies still missing, each on the least loaded eligible node of

@@ -23,7 +23,9 @@
 // Polls are not placed: the coordinator sends them through the scheduler.
 //
 // Stable: a copy stays where the previous plan put it while its node is
-// still eligible, so healthy streams never restart for a re-plan.
+// still eligible and holds no more than its fair share of the exchange's
+// copies (and books), plus a tenth and one: a re-plan moves only what a
+// grown fleet should take over, and healthy streams do not restart for it.
 // Thread-compatible.
 #pragma once
 

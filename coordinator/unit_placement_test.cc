@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "absl/strings/str_cat.h"
 
 namespace marketprism::coordinator {
@@ -106,6 +108,35 @@ TEST_F(UnitPlacementTest, ADeadNodesUnitsMoveAndNothingElseDoes) {
   EXPECT_EQ(PlaceUnits(units, nodes, *rules_, after).units.at("binance_spot/trades/S3").copies,
             after.units.at("binance_spot/trades/S3").copies)
       << "re-planning the same inputs changes nothing";
+}
+
+TEST_F(UnitPlacementTest, AFleetThatGrowsTakesItsShareAndThenNothingMoves) {
+  std::vector<UnitSpec> units;
+  for (int i = 0; i < 300; ++i) {
+    units.push_back(Unit("binance_spot", i % 2 ? Channel::kBook : Channel::kTrades, absl::StrCat("S", i / 2)));
+  }
+  std::vector<PlacementNode> nodes = {Node(1)};
+  PlacementPlan alone = PlaceUnits(units, nodes, *rules_);
+  nodes.push_back(Node(2));
+  nodes.push_back(Node(3));
+  PlacementPlan grown = PlaceUnits(units, nodes, *rules_, alone);
+  std::map<std::string, int> per_node, books_per_node;
+  int moved = 0;
+  for (const auto& [key, p] : grown.units) {
+    ASSERT_EQ(p.copies.size(), 1u) << key;
+    ++per_node[p.copies[0].node_id];
+    if (p.unit.channel == Channel::kBook) ++books_per_node[p.copies[0].node_id];
+    moved += p.copies[0].node_id != "node-1" ? 1 : 0;
+  }
+  for (const char* n : {"node-1", "node-2", "node-3"}) {
+    EXPECT_GE(per_node[n], 85) << n;   // a fair share is 100
+    EXPECT_LE(per_node[n], 111) << n;  // 100, and a tenth and one of slack
+    EXPECT_GE(books_per_node[n], 40) << n;
+    EXPECT_LE(books_per_node[n], 56) << n;
+  }
+  EXPECT_LE(moved, 215) << "only what node-1 holds over its share moves";
+  PlacementPlan again = PlaceUnits(units, nodes, *rules_, grown);
+  for (const auto& [key, p] : grown.units) EXPECT_EQ(again.units.at(key).copies, p.copies) << key;
 }
 
 // Random fleets and jobs: every limit holds, copies are on distinct IPs, and
