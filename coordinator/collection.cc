@@ -446,8 +446,22 @@ void Collection::Tick() {
         sync.emplace(l.leader_grpc, std::move(req));
       }
     }
+    // The first plan waits for the fleet to gather (nodes register one by
+    // one): placed on the first node alone, its units would move again as
+    // the others come, each book asking for a second snapshot.
+    bool settling = false;
+    if (l.leading && !placed_once_) {
+      if (!scheduler_.Snapshot().nodes.empty() && first_node_at_ == absl::InfiniteFuture()) first_node_at_ = now;
+      settling = now - first_node_at_ < options_.placement_settle;
+      placed_once_ = !settling;
+    }
+    if (!l.leading) {
+      placed_once_ = false;  // a later term gathers its fleet again
+      first_node_at_ = absl::InfiniteFuture();
+    }
     // A handover is watched at every tick: its copy stops once replaced.
-    if (l.leading && (replan_now_ || !handovers_.empty() || now - last_plan_ >= options_.replan_every)) {
+    if (l.leading && !settling &&
+        (replan_now_ || !handovers_.empty() || now - last_plan_ >= options_.replan_every)) {
       PlanLocked();
       replan_now_ = false;
       last_plan_ = now;

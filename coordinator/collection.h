@@ -60,6 +60,8 @@ struct CollectionOptions {
   // keeps running there until every copy that replaces it has sent a record
   // (make-before-break), or this long at most.
   absl::Duration handover_timeout = absl::Seconds(30);
+  // A leader's first plan waits this long after its first node registers.
+  absl::Duration placement_settle = absl::Seconds(1);
 };
 
 class Collection {
@@ -188,6 +190,8 @@ class Collection {
   std::map<std::string, Poll> polls_ ABSL_GUARDED_BY(mu_);    // by unit key
   PlacementPlan plan_ ABSL_GUARDED_BY(mu_);
   std::map<std::pair<std::string, std::string>, Handover> handovers_ ABSL_GUARDED_BY(mu_);  // (unit, node)
+  bool placed_once_ ABSL_GUARDED_BY(mu_) = false;  // this leadership has planned
+  absl::Time first_node_at_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   std::map<std::string, std::string> sent_ ABSL_GUARDED_BY(mu_);  // node -> its Units as last sent
   int64_t sent_term_ ABSL_GUARDED_BY(mu_) = -1;
   bool replan_now_ ABSL_GUARDED_BY(mu_) = true;

@@ -55,6 +55,8 @@ class CollectionHandoverTest : public ::testing::Test {
     collection_->CreateJob(job, [&](absl::StatusOr<v1::Job> j) { created = std::move(j); });
     ASSERT_TRUE(created.has_value() && created->ok());
     Tick();
+    ASSERT_TRUE(Holders().empty()) << "the first plan waits a second for the fleet to gather";
+    clock_.AdvanceBy(absl::Seconds(1));
     ASSERT_EQ(Holders(), std::set<std::string>{Holder()});
   }
 
