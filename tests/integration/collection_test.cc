@@ -57,6 +57,17 @@ std::vector<common::PriceLevel> Levels(const google::protobuf::RepeatedPtrField<
   return out;
 }
 
+// A cluster of `nodes` nodes serving `exchange`, its coordinator running
+// the jobs file `jobs` (JSON text).
+ClusterOptions Collecting(const std::string& exchange, int nodes, const std::string& jobs) {
+  ClusterOptions o;
+  o.nodes = nodes;
+  o.exchanges = {exchange};
+  o.node_flags = {"--exchange", exchange};
+  o.coordinator_flags = {"--jobs", WriteJobs(jobs)};
+  return o;
+}
+
 // A subscriber's book: feeds `sync` the record, as a client would.
 void Apply(common::BookSync& sync, const v1::MarketEvent& e) {
   if (!e.has_book()) return;
@@ -84,13 +95,9 @@ std::string NodeOf(const std::string& coordinator, const std::string& unit) {
 }
 
 TEST(CollectionTest, BooksMatchTheExchangeTradesHaveNoHoleAndAKilledNodeCostsOnlyItsUnredundantUnitAGap) {
-  ClusterOptions o;
-  o.nodes = 2;
-  o.exchanges = {"binance_spot"};
-  o.node_flags = {"--exchange", "binance_spot"};
-  o.coordinator_flags = {"--jobs", WriteJobs(R"({"jobs": [
+  ClusterOptions o = Collecting("binance_spot", 2, R"({"jobs": [
       {"name": "book", "exchange": "binance_spot", "channel": "book", "symbols": ["BTCUSDT"]},
-      {"name": "trades", "exchange": "binance_spot", "channel": "trades", "symbols": ["BTCUSDT"], "redundancy": 2}]})")};
+      {"name": "trades", "exchange": "binance_spot", "channel": "trades", "symbols": ["BTCUSDT"], "redundancy": 2}]})");
   auto cluster = Cluster::Start(o);
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   Cluster& c = **cluster;
@@ -199,12 +206,8 @@ TEST(CollectionTest, BooksMatchTheExchangeTradesHaveNoHoleAndAKilledNodeCostsOnl
 }
 
 TEST(CollectionTest, ADrainedNodeHandsItsBookOverWithoutAGap) {
-  ClusterOptions o;
-  o.nodes = 2;
-  o.exchanges = {"binance_spot"};
-  o.node_flags = {"--exchange", "binance_spot"};
-  o.coordinator_flags = {"--jobs", WriteJobs(R"({"jobs": [
-      {"name": "book", "exchange": "binance_spot", "channel": "book", "symbols": ["BTCUSDT"]}]})")};
+  ClusterOptions o = Collecting("binance_spot", 2, R"({"jobs": [
+      {"name": "book", "exchange": "binance_spot", "channel": "book", "symbols": ["BTCUSDT"]}]})");
   auto cluster = Cluster::Start(o);
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   Cluster& c = **cluster;
@@ -278,12 +281,10 @@ TEST(CollectionTest, ConnectionsRotatedBeforeTheExchangesCutLoseNothing) {
   std::string rules_file = EditedRules([](nlohmann::json& r) {
     r["exchanges"]["binance_spot"]["websocket"]["max_lifetime_seconds"] = 4;
   });
-  ClusterOptions o;
-  o.nodes = 1;
-  o.exchanges = {"binance_spot"};
+  ClusterOptions o = Collecting("binance_spot", 1, kBtcBookAndTrades);
   o.sim_flags = {"--rules", rules_file};
-  o.node_flags = {"--exchange", "binance_spot", "--rules", rules_file};
-  o.coordinator_flags = {"--rules", rules_file, "--jobs", WriteJobs(kBtcBookAndTrades)};
+  o.node_flags.insert(o.node_flags.end(), {"--rules", rules_file});
+  o.coordinator_flags.insert(o.coordinator_flags.end(), {"--rules", rules_file});
   auto cluster = Cluster::Start(o);
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   Cluster& c = **cluster;
@@ -333,11 +334,8 @@ TEST(CollectionTest, ConnectionsRotatedBeforeTheExchangesCutLoseNothing) {
 TEST(CollectionTest, ANodeBehindAnHttpProxyStreamsThroughItFromItsEgressAddress) {
   auto proxy = TunnelProxy::Start();
   ASSERT_TRUE(proxy.ok()) << proxy.status();
-  ClusterOptions o;
-  o.nodes = 1;
-  o.exchanges = {"binance_spot"};
-  o.node_flags = {"--exchange", "binance_spot", "--exchange-proxy", "binance_spot=" + (*proxy)->url()};
-  o.coordinator_flags = {"--jobs", WriteJobs(kBtcBookAndTrades)};
+  ClusterOptions o = Collecting("binance_spot", 1, kBtcBookAndTrades);
+  o.node_flags.insert(o.node_flags.end(), {"--exchange-proxy", "binance_spot=" + (*proxy)->url()});
   auto cluster = Cluster::Start(o);
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   Cluster& c = **cluster;
@@ -382,15 +380,13 @@ TEST(CollectionTest, AMassWebSocketDropResyncsEveryBookWithinTheWeightAndNoRefus
   });
   std::vector<std::string> symbols;
   for (int i = 1; i <= 20; ++i) symbols.push_back(absl::StrFormat("X%04dUSDT", i));
-  ClusterOptions o;
-  o.nodes = 2;
-  o.exchanges = {"binance_spot"};
+  ClusterOptions o = Collecting("binance_spot", 2,
+                                absl::StrCat(R"({"jobs": [{"name": "books", "exchange": "binance_spot", )",
+                                             R"("channel": "book", "symbols": [")", absl::StrJoin(symbols, "\", \""),
+                                             R"("]}]})"));
   o.sim_flags = {"--rules", rules_file, "--instruments", "20", "--limit", "binance_spot.REQUEST_WEIGHT=400"};
-  o.node_flags = {"--exchange", "binance_spot", "--rules", rules_file};
-  o.coordinator_flags = {"--rules", rules_file, "--jobs",
-                         WriteJobs(absl::StrCat(R"({"jobs": [{"name": "books", "exchange": "binance_spot", )",
-                                                R"("channel": "book", "symbols": [")",
-                                                absl::StrJoin(symbols, "\", \""), R"("]}]})"))};
+  o.node_flags.insert(o.node_flags.end(), {"--rules", rules_file});
+  o.coordinator_flags.insert(o.coordinator_flags.end(), {"--rules", rules_file});
   auto cluster = Cluster::Start(o);
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   Cluster& c = **cluster;
@@ -478,16 +474,12 @@ struct OneExchange {
 // `channels` are the jobs' channels, one job each ("kline" with interval 1m).
 absl::Status StartOneExchange(OneExchange& x, const std::string& exchange, const std::string& symbol,
                               std::vector<std::string> channels = {"book", "trades"}) {
-  ClusterOptions o;
-  o.nodes = 1;
-  o.exchanges = {exchange};
-  o.node_flags = {"--exchange", exchange};
   std::vector<std::string> jobs;
   for (const std::string& c : channels) {
     jobs.push_back(absl::StrCat(R"({"name": ")", c, R"(", "exchange": ")", exchange, R"(", "channel": ")", c,
                                 R"(", "symbols": [")", symbol, R"("])", c == "kline" ? R"(, "interval": "1m"})" : "}"));
   }
-  o.coordinator_flags = {"--jobs", WriteJobs(absl::StrCat(R"({"jobs": [)", absl::StrJoin(jobs, ",\n"), "]}"))};
+  ClusterOptions o = Collecting(exchange, 1, absl::StrCat(R"({"jobs": [)", absl::StrJoin(jobs, ",\n"), "]}"));
   absl::StatusOr<std::unique_ptr<Cluster>> c = Cluster::Start(o);
   if (!c.ok()) return c.status();
   x.cluster = *std::move(c);
@@ -642,12 +634,8 @@ TEST(CollectionTest, OkxBookTickersTickersAndKlines) { ExpectTopsTickersAndKline
 TEST(CollectionTest, DeribitBookTickersTickersAndKlines) { ExpectTopsTickersAndKlines("deribit", "BTC-PERPETUAL"); }
 
 TEST(CollectionTest, APythonClientBuiltFromTheProtoAloneSubscribes) {
-  ClusterOptions o;
-  o.nodes = 1;
-  o.exchanges = {"binance_spot"};
-  o.node_flags = {"--exchange", "binance_spot"};
-  o.coordinator_flags = {"--jobs", WriteJobs(R"({"jobs": [
-      {"name": "trades", "exchange": "binance_spot", "channel": "trades", "symbols": ["BTCUSDT"]}]})")};
+  ClusterOptions o = Collecting("binance_spot", 1, R"({"jobs": [
+      {"name": "trades", "exchange": "binance_spot", "channel": "trades", "symbols": ["BTCUSDT"]}]})");
   auto cluster = Cluster::Start(o);
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   auto py = Subprocess::Start({"/usr/bin/python3", MP_SOURCE_DIR "/tests/integration/python_subscriber.py",
