@@ -65,8 +65,12 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::MarketEvent>,
     if (finished_ || cut_) return true;  // going: nothing more to queue
     if (queue_.size() >= max_) return false;
     queue_.push_back(e);
-    if (!writing_) WriteNext();
     return true;
+  }
+
+  void Kick() override {
+    absl::MutexLock lock(&mu_);
+    if (!writing_ && !queue_.empty() && !cut_) WriteNext();
   }
 
   void Cut(const absl::Status& why) override {
@@ -149,6 +153,7 @@ void Upstream::OnReadDone(bool ok) {
     ctx_.TryCancel();
     return;
   }
+  down_->Kick();
   StartRead(&event_);
 }
 

@@ -1,5 +1,6 @@
 #include "coordinator/record_hub.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -37,7 +38,7 @@ bool RecordHub::Matches(const v1::SubscribeRequest& f, const v1::MarketEvent& e)
 }
 
 int64_t RecordHub::Subscribe(const v1::SubscribeRequest& filter, RecordSink* sink) {
-  absl::MutexLock lock(&mu_);
+  absl::ReleasableMutexLock lock(&mu_);
   int64_t id = next_id_++;
   subscribers_[id] = Subscriber{filter, sink};
   // A book subscriber starts from the book as the hub holds it.
@@ -60,22 +61,47 @@ int64_t RecordHub::Subscribe(const v1::SubscribeRequest& filter, RecordSink* sin
       sink->Cut(absl::ResourceExhaustedError("the books did not fit the subscriber's queue"));
       subscribers_.erase(id);
       ++counts_.cut;
-      break;
+      KickAndUnlock(lock);
+      return id;
     }
   }
+  to_kick_.push_back(sink);
+  KickAndUnlock(lock);
   return id;
 }
 
 void RecordHub::Unsubscribe(int64_t id) {
-  absl::MutexLock lock(&mu_);
-  subscribers_.erase(id);
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = subscribers_.find(id);
+    if (it != subscribers_.end()) {
+      std::erase(to_kick_, it->second.sink);
+      subscribers_.erase(it);
+    }
+  }
+  // Kicks under way end first (a cut sink, already gone from subscribers_,
+  // may be among them).
+  absl::MutexLock wait(&kick_mu_);
+}
+
+void RecordHub::KickAndUnlock(absl::ReleasableMutexLock& lock) {
+  std::vector<RecordSink*> kick;
+  kick.swap(to_kick_);
+  kick_mu_.ReaderLock();
+  lock.Release();
+  for (RecordSink* s : kick) s->Kick();
+  kick_mu_.ReaderUnlock();
 }
 
 void RecordHub::CutAll(const absl::Status& why) {
-  absl::MutexLock lock(&mu_);
-  for (auto& [id, s] : subscribers_) s.sink->Cut(why);
-  counts_.cut += static_cast<int64_t>(subscribers_.size());
-  subscribers_.clear();
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, s] : subscribers_) s.sink->Cut(why);
+    counts_.cut += static_cast<int64_t>(subscribers_.size());
+    subscribers_.clear();
+    to_kick_.clear();
+  }
+  absl::MutexLock wait(&kick_mu_);  // as Unsubscribe: no kick outlives this
 }
 
 RecordHub::Counts RecordHub::counts() {
@@ -98,10 +124,18 @@ void RecordHub::Deliver(const v1::MarketEvent& e) {
   ++counts_.delivered;
   if (e.has_gap()) ++counts_.gaps;
   for (auto it = subscribers_.begin(); it != subscribers_.end();) {
-    if (!Matches(it->second.filter, e) || it->second.sink->Offer(e)) {
+    if (!Matches(it->second.filter, e)) {
       ++it;
       continue;
     }
+    if (it->second.sink->Offer(e)) {
+      if (std::find(to_kick_.begin(), to_kick_.end(), it->second.sink) == to_kick_.end()) {
+        to_kick_.push_back(it->second.sink);
+      }
+      ++it;
+      continue;
+    }
+    std::erase(to_kick_, it->second.sink);
     it->second.sink->Cut(absl::ResourceExhaustedError(absl::StrCat(
         "subscriber too slow: ", options_.subscriber_queue, " records behind; subscribe again (books start over)")));
     ++counts_.cut;
@@ -110,18 +144,20 @@ void RecordHub::Deliver(const v1::MarketEvent& e) {
 }
 
 void RecordHub::Publish(const v1::RecordBatch& batch, absl::Time now) {
-  absl::MutexLock lock(&mu_);
+  absl::ReleasableMutexLock lock(&mu_);
   for (const v1::MarketEvent& e : batch.events()) {
     ++counts_.received;
     Accept(e, now);
   }
+  KickAndUnlock(lock);
 }
 
 void RecordHub::Flush(absl::Time now) {
-  absl::MutexLock lock(&mu_);
+  absl::ReleasableMutexLock lock(&mu_);
   for (auto& [key, u] : units_) {
     if (!u.held.empty()) Release(u, now);
   }
+  KickAndUnlock(lock);
 }
 
 namespace {

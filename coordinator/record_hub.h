@@ -22,8 +22,11 @@
 // off (its Sink is told why) rather than slowing anyone else.
 //
 // Thread-safe: Publish from the session reactors, Subscribe and Unsubscribe
-// from the service's. Sinks are called under the hub's lock: they must only
-// queue, and never call back into the hub.
+// from the service's. Offer and Cut are called under the hub's lock: they
+// must only queue, and never call back into the hub. Kick, which starts
+// sending what was queued, comes after the hub's lock is released and the
+// whole batch is merged: a write that takes long (gRPC may send inline) holds
+// up neither the rest of the batch nor another node's records.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +37,7 @@
 #include <set>
 #include <string>
 #include <unordered_set>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -52,6 +56,9 @@ class RecordSink {
   virtual bool Offer(const v1::MarketEvent& event) = 0;
   // The hub drops this subscriber, for `why` (it is not offered more).
   virtual void Cut(const absl::Status& why) = 0;
+  // Sends what Offer queued; outside the hub's lock, never after
+  // Unsubscribe has returned.
+  virtual void Kick() {}
 };
 
 class RecordHub {
@@ -112,10 +119,19 @@ class RecordHub {
   void AcceptBook(Unit& u, const v1::MarketEvent& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool SeenKey(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Deliver(const v1::MarketEvent& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Releases mu_ (held by `lock`) and kicks the sinks offered records
+  // since the last call. (Unchecked by the analysis, which cannot follow a
+  // lock released through a reference.)
+  void KickAndUnlock(absl::ReleasableMutexLock& lock) ABSL_NO_THREAD_SAFETY_ANALYSIS;
   static bool Matches(const v1::SubscribeRequest& f, const v1::MarketEvent& e);
 
   const Options options_;
   absl::Mutex mu_;
+  // Held shared while sinks are kicked, exclusively by Unsubscribe after
+  // the sink is gone from subscribers_: a sink is never kicked after
+  // Unsubscribe returns. Taken after mu_, never before.
+  absl::Mutex kick_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  std::vector<RecordSink*> to_kick_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Unit> units_ ABSL_GUARDED_BY(mu_);  // "exchange/channel/symbol"
   std::unordered_set<std::string> keys_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> key_order_ ABSL_GUARDED_BY(mu_);

@@ -3,6 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 
 namespace marketprism::coordinator {
@@ -19,8 +22,14 @@ class QueueSink final : public RecordSink {
     return true;
   }
   void Cut(const absl::Status& why) override { cut = why; }
+  void Kick() override {
+    kicked_with.push_back(events.size());
+    if (on_kick) on_kick();
+  }
   std::vector<v1::MarketEvent> events;
   absl::Status cut;
+  std::vector<size_t> kicked_with;  // records queued at each Kick
+  std::function<void()> on_kick;
 
  private:
   size_t max_;
@@ -89,6 +98,33 @@ TEST(RecordHubTest, TwoCopiesOfTradesArriveOnceAndAGapOnlyWhenBothLost) {
   ASSERT_TRUE(sink.events[4].has_gap());
   EXPECT_THAT(sink.events[4].gap().reason(), HasSubstr("5..6 missed by every copy"));
   EXPECT_EQ(hub.counts().duplicates, 3);
+}
+
+// A subscriber's writes start once per batch, after the whole batch is
+// merged and the hub's lock is released (a slow write holds up no other
+// record), and only for subscribers that were offered something.
+TEST(RecordHubTest, SinksAreKickedOncePerBatchOutsideTheHubsLock) {
+  RecordHub hub;
+  QueueSink trades, books;
+  v1::SubscribeRequest only_books;
+  only_books.set_channel("book");
+  hub.Subscribe({}, &trades);
+  hub.Subscribe(only_books, &books);
+  trades.kicked_with.clear();
+  books.kicked_with.clear();
+  int64_t seen_in_kick = -1;
+  // Another thread takes the hub's lock meanwhile (were it held, this would
+  // hang, and ctest's timeout would fail the test). Kick itself must not call
+  // the hub.
+  trades.on_kick = [&] { std::thread([&] { seen_in_kick = hub.counts().received; }).join(); };
+  hub.Publish(Batch({Trade(1, "a"), Trade(2, "a"), Trade(3, "a")}), T0);
+  EXPECT_THAT(trades.kicked_with, ::testing::ElementsAre(3u));
+  EXPECT_EQ(seen_in_kick, 3);
+  EXPECT_TRUE(books.kicked_with.empty()) << "offered nothing, so not kicked";
+  hub.Publish(Batch({Trade(5, "a")}), T0);  // held for 4
+  EXPECT_THAT(trades.kicked_with, ::testing::ElementsAre(3u));
+  hub.Flush(T0 + absl::Seconds(1));  // released as overdue: a gap, then 5
+  EXPECT_THAT(trades.kicked_with, ::testing::ElementsAre(3u, 5u));
 }
 
 TEST(RecordHubTest, TradesMergeByTheirSequenceWhereTheIdsAreNotConsecutive) {
