@@ -12,6 +12,7 @@
 #include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/net/socks_relay.h"
 #include "common/net/ws_client.h"
 #include <libwebsockets.h>
 
@@ -60,13 +61,9 @@ absl::StatusOr<std::string> LwsProxyOf(absl::string_view proxy) {
   if (proxy.empty()) return std::string();
   const std::string shown = RedactProxy(proxy);
   absl::string_view rest = proxy;
-  if (absl::StartsWith(rest, "socks5://") || absl::StartsWith(rest, "socks5h://")) {
-    return absl::UnimplementedError(absl::StrCat(
-        "proxy ", shown, ": SOCKS5 for WebSocket needs libwebsockets built with LWS_WITH_SOCKS5, which Debian's is "
-        "not; use an HTTP CONNECT proxy (http://) for streams"));
-  }
   if (!absl::ConsumePrefix(&rest, "http://")) {
-    return absl::InvalidArgumentError(absl::StrCat("proxy ", shown, ": for WebSocket, http://[user:pass@]host:port"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "proxy ", shown, ": for WebSocket, http://[user:pass@]host:port or socks5[h]://[user:pass@]host:port"));
   }
   rest = absl::StripSuffix(rest, "/");
   size_t at = rest.rfind('@');
@@ -128,6 +125,9 @@ struct LwsWsClient::Impl {
   // a vhost per proxy (lws keeps the proxy per vhost).
   std::vector<std::shared_ptr<LwsConnection>> live;
   std::map<std::string, lws_vhost*> proxy_vhosts;
+  // A local CONNECT relay per SOCKS5 proxy (socks_relay.h), made the first
+  // time a connection names it; they outlive the lws context.
+  std::map<std::string, std::unique_ptr<SocksRelay>> socks_relays ABSL_GUARDED_BY(mu);
   std::deque<std::string> vhost_names;  // lws keeps a vhost's name by pointer
 
   // The vhost that tunnels through `proxy`, made the first time.
@@ -352,7 +352,23 @@ absl::StatusOr<std::shared_ptr<WsConnection>> LwsWsClient::Connect(const WsConne
                                                                    WsCallbacks callbacks) {
   auto url = ParseWsUrl(spec.url);
   if (!url.ok()) return url.status();
-  absl::StatusOr<std::string> proxy = LwsProxyOf(spec.proxy);
+  absl::StatusOr<std::string> proxy = std::string();
+  if (IsSocksProxy(spec.proxy)) {
+    // Debian's lws has no SOCKS5: the tunnel goes through our relay.
+    absl::MutexLock lock(&impl_->mu);
+    std::unique_ptr<SocksRelay>& relay = impl_->socks_relays[spec.proxy];
+    if (relay == nullptr) {
+      absl::StatusOr<std::unique_ptr<SocksRelay>> made = SocksRelay::Start(spec.proxy);
+      if (!made.ok()) {
+        impl_->socks_relays.erase(spec.proxy);
+        return made.status();
+      }
+      relay = *std::move(made);
+    }
+    proxy = relay->address();
+  } else {
+    proxy = LwsProxyOf(spec.proxy);
+  }
   if (!proxy.ok()) return proxy.status();
   auto conn = std::make_shared<LwsConnection>(impl_.get(), std::move(*url), spec.source_ip, *std::move(proxy),
                                               std::move(callbacks));

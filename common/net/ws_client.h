@@ -23,8 +23,9 @@ struct WsConnectSpec {
   std::string source_ip;  // bind the socket here ("" = any)
   // "" for none (the environment's http_proxy is not read here), or
   // http://[user:pass@]host:port: the connection is a CONNECT tunnel through
-  // it (TLS stays end to end). SOCKS5 is refused:
-  // Debian's libwebsockets (4.1.6) is built without LWS_WITH_SOCKS5.
+  // it (TLS stays end to end); or socks5://, socks5h://[user:pass@]host:port:
+  // Debian's libwebsockets (4.1.6) has no SOCKS5, so the tunnel goes through
+  // a local CONNECT relay that speaks SOCKS5 to the proxy (socks_relay.h).
   std::string proxy = {};
 };
 
@@ -76,8 +77,8 @@ class LwsWsClient final : public WsClient {
 };
 
 // A WsConnectSpec's proxy as lws_set_proxy takes it ("[user:pass@]host:port",
-// "" for none): kUnimplemented for SOCKS5, kInvalidArgument naming the
-// problem for anything but http://host:port.
+// "" for none): kInvalidArgument naming the problem for anything but
+// http://host:port (LwsWsClient::Connect takes SOCKS5 to a SocksRelay first).
 absl::StatusOr<std::string> LwsProxyOf(absl::string_view proxy);
 // `proxy` with any user:password replaced by *** (for logs and errors).
 std::string RedactProxy(absl::string_view proxy);

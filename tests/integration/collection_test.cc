@@ -331,11 +331,13 @@ TEST(CollectionTest, ConnectionsRotatedBeforeTheExchangesCutLoseNothing) {
   EXPECT_EQ((*stats)["exchanges"]["binance_spot"]["totals"]["ws_refused"], 0);
 }
 
-TEST(CollectionTest, ANodeBehindAnHttpProxyStreamsThroughItFromItsEgressAddress) {
-  auto proxy = TunnelProxy::Start();
-  ASSERT_TRUE(proxy.ok()) << proxy.status();
+// A node whose Binance proxy is `url` (served by `proxy`) makes a live book
+// through it: the snapshot and the stream both go through the proxy from
+// the node's egress address, and the exchange sees the proxy only.
+void BookThroughProxy(TunnelProxy& proxy, const std::string& url, const std::string& stream_method,
+                      const std::string& rest_method) {
   ClusterOptions o = Collecting("binance_spot", 1, kBtcBookAndTrades);
-  o.node_flags.insert(o.node_flags.end(), {"--exchange-proxy", "binance_spot=" + (*proxy)->url()});
+  o.node_flags.insert(o.node_flags.end(), {"--exchange-proxy", "binance_spot=" + url});
   auto cluster = Cluster::Start(o);
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   Cluster& c = **cluster;
@@ -353,10 +355,10 @@ TEST(CollectionTest, ANodeBehindAnHttpProxyStreamsThroughItFromItsEgressAddress)
       absl::Seconds(10)))
       << "no book through the proxy; node:\n" << c.node(0).Output();
   bool stream = false, snapshot = false;
-  for (const TunnelProxy::Tunnel& t : (*proxy)->tunnels()) {
+  for (const TunnelProxy::Tunnel& t : proxy.tunnels()) {
     EXPECT_EQ(t.source_ip, c.egress_ip(0)) << "every tunnel starts from the node's egress address";
-    stream = stream || t.method == "CONNECT";          // the WebSocket
-    snapshot = snapshot || t.method == "GET";          // REST: the snapshot, the clock probes
+    stream = stream || t.method == stream_method;  // the WebSocket
+    snapshot = snapshot || t.method == rest_method;  // REST: the snapshot, the clock probes
   }
   EXPECT_TRUE(stream) << "the stream did not go through the proxy";
   EXPECT_TRUE(snapshot) << "REST did not go through the proxy";
@@ -364,6 +366,22 @@ TEST(CollectionTest, ANodeBehindAnHttpProxyStreamsThroughItFromItsEgressAddress)
   ASSERT_TRUE(stats.ok());
   EXPECT_FALSE((*stats)["exchanges"]["binance_spot"]["ips"].contains(c.egress_ip(0)))
       << "the exchange saw the proxy's address only";
+  EXPECT_GE((*stats)["exchanges"]["binance_spot"]["ips"]["127.0.0.1"]["ws_accepted"], 1)
+      << "the stream came from the proxy";
+}
+
+TEST(CollectionTest, ANodeBehindAnHttpProxyStreamsThroughItFromItsEgressAddress) {
+  auto proxy = TunnelProxy::Start();
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  BookThroughProxy(**proxy, (*proxy)->url(), "CONNECT", "GET");
+}
+
+// SOCKS5 with a login: REST through libcurl's SOCKS5, the stream through
+// the node's local CONNECT relay (Debian's libwebsockets has no SOCKS5).
+TEST(CollectionTest, ANodeBehindASocks5ProxyStreamsThroughItFromItsEgressAddress) {
+  auto proxy = TunnelProxy::Start("node:pw");
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  BookThroughProxy(**proxy, absl::StrCat("socks5h://node:pw@127.0.0.1:", (*proxy)->port()), "SOCKS5", "SOCKS5");
 }
 
 TEST(CollectionTest, AMassWebSocketDropResyncsEveryBookWithinTheWeightAndNoRefusal) {

@@ -397,13 +397,50 @@ TEST_F(SimWsTest, StreamsGoThroughAnHttpConnectProxyFromTheBoundAddress) {
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ((*stats)["exchanges"]["binance_spot"]["ips"]["127.0.0.1"]["ws_accepted"], 1);
 
-  // SOCKS5 and malformed proxies are refused at once, naming the problem.
-  auto socks = WsProbe::Connect(*client_, sim->ws_url() + "/ws", "127.0.0.34", "socks5://127.0.0.1:1080");
-  ASSERT_FALSE(socks.ok());
-  EXPECT_THAT(socks.status().message(), HasSubstr("LWS_WITH_SOCKS5"));
+  // Malformed proxies are refused at once, naming the problem.
   auto bad = WsProbe::Connect(*client_, sim->ws_url() + "/ws", "127.0.0.34", "http://127.0.0.1");
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.status().message(), HasSubstr("needs host:port"));
+  auto socks4 = WsProbe::Connect(*client_, sim->ws_url() + "/ws", "127.0.0.34", "socks4://127.0.0.1:1080");
+  ASSERT_FALSE(socks4.ok());
+  EXPECT_THAT(socks4.status().message(), HasSubstr("socks5[h]://"));
+}
+
+// Debian's lws has no SOCKS5: streams go through our local CONNECT relay
+// (common/net/socks_relay.h), which speaks SOCKS5 to the proxy from the
+// connection's own source address, with the proxy's login.
+TEST_F(SimWsTest, StreamsGoThroughASocks5ProxyFromTheBoundAddress) {
+  auto sim = StartSim();
+  ASSERT_NE(sim, nullptr);
+  auto proxy = TunnelProxy::Start("collector:s3cr%t");
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  std::string url = sim->ws_url() + "/stream?streams=btcusdt@trade";
+  std::string at = absl::StrCat("@127.0.0.1:", (*proxy)->port());
+  for (auto [scheme, source] : {std::pair{"socks5h", "127.0.0.36"}, std::pair{"socks5", "127.0.0.37"}}) {
+    auto via = WsProbe::Connect(*client_, url, source, absl::StrCat(scheme, "://collector:s3cr%25t", at));
+    ASSERT_TRUE(via.ok()) << via.status();
+    ASSERT_TRUE((*via)->WaitOpen(absl::Seconds(5))) << scheme << ": " << (*via)->close_reason();
+    ASSERT_TRUE((*via)->WaitMessages(5, absl::Seconds(5))) << scheme;
+    EXPECT_THAT((*via)->Messages()[0], HasSubstr(R"("e":"trade")"));
+  }
+  std::vector<TunnelProxy::Tunnel> tunnels = (*proxy)->tunnels();
+  ASSERT_EQ(tunnels.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(tunnels[i].method, "SOCKS5");
+    EXPECT_EQ(tunnels[i].target, absl::StrCat("127.0.0.1:", sim->port()));
+  }
+  EXPECT_EQ(tunnels[0].source_ip, "127.0.0.36") << "the tunnel to the proxy starts from the bound address";
+  EXPECT_EQ(tunnels[1].source_ip, "127.0.0.37");
+  auto stats = sim->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ((*stats)["exchanges"]["binance_spot"]["ips"]["127.0.0.1"]["ws_accepted"], 2);
+
+  // A wrong password: the stream does not open, and says why.
+  auto refused = WsProbe::Connect(*client_, url, "127.0.0.36", absl::StrCat("socks5h://collector:wrong", at));
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_FALSE((*refused)->WaitOpen(absl::Seconds(5)));
+  ASSERT_TRUE((*refused)->WaitClosed(absl::Seconds(5)).has_value());
+  EXPECT_THAT((*refused)->close_reason(), Not(HasSubstr("wrong"))) << "the password is never shown";
 }
 
 TEST_F(SimWsTest, OurClientAnswersBinancesPingsAndTheStreamStaysOpen) {

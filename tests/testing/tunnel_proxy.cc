@@ -19,8 +19,9 @@
 
 namespace marketprism::testing {
 
-absl::StatusOr<std::unique_ptr<TunnelProxy>> TunnelProxy::Start() {
+absl::StatusOr<std::unique_ptr<TunnelProxy>> TunnelProxy::Start(std::string socks_login) {
   auto p = std::unique_ptr<TunnelProxy>(new TunnelProxy());
+  p->socks_login_ = std::move(socks_login);
   p->listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);  // not inherited by the cluster's processes
   if (p->listener_ < 0) return absl::InternalError(absl::StrCat("tunnel proxy: socket: ", std::strerror(errno)));
   sockaddr_in a{};
@@ -78,7 +79,115 @@ void TunnelProxy::Accept() {
   }
 }
 
+namespace {
+
+bool ReadExactly(int fd, uint8_t* out, size_t n) {
+  for (size_t done = 0; done < n;) {
+    ssize_t got = read(fd, out + done, n - done);
+    if (got <= 0) return false;
+    done += static_cast<size_t>(got);
+  }
+  return true;
+}
+
+int ConnectTo(const std::string& host, const std::string& port) {
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  int fd = -1;
+  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &res) == 0) {
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
+      close(fd);
+      fd = -1;
+    }
+    freeaddrinfo(res);
+  }
+  return fd;
+}
+
+}  // namespace
+
+int TunnelProxy::ServeSocks(int client, size_t index) {
+  uint8_t b[512];
+  if (!ReadExactly(client, b, 2) || !ReadExactly(client, b + 2, b[1])) return -1;
+  bool want_login = !socks_login_.empty();
+  uint8_t method = 0xFF;
+  for (int i = 0; i < b[1]; ++i) {
+    if (b[2 + i] == (want_login ? 2 : 0)) method = want_login ? 2 : 0;
+  }
+  uint8_t choice[2] = {5, method};
+  if (write(client, choice, 2) != 2 || method == 0xFF) return -1;
+  if (want_login) {
+    if (!ReadExactly(client, b, 2) || !ReadExactly(client, b + 2, b[1] + 1u)) return -1;
+    size_t ulen = b[1];
+    std::string user(reinterpret_cast<char*>(b + 2), ulen);
+    size_t plen = b[2 + ulen];
+    if (!ReadExactly(client, b, plen)) return -1;
+    std::string pass(reinterpret_cast<char*>(b), plen);
+    uint8_t status[2] = {1, static_cast<uint8_t>(absl::StrCat(user, ":", pass) == socks_login_ ? 0 : 1)};
+    if (write(client, status, 2) != 2 || status[1] != 0) return -1;
+  }
+  if (!ReadExactly(client, b, 4) || b[1] != 1) return -1;
+  std::string host;
+  if (b[3] == 1) {
+    if (!ReadExactly(client, b, 4)) return -1;
+    char ip[INET_ADDRSTRLEN] = {};
+    inet_ntop(AF_INET, b, ip, sizeof(ip));
+    host = ip;
+  } else if (b[3] == 3) {
+    if (!ReadExactly(client, b, 1)) return -1;
+    size_t len = b[0];
+    if (!ReadExactly(client, b, len)) return -1;
+    host.assign(reinterpret_cast<char*>(b), len);
+  } else {
+    return -1;
+  }
+  if (!ReadExactly(client, b, 2)) return -1;
+  std::string port = absl::StrCat(b[0] * 256 + b[1]);
+  {
+    absl::MutexLock lock(&mu_);
+    tunnels_[index].target = absl::StrCat(host, ":", port);
+    tunnels_[index].method = "SOCKS5";
+  }
+  int upstream = ConnectTo(host, port);
+  uint8_t reply[10] = {5, static_cast<uint8_t>(upstream < 0 ? 5 : 0), 0, 1, 0, 0, 0, 0, 0, 0};
+  if (write(client, reply, sizeof(reply)) != sizeof(reply) && upstream >= 0) {
+    close(upstream);
+    return -1;
+  }
+  return upstream;
+}
+
+void TunnelProxy::Pump(int client, int upstream) {
+  char buf[16384];
+  pollfd fds[2] = {{client, POLLIN, 0}, {upstream, POLLIN, 0}};
+  while (!stop_.load()) {
+    if (poll(fds, 2, 200) < 0) break;
+    bool done = false;
+    for (int i = 0; i < 2; ++i) {
+      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      ssize_t n = read(fds[i].fd, buf, sizeof(buf));
+      if (n <= 0 || write(fds[1 - i].fd, buf, static_cast<size_t>(n)) != n) done = true;
+    }
+    if (done) break;
+  }
+}
+
 void TunnelProxy::Serve(int client, size_t index) {
+  uint8_t first = 0;
+  if (recv(client, &first, 1, MSG_PEEK) != 1) return;
+  if (first == 5) {
+    int upstream = ServeSocks(client, index);
+    if (upstream < 0) return;
+    {
+      absl::MutexLock lock(&mu_);
+      fds_.push_back(upstream);
+    }
+    Pump(client, upstream);
+    Forget(upstream);
+    return;
+  }
   // The request head: "CONNECT host:port HTTP/1.1\r\n...\r\n\r\n".
   std::string head;
   char buf[16384];
@@ -127,18 +236,7 @@ void TunnelProxy::Serve(int client, size_t index) {
     tunnels_[index].target = words[1];
     tunnels_[index].method = words[0];
   }
-  addrinfo hints{}, *res = nullptr;
-  hints.ai_family = AF_INET;
-  hints.ai_socktype = SOCK_STREAM;
-  int upstream = -1;
-  if (getaddrinfo(hp[0].c_str(), hp[1].c_str(), &hints, &res) == 0) {
-    upstream = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (connect(upstream, res->ai_addr, res->ai_addrlen) != 0) {
-      close(upstream);
-      upstream = -1;
-    }
-    freeaddrinfo(res);
-  }
+  int upstream = ConnectTo(hp[0], hp[1]);
   if (upstream < 0) {
     const char kBad[] = "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n";
     (void)!write(client, kBad, sizeof(kBad) - 1);
@@ -155,17 +253,7 @@ void TunnelProxy::Serve(int client, size_t index) {
     (void)!write(client, kOk, sizeof(kOk) - 1);
     if (!extra.empty()) (void)!write(upstream, extra.data(), extra.size());
   }
-  pollfd fds[2] = {{client, POLLIN, 0}, {upstream, POLLIN, 0}};
-  while (!stop_.load()) {
-    if (poll(fds, 2, 200) < 0) break;
-    bool done = false;
-    for (int i = 0; i < 2; ++i) {
-      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      ssize_t n = read(fds[i].fd, buf, sizeof(buf));
-      if (n <= 0 || write(fds[1 - i].fd, buf, static_cast<size_t>(n)) != n) done = true;
-    }
-    if (done) break;
-  }
+  Pump(client, upstream);
   Forget(upstream);
 }
 

@@ -5,7 +5,9 @@
 // tunnel; a plain request in absolute form (curl's for http:// URLs) goes on
 // in origin form, one request per connection. It keeps each tunnel's target
 // and the client's source address, so a test sees what went through it and
-// from where.
+// from where. It speaks SOCKS5 (RFC 1928, CONNECT) as well, to a client
+// whose first byte says so; with a login set it asks for RFC 1929's user
+// name and password and refuses any other.
 #pragma once
 
 #include <atomic>
@@ -23,7 +25,8 @@ namespace marketprism::testing {
 
 class TunnelProxy {
  public:
-  static absl::StatusOr<std::unique_ptr<TunnelProxy>> Start();
+  // `socks_login` ("user:pass"): what SOCKS5 clients must give; "" for none.
+  static absl::StatusOr<std::unique_ptr<TunnelProxy>> Start(std::string socks_login = "");
   ~TunnelProxy();  // closes the listener and every tunnel
 
   int port() const { return port_; }
@@ -32,7 +35,7 @@ class TunnelProxy {
   struct Tunnel {
     std::string source_ip;  // the client's address
     std::string target;     // host:port
-    std::string method;     // "CONNECT", "GET", ...
+    std::string method;     // "CONNECT", "GET", ..., "SOCKS5"
   };
   std::vector<Tunnel> tunnels();
 
@@ -40,6 +43,11 @@ class TunnelProxy {
   TunnelProxy() = default;
   void Accept();
   void Serve(int client, size_t index);
+  // The SOCKS5 handshake; the connected upstream socket, or -1 (answered).
+  int ServeSocks(int client, size_t index);
+  // Moves bytes both ways until either side closes.
+  void Pump(int client, int upstream);
+  std::string socks_login_;
   // Closes `fd` (a tunnel's end) and stops tracking it.
   void Forget(int fd);
 
