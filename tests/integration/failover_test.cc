@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "tests/testing/cluster.h"
 #include "tests/testing/gossip_cluster.h"
+#include "tests/testing/subscriber.h"
 #include "tests/testing/wait.h"
 
 namespace marketprism::testing {
@@ -266,6 +267,86 @@ TEST(FailoverTest, AccountOrdersStayWithinTheAccountsLimitAcrossIpsAndAFailover)
   }
   EXPECT_EQ(holders, 3);
   EXPECT_EQ(shares, 50);
+}
+
+// A job made through the API lives in every coordinator. The leader killed
+// with -9, its successor has the job, takes over the placement from what the
+// nodes run (no stream opened again at the exchange, no gap in any unit),
+// and a subscriber there gets the records.
+TEST(FailoverTest, AnApiJobOutlivesAKilledLeaderWhoseSuccessorKeepsItsStreams) {
+  GossipClusterOptions o;
+  o.coordinators = 2;
+  o.nodes = 2;
+  o.subnet = 76;
+  o.exchanges = {"binance_spot"};
+  auto c = GossipCluster::Start(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  GossipCluster& g = **c;
+  ASSERT_TRUE(g.WaitForLeader(1, 1, 2, absl::Seconds(10)).ok());
+  // Made at the follower: forwarded to the leader, which answers once the
+  // follower holds it too.
+  auto collector = [&](int i) {
+    return v1::Collector::NewStub(grpc::CreateChannel(g.coordinator_address(i), grpc::InsecureChannelCredentials()));
+  };
+  v1::CreateJobRequest create;
+  v1::Job* job = create.mutable_job();
+  job->set_name("api-trades");
+  job->set_exchange("binance_spot");
+  job->set_channel("trades");
+  for (const char* s : {"BTCUSDT", "ETHUSDT", "SOLUSDT"}) job->add_symbols(s);
+  {
+    grpc::ClientContext ctx;
+    v1::Job made;
+    grpc::Status s = collector(1)->CreateJob(&ctx, create, &made);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  v1::SubscribeRequest trades;
+  trades.set_exchange("binance_spot");
+  trades.set_channel("trades");
+  {
+    Subscriber before(g.coordinator_address(0), trades);
+    ASSERT_TRUE(WaitUntil([&] { return before.size() > 30; }, absl::Seconds(15))) << "no trades from the first leader";
+  }
+  auto opened = [&] {
+    auto stats = g.sim().Stats();
+    return stats.ok() ? (*stats)["exchanges"]["binance_spot"]["totals"]["ws_accepted"].get<int64_t>() : -1;
+  };
+  int64_t streams = opened();
+  ASSERT_GT(streams, 0);
+
+  g.coordinator(0).Signal(SIGKILL);
+  auto after = g.WaitForLeader(1, 2, 2, absl::Seconds(10));
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->leader(), "coord-b");
+  Subscriber at_new(g.coordinator_address(1), trades);
+  ASSERT_TRUE(WaitUntil([&] { return at_new.size() > 30; }, absl::Seconds(15)))
+      << "no trades from the new leader; " << (at_new.status() ? at_new.status()->error_message() : "");
+  // Its plan (made once the fleet has gathered) places every unit where
+  // it runs.
+  v1::Job kept;
+  auto placed = [&] {
+    grpc::ClientContext ctx;
+    v1::ListJobsResponse jobs;
+    if (!collector(1)->ListJobs(&ctx, {}, &jobs).ok()) return false;
+    for (const v1::Job& j : jobs.jobs()) {
+      if (j.name() == "api-trades") kept = j;
+    }
+    if (kept.units_size() != 3) return false;
+    for (const v1::Unit& u : kept.units()) {
+      if (u.copies_size() == 0) return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(WaitUntil(placed, absl::Seconds(10))) << "the API's job, at the new leader: " << kept.DebugString();
+  for (const v1::Unit& u : kept.units()) {
+    ASSERT_EQ(u.copies_size(), 1) << u.key();
+    EXPECT_EQ(u.copies(0).state(), "live") << u.key();
+    EXPECT_EQ(u.copies(0).gaps_total(), 0) << u.key() << ": the stream was broken";
+  }
+  // Records go on a while longer under the new plan, on the same streams.
+  size_t now = at_new.size();
+  EXPECT_TRUE(WaitUntil([&] { return at_new.size() > now + 30; }, absl::Seconds(10)));
+  EXPECT_EQ(opened(), streams) << "the new leader restarted healthy streams";
 }
 
 }  // namespace
