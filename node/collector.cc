@@ -18,6 +18,9 @@ namespace {
 constexpr absl::Duration kBackoffFirst = absl::Milliseconds(100);
 constexpr absl::Duration kBackoffMax = absl::Seconds(5);
 constexpr absl::Duration kSnapshotRetry = absl::Seconds(1);
+// A snapshot the exchange refused (HTTP 4xx) or sent unreadable is asked
+// for again after 1 s, 2 s, 4 s... up to this: each ask spends weight.
+constexpr absl::Duration kSnapshotRefusedMax = absl::Minutes(5);
 // A book that resyncs by subscribing again waits this long for the
 // subscription's snapshot before it subscribes once more.
 constexpr absl::Duration kResubscribeWait = absl::Seconds(5);
@@ -627,14 +630,26 @@ void Collector::OnSnapshot(const std::string& unit, absl::StatusOr<std::string> 
       body.ok() ? u.feed->ParseSnapshot(*body) : absl::StatusOr<common::BookSnapshot>(body.status());
   if (!snap.ok()) {
     // When the coordinator says when the budget has room, then; a queue of
-    // books waiting for weight is not a failure worth a warning each.
+    // books waiting for weight is not a failure worth a warning each. What
+    // the exchange refused or garbled waits longer each time.
     std::optional<absl::Duration> retry = common::RetryAfterOf(snap.status());
-    u.fetch_after = clock_.SteadyNow() + std::max(kSnapshotRetry, retry.value_or(absl::ZeroDuration()));
+    absl::StatusCode code = snap.status().code();
+    bool transient = code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kResourceExhausted ||
+                     code == absl::StatusCode::kDeadlineExceeded || code == absl::StatusCode::kAborted;
+    absl::Duration wait = kSnapshotRetry;
+    if (transient) {
+      u.snapshot_refusals = 0;
+    } else {
+      wait = std::min(kSnapshotRefusedMax, kSnapshotRetry * (int64_t{1} << std::min(u.snapshot_refusals, 20)));
+      ++u.snapshot_refusals;
+    }
+    u.fetch_after = clock_.SteadyNow() + std::max(wait, retry.value_or(absl::ZeroDuration()));
     common::Log(retry ? common::LogLevel::kInfo : common::LogLevel::kWarning, "collector",
                 absl::StrCat(unit, ": snapshot failed, retrying in ",
                              absl::FormatDuration(u.fetch_after - clock_.SteadyNow()), ": ", snap.status().message()));
     return;
   }
+  u.snapshot_refusals = 0;
   std::vector<v1::MarketEvent> out;
   bool was_live = u.book->live();
   int64_t id = snap->update_id;

@@ -119,6 +119,7 @@ class Collector {
     std::unique_ptr<common::BookSync> book;
     bool fetching = false;
     absl::Time fetch_after = absl::InfinitePast();
+    int snapshot_refusals = 0;  // in a row, of a kind that asking again at once will not mend
     int64_t last_trade_id = 0;
     // records read whole (book_ticker, ticker, kline): the last one's
     // sequence and key

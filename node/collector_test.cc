@@ -184,6 +184,43 @@ TEST_F(CollectorTest, ASnapshotRefusedForWantOfBudgetIsAskedForAgainWhenTheCoord
   EXPECT_EQ(fetches_.size(), 3u);
 }
 
+// An exchange's 4xx (an unknown symbol, a depth it does not allow) or a
+// snapshot it garbled is not mended by asking again at once, and each ask
+// spends weight: 1 s, then 2 s, then 4 s... (at most 5 min).
+TEST_F(CollectorTest, ASnapshotTheExchangeRefusesIsAskedForLessAndLessOften) {
+  Assign({{"book", "BTCUSDT"}});
+  Last().cb.on_open();
+  Last().cb.on_text(Depth(101, 110));
+  ASSERT_EQ(fetches_.size(), 1u);
+  int64_t next = 111;
+  // Seconds until the next ask, after failing the pending one with `why`.
+  auto seconds_to_next_ask = [&](absl::Status why) {
+    size_t asked = fetches_.size();
+    fetches_.back().done(std::move(why));
+    for (int s = 1; s <= 60; ++s) {
+      clock_.AdvanceBy(absl::Seconds(1));
+      Last().cb.on_text(Depth(next, next + 9));  // the stream goes on meanwhile
+      next += 10;
+      if (fetches_.size() > asked) return s;
+    }
+    return -1;
+  };
+  EXPECT_EQ(seconds_to_next_ask(absl::FailedPreconditionError("snapshot: HTTP 400: Invalid symbol")), 1);
+  EXPECT_EQ(seconds_to_next_ask(absl::FailedPreconditionError("snapshot: HTTP 400: Invalid symbol")), 2);
+  EXPECT_EQ(seconds_to_next_ask(absl::FailedPreconditionError("snapshot: HTTP 400: Invalid symbol")), 4);
+  fetches_.back().done(std::string("{not json"));  // unreadable: the same
+  for (int s = 1; s <= 8; ++s) {
+    clock_.AdvanceBy(absl::Seconds(1));
+    Last().cb.on_text(Depth(next, next + 9));
+    next += 10;
+    EXPECT_EQ(fetches_.size(), s < 8 ? 4u : 5u) << "after " << s << " s";
+  }
+  // A transient failure (the coordinator's, or a 5xx) is asked again a
+  // second later and starts the count over.
+  EXPECT_EQ(seconds_to_next_ask(absl::UnavailableError("snapshot: HTTP 503")), 1);
+  EXPECT_EQ(seconds_to_next_ask(absl::FailedPreconditionError("snapshot: HTTP 400")), 1);
+}
+
 TEST_F(CollectorTest, AClosedConnectionReopensAndTheBookReportsItsGap) {
   Assign({{"book", "BTCUSDT"}});
   Last().cb.on_open();

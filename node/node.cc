@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/gossip/membership.h"
+#include "common/grpc_status.h"
 #include "common/log.h"
 #include "common/metadata_keys.h"
 #include "common/retry_after.h"
@@ -261,7 +262,8 @@ void Node::FetchSnapshot(const std::string& exchange, const std::string& path, c
   c->done = std::move(done);
   c->stub->async()->Execute(&c->ctx, &c->req, &c->resp, [c](grpc::Status s) {
     if (!s.ok()) {
-      absl::Status failed = absl::UnavailableError(absl::StrCat("snapshot: ", s.error_message()));
+      absl::Status from = common::FromGrpc(s);
+      absl::Status failed(from.code(), absl::StrCat("snapshot: ", from.message()));
       // No budget yet (or no leader): the coordinator says when to ask again.
       const auto& trailers = c->ctx.GetServerTrailingMetadata();
       auto retry = trailers.find(common::kRetryAfterMsKey);
@@ -271,8 +273,12 @@ void Node::FetchSnapshot(const std::string& exchange, const std::string& path, c
       }
       c->done(std::move(failed));
     } else if (c->resp.http_status() != 200) {
-      c->done(absl::UnavailableError(absl::StrCat("snapshot: HTTP ", c->resp.http_status(), ": ",
-                                                  c->resp.body().substr(0, 200))));
+      // A 5xx, 429 or 418 may pass; another 4xx is the request's own fault
+      // (an unknown symbol, a depth not allowed) and waits longer each time.
+      int http = c->resp.http_status();
+      bool transient = http >= 500 || http == 429 || http == 418;
+      c->done(absl::Status(transient ? absl::StatusCode::kUnavailable : absl::StatusCode::kFailedPrecondition,
+                           absl::StrCat("snapshot: HTTP ", http, ": ", c->resp.body().substr(0, 200))));
     } else {
       c->done(std::move(*c->resp.mutable_body()));
     }
