@@ -485,8 +485,10 @@ void Collector::OnText(const ConnKey& key, uint64_t generation, const std::strin
   std::vector<FeedEvent>& events = events_;
   events.clear();
   if (absl::Status s = FeedFor(key.first, options_.json_parser)->Parse(text, events); !s.ok()) {
+    // What the message held whole still counts; the hole a bad item leaves
+    // is a gap where the sequence says so.
     common::Log(common::LogLevel::kWarning, "collector", absl::StrCat(key.first, ": ", s.message()));
-    return;
+    if (events.empty()) return;
   }
   absl::Time now = clock_.Now();  // the received time of every record the message makes
   std::vector<v1::MarketEvent> out;

@@ -526,6 +526,25 @@ TEST_F(CollectorTest, OkxSubscribesOnceOpenJoinsItsRestBookAndKeepsTheConnection
   EXPECT_EQ(ws_.conns.size(), 1u) << "the pongs keep the watchdog quiet";
 }
 
+// A push of many trades with one bad among them loses only that one: the
+// trades before and after it are records, and its hole is a gap.
+TEST_F(CollectorTest, ABadTradeInAPushCostsOnlyItselfAndItsHoleIsAGap) {
+  v1::Units msg;
+  AddUnit(msg, "okx", "trades", "BTC-USDT", 0);
+  collector_.SetUnits(msg);
+  clock_.RunDue();
+  ASSERT_EQ(ws_.conns.size(), 1u);
+  Last().cb.on_open();
+  Last().cb.on_text(R"({"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[
+      {"instId":"BTC-USDT","tradeId":"41","px":"43000.1","sz":"0.01","side":"sell","ts":"1700000000001"},
+      {"instId":"BTC-USDT","tradeId":"42","px":"43000.2","side":"buy","ts":"1700000000002"},
+      {"instId":"BTC-USDT","tradeId":"43","px":"43000.3","sz":"0.03","side":"buy","ts":"1700000000003"}]})");
+  std::vector<std::string> keys;
+  for (const v1::MarketEvent& e : records_) keys.push_back(e.key());
+  EXPECT_THAT(keys, ::testing::ElementsAre("okx/trades/BTC-USDT/41", "okx/trades/BTC-USDT/gap/41-43",
+                                           "okx/trades/BTC-USDT/43"));
+}
+
 TEST_F(CollectorTest, OkxTopsAndTickersArePublicCandlesGoToTheBusinessEndpoint) {
   v1::Units msg;
   AddUnit(msg, "okx", "book_ticker", "BTC-USDT", 0);

@@ -385,6 +385,7 @@ absl::Status DeribitFeed::Parse(absl::string_view text, std::vector<FeedEvent>& 
   const Json& data = params["data"];
   if (channel.rfind("trades.", 0) == 0) {
     if (!data.is_array()) return Bad(absl::StrCat(channel, ": \"data\" must be a list of trades"));
+    absl::Status first_bad;  // a bad trade costs only itself (Feed::Parse)
     for (const Json& d : data) {
       FeedEvent e;
       e.kind = FeedEvent::Kind::kTrade;
@@ -393,13 +394,14 @@ absl::Status DeribitFeed::Parse(absl::string_view text, std::vector<FeedEvent>& 
       if (!d.is_object() || !IntField(d, "trade_seq", &e.trade_id) || !TextField(d, "trade_id", &e.trade_id_text) ||
           !Number(d, "price", &e.price) || !Number(d, "amount", &e.quantity) || !TextField(d, "direction", &direction) ||
           !IntField(d, "timestamp", &e.event_ms) || !TextField(d, "instrument_name", &e.symbol)) {
-        return Bad(absl::StrCat(channel, ": a trade needs \"trade_seq\", \"trade_id\", \"price\", \"amount\", "
-                                         "\"direction\", \"timestamp\" and \"instrument_name\""));
+        first_bad.Update(Bad(absl::StrCat(channel, ": a trade needs \"trade_seq\", \"trade_id\", \"price\", "
+                                                   "\"amount\", \"direction\", \"timestamp\" and \"instrument_name\"")));
+        continue;
       }
       e.taker_sold = direction == "sell";
       out.push_back(std::move(e));
     }
-    return absl::OkStatus();
+    return first_bad;
   }
   if (channel.rfind("book.", 0) == 0) {
     FeedEvent e;

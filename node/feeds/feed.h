@@ -70,6 +70,8 @@ class Feed {
   virtual bool StreamsInUrl() const = 0;
   virtual std::string SubscribeMessage(const std::vector<std::string>& streams, bool subscribe, int64_t id) const = 0;
   // Appends what `text` holds; messages of no interest (pongs) add nothing.
+  // A message of many items (OKX's and Deribit's lists) with a bad one
+  // still appends every good one, and the error names the first bad one.
   virtual absl::Status Parse(absl::string_view text, std::vector<FeedEvent>& out) const = 0;
   // Texts to send once a connection opens, before any subscription.
   virtual std::vector<std::string> OpenMessages(int64_t /*id*/) const { return {}; }

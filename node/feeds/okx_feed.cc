@@ -268,6 +268,8 @@ absl::Status OkxFeed::Parse(absl::string_view text, std::vector<FeedEvent>& out)
     return Bad("neither a push with \"arg\" and \"data\" nor an event");
   }
   std::string stream = absl::StrCat(channel, ":", inst);
+  // A bad item costs only itself: the others are kept (Feed::Parse).
+  absl::Status first_bad;
   if (channel == "trades") {
     for (const Json& d : j["data"]) {
       FeedEvent e;
@@ -277,12 +279,13 @@ absl::Status OkxFeed::Parse(absl::string_view text, std::vector<FeedEvent>& out)
       std::string side;
       if (!d.is_object() || !IntField(d, "tradeId", &e.trade_id) || !TextField(d, "px", &e.price) ||
           !TextField(d, "sz", &e.quantity) || !TextField(d, "side", &side) || !IntField(d, "ts", &e.event_ms)) {
-        return Bad(absl::StrCat(stream, ": a trade needs \"tradeId\", \"px\", \"sz\", \"side\" and \"ts\""));
+        first_bad.Update(Bad(absl::StrCat(stream, ": a trade needs \"tradeId\", \"px\", \"sz\", \"side\" and \"ts\"")));
+        continue;
       }
       e.taker_sold = side == "sell";
       out.push_back(std::move(e));
     }
-    return absl::OkStatus();
+    return first_bad;
   }
   if (channel == "books") {
     std::string action;
@@ -293,12 +296,19 @@ absl::Status OkxFeed::Parse(absl::string_view text, std::vector<FeedEvent>& out)
       e.symbol = inst;
       int64_t seq = 0, prev = -1;
       if (!d.is_object() || !IntField(d, "seqId", &seq) || !IntField(d, "ts", &e.event_ms)) {
-        return Bad(absl::StrCat(stream, ": a book push needs \"seqId\" and \"ts\""));
+        first_bad.Update(Bad(absl::StrCat(stream, ": a book push needs \"seqId\" and \"ts\"")));
+        continue;  // the next one does not chain: the book resyncs
       }
       IntField(d, "prevSeqId", &prev);
       std::vector<common::PriceLevel> bids, asks;
-      if (absl::Status s = Levels(d, "bids", &bids); !s.ok()) return s;
-      if (absl::Status s = Levels(d, "asks", &asks); !s.ok()) return s;
+      if (absl::Status s = Levels(d, "bids", &bids); !s.ok()) {
+        first_bad.Update(s);
+        continue;
+      }
+      if (absl::Status s = Levels(d, "asks", &asks); !s.ok()) {
+        first_bad.Update(s);
+        continue;
+      }
       if (action == "snapshot") {
         e.kind = FeedEvent::Kind::kSnapshot;
         e.snapshot = {seq, std::move(bids), std::move(asks)};
@@ -308,7 +318,7 @@ absl::Status OkxFeed::Parse(absl::string_view text, std::vector<FeedEvent>& out)
       }
       out.push_back(std::move(e));
     }
-    return absl::OkStatus();
+    return first_bad;
   }
   const auto* bar = std::end(kBars);
   if (absl::StartsWith(channel, kCandle)) {
@@ -326,10 +336,13 @@ absl::Status OkxFeed::Parse(absl::string_view text, std::vector<FeedEvent>& out)
     absl::Status s = bar != std::end(kBars) ? Candle(d, stream, bar->interval, bar->ms, e)
                      : channel == "bbo-tbt"  ? BookTicker(d, stream, e)
                                              : Ticker(d, stream, e);
-    if (!s.ok()) return s;
+    if (!s.ok()) {
+      first_bad.Update(s);
+      continue;
+    }
     out.push_back(std::move(e));
   }
-  return absl::OkStatus();
+  return first_bad;
 }
 
 common::QueryParams OkxFeed::SnapshotQuery(absl::string_view symbol, int depth) const {
