@@ -210,10 +210,13 @@ void SocksRelay::Serve(int client) {
   std::string host = words[1].substr(0, colon);
   std::string extra = head.substr(end + 4);  // bytes sent ahead of our answer
 
-  // The tunnel leaves from the address the client came from.
+  // The tunnel leaves from the address the client came from: the egress IP
+  // lws bound. 127.0.0.1 is an unbound client's, and binding it would keep
+  // the tunnel from leaving the machine.
   sockaddr_in from{};
   socklen_t from_len = sizeof(from);
-  getpeername(client, reinterpret_cast<sockaddr*>(&from), &from_len);
+  bool bound = getpeername(client, reinterpret_cast<sockaddr*>(&from), &from_len) == 0 &&
+               from.sin_family == AF_INET && from.sin_addr.s_addr != htonl(INADDR_LOOPBACK);
   from.sin_port = 0;
   addrinfo hints{}, *res = nullptr;
   hints.ai_family = AF_INET;
@@ -225,7 +228,7 @@ void SocksRelay::Serve(int client) {
   } else {
     upstream = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     SetTimeouts(upstream, kHandshakeSeconds);
-    if (bind(upstream, reinterpret_cast<sockaddr*>(&from), sizeof(from)) != 0 ||
+    if ((bound && bind(upstream, reinterpret_cast<sockaddr*>(&from), sizeof(from)) != 0) ||
         connect(upstream, res->ai_addr, res->ai_addrlen) != 0) {
       why = absl::StrCat("cannot reach the proxy: ", std::strerror(errno));
     }

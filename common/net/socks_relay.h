@@ -9,8 +9,9 @@
 //       ──SOCKS5 CONNECT──> the proxy ──> the exchange
 //
 // The tunnel to the proxy leaves from the address the client's connection
-// came from (the node's egress IP, which lws binds), so the proxy sees each
-// node's own address as it does for REST. TLS stays end to end: the relay
+// came from (the node's egress IP, which lws binds; an unbound client's
+// 127.0.0.1 is not bound), so the proxy sees each node's own address as it
+// does for REST. TLS stays end to end: the relay
 // only moves bytes. socks5:// resolves the exchange's host here,
 // socks5h:// lets the proxy resolve it; user:pass@ is sent as RFC 1929
 // username/password authentication. A tunnel the proxy refuses is answered
