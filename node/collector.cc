@@ -591,7 +591,9 @@ void Collector::OnEvent(Unit& u, FeedEvent& e, absl::Time now, std::vector<v1::M
 
 void Collector::FetchSnapshots() {
   absl::Time now = clock_.SteadyNow();
-  for (auto& [key, u] : units_) FetchSnapshotLocked(key, u, now);
+  auto next = units_.upper_bound(last_asked_);
+  for (auto it = next; it != units_.end(); ++it) FetchSnapshotLocked(it->first, it->second, now);
+  for (auto it = units_.begin(); it != next; ++it) FetchSnapshotLocked(it->first, it->second, now);
 }
 
 void Collector::FetchSnapshotLocked(const std::string& key, Unit& u, absl::Time now) {
@@ -609,23 +611,32 @@ void Collector::FetchSnapshotLocked(const std::string& key, Unit& u, absl::Time 
     u.fetch_after = now + kResubscribeWait;
     return;
   }
+  int& asked = snapshots_asked_[u.assignment.exchange()];
+  if (asked >= options_.snapshots_in_flight) return;  // its turn comes
+  ++asked;
   u.fetching = true;
+  last_asked_ = key;
   common::Log(common::LogLevel::kInfo, "collector", absl::StrCat(key, ": fetching a snapshot"));
   std::weak_ptr<Guard> weak = guard_;
   std::string unit = key;
-  fetch_(u.assignment.exchange(), u.feed->SnapshotPath(), u.feed->SnapshotQuery(u.assignment.symbol(), u.assignment.depth()),
-         [weak, unit](absl::StatusOr<std::string> body) {
+  std::string exchange = u.assignment.exchange();
+  fetch_(exchange, u.feed->SnapshotPath(), u.feed->SnapshotQuery(u.assignment.symbol(), u.assignment.depth()),
+         [weak, exchange, unit](absl::StatusOr<std::string> body) {
            if (std::shared_ptr<Guard> g = weak.lock()) {
              absl::MutexLock lock(&g->mu);
-             if (g->self != nullptr) g->self->OnSnapshot(unit, std::move(body));
+             if (g->self != nullptr) g->self->OnSnapshot(exchange, unit, std::move(body));
            }
          });
 }
 
-void Collector::OnSnapshot(const std::string& unit, absl::StatusOr<std::string> body) {
+void Collector::OnSnapshot(const std::string& exchange, const std::string& unit, absl::StatusOr<std::string> body) {
   absl::MutexLock lock(&mu_);
+  --snapshots_asked_[exchange];
   auto it = units_.find(unit);
-  if (it == units_.end() || !it->second.book) return;
+  if (it == units_.end() || !it->second.book || !it->second.fetching) {
+    FetchSnapshots();  // the next book's turn
+    return;
+  }
   Unit& u = it->second;
   u.fetching = false;
   absl::StatusOr<common::BookSnapshot> snap =
@@ -649,6 +660,7 @@ void Collector::OnSnapshot(const std::string& unit, absl::StatusOr<std::string> 
     common::Log(retry ? common::LogLevel::kInfo : common::LogLevel::kWarning, "collector",
                 absl::StrCat(unit, ": snapshot failed, retrying in ",
                              absl::FormatDuration(u.fetch_after - clock_.SteadyNow()), ": ", snap.status().message()));
+    FetchSnapshots();
     return;
   }
   u.snapshot_refusals = 0;
@@ -666,6 +678,7 @@ void Collector::OnSnapshot(const std::string& unit, absl::StatusOr<std::string> 
     u.fetch_after = clock_.SteadyNow() + absl::Milliseconds(200);
   }
   if (!out.empty()) sink_(std::move(out));
+  FetchSnapshots();  // the next book's turn
 }
 
 void Collector::Tick() {

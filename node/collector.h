@@ -65,6 +65,11 @@ struct CollectorOptions {
   absl::Duration tick = absl::Milliseconds(100);
   absl::Duration subscribe_gap = absl::Milliseconds(250);
   JsonParser json_parser = JsonParser::kSimdjson;  // for the feeds' hot streams (feed.h)
+  // Snapshots asked for at once per exchange; the other books wait their
+  // turn here, in turn, their buffers trimmed. The budget paces snapshots
+  // anyway: thousands of calls queued at the coordinator only time out
+  // there (2,000 books on one IP lost every call to its 10 s deadline).
+  int snapshots_in_flight = 4;
   // Exchanges that cut a connection at an age (rules: websocket
   // max_lifetime_seconds; Binance 24 h): each connection is rotated before
   // its cut, `rotate_before` ahead of it (at most a quarter of the lifetime).
@@ -77,6 +82,7 @@ struct CollectorOptions {
 
 // Fetches `path` with `query` from `exchange` (a book's snapshot). `done`
 // gets the reply's body or an error, on any thread, exactly once.
+// Never before the fetcher returns: the collector asks under its lock.
 using SnapshotFetcher =
     std::function<void(const std::string& exchange, const std::string& path, const common::QueryParams& query,
                        std::function<void(absl::StatusOr<std::string>)> done)>;
@@ -184,7 +190,8 @@ class Collector {
   void Closed(const ConnKey& key, uint64_t generation, int code, const std::string& reason) ABSL_LOCKS_EXCLUDED(mu_);
   void Opened(const ConnKey& key, uint64_t generation) ABSL_LOCKS_EXCLUDED(mu_);
   void OnText(const ConnKey& key, uint64_t generation, const std::string& text) ABSL_LOCKS_EXCLUDED(mu_);
-  void OnSnapshot(const std::string& unit, absl::StatusOr<std::string> body) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnSnapshot(const std::string& exchange, const std::string& unit, absl::StatusOr<std::string> body)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // The connection is gone: its books resync, its trades watch for a hole.
   void LostLocked(const ConnKey& key, Conn& c, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SyncSubscriptions(const ConnKey& key, Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -192,7 +199,9 @@ class Collector {
   // charges for it (at once when it charges nothing), after any held before.
   void SendLocked(const ConnKey& key, Conn& c, std::string text) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendHeld(const ConnKey& key, Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Asks for the snapshot of every book that wants one (each tick), or of one.
+  // Asks for the snapshot of every book that wants one (each tick), or of
+  // one, within snapshots_in_flight; the units after the last one asked
+  // for go first, so every book gets its turn.
   void FetchSnapshots() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FetchSnapshotLocked(const std::string& key, Unit& u, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A record of `u` received at `now` (one reading of the clock per message).
@@ -228,6 +237,8 @@ class Collector {
       ABSL_GUARDED_BY(mu_);
   std::vector<FeedEvent> events_ ABSL_GUARDED_BY(mu_);  // OnText's, kept for their capacity
   uint64_t generations_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, int> snapshots_asked_ ABSL_GUARDED_BY(mu_);  // in flight, by exchange
+  std::string last_asked_ ABSL_GUARDED_BY(mu_);  // the unit whose snapshot was asked for last
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   common::Timer timer_;
 };

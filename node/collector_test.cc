@@ -187,6 +187,43 @@ TEST_F(CollectorTest, ASnapshotRefusedForWantOfBudgetIsAskedForAgainWhenTheCoord
 // An exchange's 4xx (an unknown symbol, a depth it does not allow) or a
 // snapshot it garbled is not mended by asking again at once, and each ask
 // spends weight: 1 s, then 2 s, then 4 s... (at most 5 min).
+TEST_F(CollectorTest, BooksAskForSnapshotsAFewAtATimeAndEachGetsItsTurn) {
+  std::vector<std::pair<std::string, std::string>> units;
+  for (int i = 0; i < 10; ++i) units.push_back({"book", absl::StrFormat("S%02dUSDT", i)});
+  Assign(units);
+  Last().cb.on_open();
+  auto diffs = [&](int64_t first) {
+    for (int i = 0; i < 10; ++i) {
+      Last().cb.on_text(absl::StrCat(R"({"stream":"s)", absl::StrFormat("%02d", i),
+                                     R"(usdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"S)",
+                                     absl::StrFormat("%02d", i), R"(USDT","U":)", first,
+                                     R"(,"u":)", first + 9, R"(,"b":[["100","2"]],"a":[["101","1"]]}})"));
+    }
+  };
+  diffs(91);
+  ASSERT_EQ(fetches_.size(), 4u) << "snapshots_in_flight, not one per book at once";
+  clock_.AdvanceBy(absl::Seconds(1));
+  EXPECT_EQ(fetches_.size(), 4u) << "the others wait for an answer, not for a tick";
+  fetches_[0].done(std::string(R"({"lastUpdateId":95,"bids":[],"asks":[]})"));
+  ASSERT_EQ(fetches_.size(), 5u) << "an answer gives the next book its turn at once";
+  fetches_[1].done(absl::DeadlineExceededError("snapshot: Deadline Exceeded"));
+  ASSERT_EQ(fetches_.size(), 6u) << "so does a failure";
+  std::set<std::string> asked;
+  bool retried = false;
+  for (size_t i = 0; i < 100 && (asked.size() < 10 || !retried); ++i) {
+    if (i >= fetches_.size()) {
+      clock_.AdvanceBy(absl::Seconds(1));
+      diffs(101 + 10 * static_cast<int64_t>(i));
+      ASSERT_LT(i, fetches_.size()) << "a book is left waiting";
+    }
+    asked.insert(fetches_[i].what);
+    retried |= i >= 2 && fetches_[i].what == fetches_[1].what;
+    if (i >= 2) fetches_[i].done(absl::StrCat(R"({"lastUpdateId":)", 95 + 10 * i, R"(,"bids":[],"asks":[]})"));
+  }
+  EXPECT_EQ(asked.size(), 10u) << "every book had its turn";
+  EXPECT_TRUE(retried) << "the book whose snapshot failed is asked for again";
+}
+
 TEST_F(CollectorTest, ASnapshotTheExchangeRefusesIsAskedForLessAndLessOften) {
   Assign({{"book", "BTCUSDT"}});
   Last().cb.on_open();

@@ -237,7 +237,8 @@ void Node::FetchSnapshot(const std::string& exchange, const std::string& path, c
                          std::function<void(absl::StatusOr<std::string>)> done) {
   std::string target = session_->current_target();
   if (target.empty()) {
-    done(absl::UnavailableError("no coordinator session: the snapshot waits"));
+    // Not on the caller's thread: the collector asks under its lock.
+    pool_->Schedule([done = std::move(done)] { done(absl::UnavailableError("no coordinator session: the snapshot waits")); });
     return;
   }
   struct Call {
