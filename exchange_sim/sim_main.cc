@@ -34,6 +34,9 @@ int main(int argc, char** argv) {
                         "stands in for Binance, OKX and Deribit public market data, enforcing "
                         "their per-IP rate limits (docs/simulator.md)");
   flags.String("listen", &listen, "ADDR:PORT to serve REST, WebSocket and /sim/ admin on (port 0: any)");
+  std::string tls_cert, tls_key;
+  flags.String("tls-cert", &tls_cert, "PEM certificate: serve https:// and wss:// only (with --tls-key)");
+  flags.String("tls-key", &tls_key, "PEM private key of --tls-cert");
   flags.Int("seed", &seed, "seed of the synthetic market data");
   int64_t instruments = 0, trades_per_second = 0;
   flags.Int("instruments", &instruments,
@@ -99,12 +102,13 @@ int main(int argc, char** argv) {
   auto simulator = sim::Simulator::Create(std::move(o), common::RealClock::Get());
   if (!simulator.ok()) return common::ExitCodeFor("mp-exchange-sim", simulator.status());
   sim::SimServer server(**simulator);
-  absl::Status st = server.Start(hp->host, hp->port);
+  absl::Status st = server.Start(hp->host, hp->port, tls_cert, tls_key);
   if (!st.ok()) return common::ExitCodeFor("mp-exchange-sim", st);
   g_server = &server;
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
-  std::printf("mp-exchange-sim listening on %s:%d\n", hp->host.c_str(), server.port());
+  std::printf("mp-exchange-sim%s listening on %s:%d\n", tls_cert.empty() ? "" : " (TLS only)", hp->host.c_str(),
+              server.port());
   std::fflush(stdout);
   server.Run();
   return 0;

@@ -29,7 +29,10 @@ class SimServer {
 
   // Binds `host:port` (port 0: any free port; see port()). kUnavailable if the
   // address cannot be bound.
-  absl::Status Start(const std::string& host, int port);
+  // With `tls_cert` and `tls_key` (PEM files), REST and WebSocket are
+  // served over TLS only (https://, wss://) on the same port.
+  absl::Status Start(const std::string& host, int port, const std::string& tls_cert = "",
+                     const std::string& tls_key = "");
   int port() const { return port_; }
 
   // Serves until Stop().

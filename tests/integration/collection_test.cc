@@ -14,6 +14,7 @@
 #include <fstream>
 #include <map>
 #include <functional>
+#include <filesystem>
 #include <set>
 #include <thread>
 
@@ -29,6 +30,7 @@
 #include "common/collect/book_sync.h"
 #include "common/collect/exact_json.h"
 #include "marketprism/v1/collector.grpc.pb.h"
+#include "tests/testing/certs.h"
 #include "tests/testing/cluster.h"
 #include "tests/testing/subscriber.h"
 #include "tests/testing/tunnel_proxy.h"
@@ -334,10 +336,17 @@ TEST(CollectionTest, ConnectionsRotatedBeforeTheExchangesCutLoseNothing) {
 // A node whose Binance proxy is `url` (served by `proxy`) makes a live book
 // through it: the snapshot and the stream both go through the proxy from
 // the node's egress address, and the exchange sees the proxy only.
+// With `ca_bundle`, the simulator serves TLS only with that (self-signed)
+// certificate and the node trusts it: REST is https://, the stream wss://.
 void BookThroughProxy(TunnelProxy& proxy, const std::string& url, const std::string& stream_method,
-                      const std::string& rest_method) {
+                      const std::string& rest_method, const std::string& ca_bundle = "") {
   ClusterOptions o = Collecting("binance_spot", 1, kBtcBookAndTrades);
   o.node_flags.insert(o.node_flags.end(), {"--exchange-proxy", "binance_spot=" + url});
+  if (!ca_bundle.empty()) {
+    std::string key = ca_bundle.substr(0, ca_bundle.size() - 4) + ".key";
+    o.sim_flags.insert(o.sim_flags.end(), {"--tls-cert", ca_bundle, "--tls-key", key});
+    o.node_flags.insert(o.node_flags.end(), {"--ca-bundle", ca_bundle});
+  }
   auto cluster = Cluster::Start(o);
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   Cluster& c = **cluster;
@@ -374,6 +383,20 @@ TEST(CollectionTest, ANodeBehindAnHttpProxyStreamsThroughItFromItsEgressAddress)
   auto proxy = TunnelProxy::Start();
   ASSERT_TRUE(proxy.ok()) << proxy.status();
   BookThroughProxy(**proxy, (*proxy)->url(), "CONNECT", "GET");
+}
+
+// An exchange over TLS, as the real ones are: the node verifies its
+// certificate for REST (libcurl) and for the stream (libwebsockets), both
+// through the proxy's tunnels, which carry TLS end to end.
+TEST(CollectionTest, ANodeVerifiesTheExchangesTlsThroughAProxyForRestAndStreams) {
+  char dir[] = "/tmp/mp-tls-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  absl::StatusOr<std::string> cert = SelfSignedCert(dir, "exchange");
+  ASSERT_TRUE(cert.ok()) << cert.status();
+  auto proxy = TunnelProxy::Start();
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  BookThroughProxy(**proxy, (*proxy)->url(), "CONNECT", "CONNECT", *cert);
+  std::filesystem::remove_all(dir);
 }
 
 // SOCKS5 with a login: REST through libcurl's SOCKS5, the stream through

@@ -7,15 +7,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <set>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/net/ws_client.h"
+#include "tests/testing/certs.h"
 #include "tests/testing/sim_process.h"
 #include "tests/testing/tunnel_proxy.h"
 #include "tests/testing/wait.h"
@@ -441,6 +444,55 @@ TEST_F(SimWsTest, StreamsGoThroughASocks5ProxyFromTheBoundAddress) {
   EXPECT_FALSE((*refused)->WaitOpen(absl::Seconds(5)));
   ASSERT_TRUE((*refused)->WaitClosed(absl::Seconds(5)).has_value());
   EXPECT_THAT((*refused)->close_reason(), Not(HasSubstr("wrong"))) << "the password is never shown";
+}
+
+// wss:// as the exchanges serve it: verified against the CA the client is
+// given, direct and through either kind of proxy (TLS end to end: the proxy
+// carries bytes it cannot read), and refused when the certificate is not
+// one the client trusts, proxy or not.
+TEST_F(SimWsTest, WssIsVerifiedDirectAndThroughEitherProxy) {
+  char dir_template[] = "/tmp/mp-wss-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  std::string dir = dir_template;
+  absl::StatusOr<std::string> cert = SelfSignedCert(dir, "sim"), other = SelfSignedCert(dir, "other");
+  ASSERT_TRUE(cert.ok() && other.ok()) << cert.status() << other.status();
+  auto sim = StartSim({"--tls-cert", *cert, "--tls-key", dir + "/sim.key"});
+  ASSERT_NE(sim, nullptr);
+  ASSERT_TRUE(absl::StartsWith(sim->ws_url(), "wss://"));
+  auto trusting = common::LwsWsClient::Create({.ca_bundle = *cert});
+  auto wary = common::LwsWsClient::Create({.ca_bundle = *other});
+  ASSERT_TRUE(trusting.ok() && wary.ok());
+  auto proxy = TunnelProxy::Start();
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  std::string url = sim->ws_url() + "/stream?streams=btcusdt@trade";
+  std::string socks = absl::StrCat("socks5h://127.0.0.1:", (*proxy)->port());
+  for (const std::string& via : {std::string(), (*proxy)->url(), socks}) {
+    auto p = WsProbe::Connect(**trusting, url, "127.0.0.38", via);
+    ASSERT_TRUE(p.ok()) << p.status();
+    ASSERT_TRUE((*p)->WaitOpen(absl::Seconds(5))) << "via '" << via << "': " << (*p)->close_reason();
+    ASSERT_TRUE((*p)->WaitMessages(3, absl::Seconds(5))) << via;
+    EXPECT_THAT((*p)->Messages()[0], HasSubstr(R"("e":"trade")"));
+  }
+  for (const std::string& via : {std::string(), socks}) {
+    auto p = WsProbe::Connect(**wary, url, "127.0.0.39", via);
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_FALSE((*p)->WaitOpen(absl::Seconds(3))) << "a certificate the client does not trust, via '" << via << "'";
+    EXPECT_TRUE((*p)->WaitClosed(absl::Seconds(5)).has_value());
+  }
+  std::vector<TunnelProxy::Tunnel> tunnels = (*proxy)->tunnels();
+  ASSERT_EQ(tunnels.size(), 3u);
+  EXPECT_EQ(tunnels[0].method, "CONNECT");
+  EXPECT_EQ(tunnels[1].method, "SOCKS5");
+  for (const auto& t : tunnels) EXPECT_EQ(t.target, absl::StrCat("127.0.0.1:", sim->port()));
+  // REST over https as well, verified (the sim's own client trusts `cert`).
+  auto stats = sim->Stats();
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  auto& ips = (*stats)["exchanges"]["binance_spot"]["ips"];
+  EXPECT_EQ(ips["127.0.0.38"]["ws_accepted"], 1) << "direct";
+  EXPECT_EQ(ips["127.0.0.1"]["ws_accepted"], 2) << "through the two proxies";
+  EXPECT_FALSE(ips.contains("127.0.0.39") && ips["127.0.0.39"].value("ws_accepted", 0) > 0)
+      << "no stream opened without a verified certificate";
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(SimWsTest, OurClientAnswersBinancesPingsAndTheStreamStaysOpen) {

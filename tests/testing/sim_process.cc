@@ -10,6 +10,9 @@ absl::StatusOr<std::unique_ptr<SimProcess>> SimProcess::Start(std::vector<std::s
   std::vector<std::string> argv = {BinDir() + "/mp-exchange-sim", "--listen", "127.0.0.1:0"};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   auto sim = std::unique_ptr<SimProcess>(new SimProcess());
+  for (size_t i = 0; i + 1 < extra_flags.size(); ++i) {
+    if (extra_flags[i] == "--tls-cert") sim->tls_cert_ = extra_flags[i + 1];
+  }
   MP_ASSIGN_OR_RETURN(sim->process_, Subprocess::Start(argv));
   MP_ASSIGN_OR_RETURN(std::string line,
                       sim->process_->WaitForLine("listening on", absl::Seconds(10)));
@@ -32,7 +35,7 @@ std::vector<std::string> SimProcess::CoordinatorFlags(const std::vector<std::str
 common::CurlHttpClient& SimProcess::Client(const std::string& source_ip) {
   absl::MutexLock lock(&mu_);
   auto& c = clients_[source_ip];
-  if (!c) c = std::make_unique<common::CurlHttpClient>(common::CurlHttpOptions{.source_ip = source_ip});
+  if (!c) c = std::make_unique<common::CurlHttpClient>(common::CurlHttpOptions{.source_ip = source_ip, .ca_bundle = tls_cert_});
   return *c;
 }
 

@@ -19,11 +19,13 @@ namespace marketprism::testing {
 class SimProcess {
  public:
   // Starts the simulator with `extra_flags` on 127.0.0.1, any free port.
+  // Given --tls-cert, it serves TLS only, and this object's own requests
+  // trust that certificate (a self-signed one is its own CA).
   static absl::StatusOr<std::unique_ptr<SimProcess>> Start(std::vector<std::string> extra_flags = {});
 
   int port() const { return port_; }
-  std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  std::string ws_url() const { return "ws://127.0.0.1:" + std::to_string(port_); }
+  std::string base_url() const { return (tls_cert_.empty() ? "http://" : "https://") + Host(); }
+  std::string ws_url() const { return (tls_cert_.empty() ? "ws://" : "wss://") + Host(); }
   // The coordinator's flags pointing `exchanges` here: --exchange-url for
   // each, and --ws-url for Binance USD-M, whose streams the simulator serves
   // under /usdm (exchange_sim/ws_session.h).
@@ -48,8 +50,11 @@ class SimProcess {
   absl::StatusOr<absl::Time> AlignServerClock(absl::Duration into_minute);
 
  private:
+  std::string Host() const { return "127.0.0.1:" + std::to_string(port_); }
+
   std::unique_ptr<Subprocess> process_;
   int port_ = 0;
+  std::string tls_cert_;
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<common::CurlHttpClient>> clients_;
   common::CurlHttpClient& Client(const std::string& source_ip);
