@@ -20,6 +20,7 @@ namespace {
 constexpr size_t kMaxBody = 1 << 20;        // POST bodies (admin, Deribit JSON-RPC)
 constexpr size_t kMaxWsMessage = 1 << 20;   // one client WebSocket message
 constexpr size_t kMaxWsQueue = 20000;       // unsent messages before a slow consumer is cut
+constexpr size_t kMaxWsBacklog = 200000;    // ... and before any connection is, reading or not
 constexpr int kFramesPerWrite = 64;          // frames written per writable callback, at most
 constexpr size_t kChunk = 64 * 1024;        // HTTP body bytes per write
 constexpr lws_usec_t kTickUs = 100 * LWS_US_PER_MS;
@@ -56,6 +57,7 @@ struct WsConn {
   std::string close_reason;
   std::string rx;
   int drop_generation = 0;
+  bool cut = false;  // said once
 };
 
 std::string PeerIp(lws* wsi) {
@@ -293,7 +295,17 @@ struct SimServer::Impl {
       c.close_code = out.close_code;
       c.close_reason = out.close_reason;
     }
-    if (c.out.size() > kMaxWsQueue) {
+    // A slow consumer is cut, as the exchanges do: one whose socket is full
+    // (it does not read) with this much still queued. A backlog the
+    // simulator made itself, busy elsewhere (a burst of depth replies) with
+    // the socket free, is its own fault: it goes on, up to a hard bound.
+    if (c.out.size() > kMaxWsQueue && (lws_send_pipe_choked(c.wsi) || c.out.size() > kMaxWsBacklog)) {
+      if (!c.cut) {
+        c.cut = true;
+        std::fprintf(stderr, "mp-exchange-sim: cutting a slow WebSocket consumer at %s: %zu frames unsent%s\n",
+                     c.session->peer_ip().c_str(), c.out.size(),
+                     lws_send_pipe_choked(c.wsi) ? "" : " (the simulator fell behind)");
+      }
       lws_set_timeout(c.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
       return;
     }

@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/net/ws_client.h"
 #include "tests/testing/certs.h"
 #include "tests/testing/sim_process.h"
@@ -493,6 +494,46 @@ TEST_F(SimWsTest, WssIsVerifiedDirectAndThroughEitherProxy) {
   EXPECT_FALSE(ips.contains("127.0.0.39") && ips["127.0.0.39"].value("ws_accepted", 0) > 0)
       << "no stream opened without a verified certificate";
   std::filesystem::remove_all(dir);
+}
+
+// A consumer that stops reading is cut once its backlog passes the bound, as
+// the exchanges cut slow consumers; a reader beside it is not.
+TEST_F(SimWsTest, AConsumerThatStopsReadingIsCutAndAReaderBesideItIsNot) {
+  auto sim = StartSim({"--instruments", "120", "--trades-per-second", "1000"});
+  ASSERT_NE(sim, nullptr);
+  std::string streams;
+  for (int i = 1; i <= 120; ++i) absl::StrAppend(&streams, i > 1 ? "/" : "", absl::StrFormat("x%04dusdt@trade", i));
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int small = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  sockaddr_in from{};
+  from.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.41", &from.sin_addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof(from)), 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(sim->port()));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)), 0);
+  std::string upgrade = absl::StrCat("GET /stream?streams=", streams,
+                                     " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+  ASSERT_EQ(write(fd, upgrade.data(), upgrade.size()), static_cast<ssize_t>(upgrade.size()));
+  auto reader = Connect(*sim, "/stream?streams=x0001usdt@trade", "127.0.0.42");
+  ASSERT_TRUE(reader->WaitOpen(absl::Seconds(5)));
+  auto ip = [&](const std::string& which) {
+    auto stats = sim->Stats();
+    return stats.ok() ? (*stats)["exchanges"]["binance_spot"]["ips"][which] : Json();
+  };
+  ASSERT_TRUE(WaitUntil([&] { return ip("127.0.0.41").value("ws_accepted", 0) == 1; }, absl::Seconds(5)));
+  // Never read: the socket fills, the backlog grows, the consumer is cut.
+  EXPECT_TRUE(WaitUntil([&] { return ip("127.0.0.41").value("ws_open", 1) == 0; }, absl::Seconds(20)))
+      << ip("127.0.0.41").dump();
+  close(fd);
+  EXPECT_THAT(sim->process().Output(), HasSubstr("cutting a slow WebSocket consumer at 127.0.0.41"));
+  EXPECT_THAT(sim->process().Output(), Not(HasSubstr("fell behind")));
+  EXPECT_FALSE(reader->WaitClosed(absl::ZeroDuration()).has_value()) << "the reader is not cut: " << reader->close_reason();
+  EXPECT_EQ(ip("127.0.0.42").value("ws_open", 0), 1);
 }
 
 TEST_F(SimWsTest, OurClientAnswersBinancesPingsAndTheStreamStaysOpen) {
