@@ -122,6 +122,11 @@ absl::StatusOr<int> Subprocess::Wait(absl::Duration timeout) {
     if (absl::Now() >= deadline) return absl::DeadlineExceededError("process still running");
     absl::SleepFor(absl::Milliseconds(10));
   }
+  // The process is gone, but the reader may not have drained the pipe yet:
+  // callers read Output() next. A child it left behind could hold the pipe
+  // open, so this waits a bounded time.
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(&output_ended_), absl::Seconds(2));
   return exit_code_;
 }
 
