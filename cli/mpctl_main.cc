@@ -149,6 +149,18 @@ int main(int argc, char** argv) {
       if (!any) t.Add({n.node_id(), n.egress_ip(), n.state(), "-", "-", "0", "0", "-", "0%", absl::StrJoin(bans, "; ")});
     }
     std::printf("%s", t.Render().c_str());
+    Table sinks({"NODE", "SINK", "STATE", "WRITTEN", "QUEUED", "SPOOLED", "SPOOL BYTES", "SPOOL AGE", "DROPPED", "ERROR"});
+    bool any_sink = false;
+    for (const v1::NodeStatus& n : r.nodes()) {
+      for (const v1::SinkState& k : n.sinks()) {
+        any_sink = true;
+        sinks.Add({n.node_id(), k.name(), k.healthy() ? "writing" : "failing", absl::StrCat(k.written_total()),
+                   absl::StrCat(k.queued()), absl::StrCat(k.spool_records()), absl::StrCat(k.spool_bytes()),
+                   absl::StrCat(k.spool_age_ms() / 1000, "s"), absl::StrCat(k.dropped_total()),
+                   k.healthy() ? "" : k.last_error()});
+      }
+    }
+    if (any_sink) std::printf("\n%s", sinks.Render().c_str());
     return 0;
   }
   if (cmd == "health") {

@@ -84,6 +84,18 @@ void StatusToProto(const SchedulerSnapshot& s, absl::Time now, v1::GetStatusResp
       b->set_kind(l.park_kind);
       b->set_until_ms(absl::ToUnixMillis(l.parked_until));
     }
+    for (const SinkView& v : n.sinks) {
+      v1::SinkState* p = ns->add_sinks();
+      p->set_name(v.name);
+      p->set_healthy(v.healthy);
+      p->set_last_error(v.last_error);
+      p->set_written_total(v.written);
+      p->set_queued(v.queued);
+      p->set_spool_records(v.spool_records);
+      p->set_spool_bytes(v.spool_bytes);
+      p->set_spool_age_ms(absl::ToInt64Milliseconds(v.spool_age));
+      p->set_dropped_total(v.dropped);
+    }
     if (!ns->clock_offsets_us().empty()) {
       std::string first = ns->clock_offsets_us().begin()->first;
       for (const auto& [e, us] : ns->clock_offsets_us()) first = std::min(first, e);

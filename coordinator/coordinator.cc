@@ -107,7 +107,7 @@ Coordinator::Coordinator(CoordinatorOptions options, common::Clock& clock, Coord
   leases_ = std::make_unique<LeasePusher>(LeasePusher::Options{options_.leases, ro.coordinator_id, elected_}, clock_,
                                           *scheduler_, *sessions_, [this] { return front_door_->leadership(); });
   registrar_ = std::make_unique<Registrar>(
-      Registrar::Options{ro.coordinator_id, options_.exchange_urls, options_.ws_urls}, *scheduler_, *node_client_,
+      Registrar::Options{ro.coordinator_id, options_.exchange_urls, options_.ws_urls, options_.sinks}, *scheduler_, *node_client_,
       *leases_, [this] { return router_->term(); });
   refresher_ = std::make_unique<LimitsRefresher>(
       LimitsRefresher::Options{options_.exchange_info_refresh, options_.limits_wait}, clock_, *scheduler_,

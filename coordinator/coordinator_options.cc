@@ -4,6 +4,7 @@
 #include "common/config.h"
 #include "common/rules/rules.h"
 #include "common/status_macros.h"
+#include "node/sinks/sinks.h"
 
 namespace marketprism::coordinator {
 
@@ -19,6 +20,9 @@ absl::StatusOr<std::optional<CoordinatorOptions>> ParseCoordinatorOptions(
   f.String("listen", &listen, "ADDR:PORT for clients (Coordinator) and nodes (NodeControl)");
   f.List("exchange-url", &urls, "EXCHANGE=URL: REST base given to nodes that have none");
   f.List("ws-url", &ws_urls, "EXCHANGE=URL: WebSocket base given to nodes that have none");
+  f.List("sink", &o.sinks,
+         "where the nodes write records, unless they have sinks of their own: nats=nats://HOST:PORT[,...], "
+         "clickhouse=http://HOST:PORT/?database=DB, jsonl=DIR (mp-node --help has the details)");
   f.String("jobs", &o.jobs_file, "a jobs file (JSON: what to collect); re-read when it changes");
   f.String("rules", &o.rules_file, "exchange rules file [the shipped rules]");
   f.List("limit", &o.limits, "EXCHANGE.POOL=CAPACITY override (also pushed to nodes)");
@@ -96,6 +100,7 @@ absl::StatusOr<std::optional<CoordinatorOptions>> ParseCoordinatorOptions(
   for (const std::string& l : o.limits) MP_RETURN_IF_ERROR(rules.ApplyLimitOverride(l));
   MP_ASSIGN_OR_RETURN(o.exchange_urls,
                       common::ParseExchangeMap(urls, "--exchange-url", rules, {"http://", "https://"}));
+  for (const std::string& sink : o.sinks) MP_RETURN_IF_ERROR(node::ValidateSinkSpec(sink));
   MP_ASSIGN_OR_RETURN(o.ws_urls, common::ParseExchangeMap(ws_urls, "--ws-url", rules, {"ws://", "wss://"}));
   o.rules = std::move(rules);
   return std::optional<CoordinatorOptions>(std::move(o));

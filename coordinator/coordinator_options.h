@@ -23,6 +23,7 @@ struct CoordinatorOptions {
   common::HostPort listen{"0.0.0.0", 7000};
   std::map<std::string, std::string> exchange_urls;  // given to nodes without their own
   std::map<std::string, std::string> ws_urls;
+  std::vector<std::string> sinks;  // --sink: the cluster's, given to every node without its own
   std::string jobs_file;  // --jobs: what to collect (re-read when it changes)
   std::string rules_file;
   std::vector<std::string> limits;

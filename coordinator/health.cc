@@ -94,6 +94,36 @@ HealthReport EvaluateHealth(const SchedulerSnapshot& s, const HealthThresholds& 
                  : "Too few egress IPs can take work (disconnected, drained or banned): restore "
                    "nodes, undrain them, or wait out the bans.");
 
+  // Sinks, when nodes have any: one that cannot write is degraded (its
+  // records wait in the spool); one whose spool is full loses records to
+  // gap records, which is unhealthy.
+  int sinks = 0, failing = 0, full = 0;
+  std::string worst;
+  for (const NodeSnapshot& n : s.nodes) {
+    if (n.state == NodeState::kDisconnected) continue;
+    for (const SinkView& v : n.sinks) {
+      ++sinks;
+      if (v.healthy && v.spool_records == 0) continue;
+      ++failing;
+      bool dropping = !v.healthy && v.dropped > 0;
+      full += dropping ? 1 : 0;
+      if (worst.empty() || dropping) {
+        worst = absl::StrCat(n.node_id, " ", v.name, ": ", v.healthy ? "catching up" : v.last_error, ", ",
+                             v.spool_records, " records spooled (oldest ", absl::FormatDuration(v.spool_age), ")",
+                             v.dropped > 0 ? absl::StrCat(", ", v.dropped, " dropped") : "");
+      }
+    }
+  }
+  if (sinks > 0) {
+    add({"sinks", full > 0 ? HealthLevel::kUnhealthy : failing > 0 ? HealthLevel::kDegraded : HealthLevel::kHealthy,
+         static_cast<double>(failing), 0,
+         failing == 0 ? absl::StrCat(sinks, " sinks writing") : absl::StrCat(failing, " of ", sinks, " sinks behind; ", worst)},
+        full > 0 ? "A sink's spool is full and records are being dropped (each loss is a gap record): bring the "
+                   "sink back or give the spool more room (mp-node --spool-max-mb)."
+                 : "A sink is down or slow: its records wait in the node's spool; check the NATS or ClickHouse "
+                   "server the node names.");
+  }
+
   r.overall = HealthLevel::kHealthy;
   for (const HealthCheckResult& c : r.checks) r.overall = std::max(r.overall, c.status);
   return r;

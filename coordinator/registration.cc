@@ -30,6 +30,26 @@ void Registrar::ApplyBans(const std::string& node_id, const google::protobuf::Re
   }
 }
 
+namespace {
+
+std::vector<SinkView> SinksFromProto(const google::protobuf::RepeatedPtrField<v1::SinkState>& in) {
+  std::vector<SinkView> out;
+  for (const v1::SinkState& p : in) {
+    out.push_back(SinkView{.name = p.name(),
+                           .healthy = p.healthy(),
+                           .last_error = p.last_error(),
+                           .written = p.written_total(),
+                           .queued = p.queued(),
+                           .spool_records = p.spool_records(),
+                           .spool_bytes = p.spool_bytes(),
+                           .dropped = p.dropped_total(),
+                           .spool_age = absl::Milliseconds(p.spool_age_ms())});
+  }
+  return out;
+}
+
+}  // namespace
+
 v1::Registered Registrar::Register(const v1::Register& r) {
   std::vector<std::string> exchanges(r.exchanges().begin(), r.exchanges().end());
   scheduler_.UpsertNode(r.node_id(), r.egress_ip(), r.grpc_address(), r.version(), exchanges);
@@ -45,6 +65,7 @@ v1::Registered Registrar::Register(const v1::Register& r) {
   for (const auto& [exchange, pools] : usage) {
     scheduler_.SeedUsage(r.node_id(), exchange, pools, recent[exchange], r.recent_complete());
   }
+  scheduler_.SetNodeSinks(r.node_id(), SinksFromProto(r.sinks()));
   ApplyEvents(r.node_id(), r.events());
   ApplyBans(r.node_id(), r.bans());
   // The leases it still holds (none: a new process, or they lapsed).
@@ -62,6 +83,7 @@ v1::Registered Registrar::Register(const v1::Register& r) {
     auto ws = options_.ws_urls.find(exchange);
     if (ws != options_.ws_urls.end()) e->set_ws_url(ws->second);
   }
+  for (const std::string& sink : options_.sinks) reg.add_sinks(sink);
   for (const NodeSnapshot& n : scheduler_.Snapshot().nodes) {
     if (n.node_id == r.node_id()) reg.set_draining(n.state == NodeState::kDraining);
   }
@@ -72,6 +94,7 @@ v1::Registered Registrar::Register(const v1::Register& r) {
 }
 
 void Registrar::Report(const std::string& node_id, const v1::UsageReport& r) {
+  scheduler_.SetNodeSinks(node_id, SinksFromProto(r.sinks()));
   ApplyEvents(node_id, r.events());
   ApplyBans(node_id, r.bans());
   std::vector<NodeClock> clocks = wire::ClocksFromProto(r.clocks());

@@ -27,6 +27,7 @@ class Registrar {
     std::string coordinator_id;  // "" without gossip
     std::map<std::string, std::string> exchange_urls;  // REST, for nodes without their own
     std::map<std::string, std::string> ws_urls;
+    std::vector<std::string> sinks;  // the cluster's, for nodes without their own
   };
   Registrar(Options options, Scheduler& scheduler, GrpcNodeClient& nodes, LeasePusher& leases,
             std::function<int64_t()> term);

@@ -265,6 +265,12 @@ void Scheduler::SetNodeClocks(const std::string& node_id, const std::vector<Node
   RefreshUncertainty(it->second);
 }
 
+void Scheduler::SetNodeSinks(const std::string& node_id, std::vector<SinkView> sinks) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(node_id);
+  if (it != nodes_.end()) it->second.sinks = std::move(sinks);
+}
+
 void Scheduler::Park(const std::string& node_id, const std::string& exchange, absl::Time until,
                      const std::string& kind) {
   absl::MutexLock lock(&mu_);
@@ -902,6 +908,7 @@ SchedulerSnapshot Scheduler::Snapshot() {
     ns.in_flight = n.in_flight;
     ns.requests = n.requests;
     ns.failures = n.failures;
+    ns.sinks = n.sinks;
     for (const std::string& e : n.exchanges) {
       const Lane& lane = n.lanes[e];
       LaneStatus ls{e, lane.parked_until, lane.park_kind, ExchangeOffset(n, e)};

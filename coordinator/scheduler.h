@@ -156,6 +156,16 @@ struct LaneStatus {
 enum class NodeState { kActive, kSuspect, kDraining, kDisconnected };
 absl::string_view NodeStateName(NodeState s);  // "active", "suspect", "draining", "disconnected"
 
+// What a node last said of one of its sinks (node/sinks/): shown in
+// GetStatus and judged by the health check "sinks".
+struct SinkView {
+  std::string name;
+  bool healthy = true;
+  std::string last_error;
+  int64_t written = 0, queued = 0, spool_records = 0, spool_bytes = 0, dropped = 0;
+  absl::Duration spool_age;
+};
+
 struct NodeSnapshot {
   std::string node_id;
   std::string egress_ip;
@@ -176,6 +186,7 @@ struct NodeSnapshot {
     std::vector<common::BudgetBook::PoolView> pools;
   };
   std::vector<Lease> leases;
+  std::vector<SinkView> sinks;
 };
 
 struct SchedulerSnapshot {
@@ -214,6 +225,7 @@ class Scheduler {
   // kNotFound for an unknown node.
   absl::Status SetDraining(const std::string& node_id, bool draining);
   void SetNodeClocks(const std::string& node_id, const std::vector<NodeClock>& clocks);
+  void SetNodeSinks(const std::string& node_id, std::vector<SinkView> sinks);
   void Park(const std::string& node_id, const std::string& exchange, absl::Time until,
             const std::string& kind);
   // A request the node made on its own (clock probes): charged and settled
@@ -330,6 +342,7 @@ class Scheduler {
     int consecutive_failures = 0;
     int64_t in_flight = 0, requests = 0, failures = 0;
     absl::Time registered, last_seen;
+    std::vector<SinkView> sinks;
   };
   using Key = std::pair<int, uint64_t>;  // (-priority, seq)
   // Work to run once the lock is released: callbacks and hooks.

@@ -287,6 +287,7 @@ void CoordinatorSession::Apply(const v1::CoordinatorMessage& msg) {
   if (msg.has_registered()) {
     const v1::Registered& r = msg.registered();
     apply_limits(r.limits());
+    if (parts_.on_sinks) parts_.on_sinks(std::vector<std::string>(r.sinks().begin(), r.sinks().end()));
     std::map<std::string, std::string> offered;
     for (const v1::ExchangeEndpoint& e : r.endpoints()) {
       offered[e.exchange()] = e.rest_url();
@@ -344,6 +345,9 @@ void CoordinatorSession::FillCommon(Msg* m) {
     wire::PoolUsageToProto(exchange, options_.egress_ip, lane->Usage(), m->mutable_usage());
   }
   m->set_node_time_unix_us(common::ToUnixMicros(parts_.clock.Now()));
+  if (parts_.sink_states) {
+    for (v1::SinkState& s : parts_.sink_states()) *m->add_sinks() = std::move(s);
+  }
 }
 
 v1::Register CoordinatorSession::BuildRegister() {

@@ -87,6 +87,10 @@ struct SessionParts {
   std::function<void(const marketprism::v1::Units&)> on_units;
   // After each usage report is written (the node refreshes its gossip record).
   std::function<void()> on_reported;
+  // The cluster's sinks, from each registration (may be empty).
+  std::function<void(const std::vector<std::string>&)> on_sinks;
+  // The node's sinks' states, for each usage report.
+  std::function<std::vector<marketprism::v1::SinkState>()> sink_states;
   ChannelFactory channel;
   common::Clock& clock;
 };

@@ -10,11 +10,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/gossip/membership.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
 #include "common/metadata_keys.h"
 #include "common/retry_after.h"
+#include "common/status_macros.h"
 #include "node/gossip_records.h"
 #include "node/proxy.h"
 #include "marketprism/v1/coordinator.grpc.pb.h"
@@ -96,6 +98,18 @@ Node::Node(NodeOptions options, common::RulesBook rules, common::Clock& clock,
                          if (collector_) collector_->SetUnits(units);
                        },
                    .on_reported = std::bind_front(&Node::PublishUsage, this),
+                   .on_sinks =
+                       [this](const std::vector<std::string>& specs) {
+                         if (!options_.sinks.empty()) return;  // the node's own win
+                         pool_->Schedule([this, specs] {
+                           absl::Status s = UseSinks(specs);
+                           if (!s.ok()) {
+                             common::Log(common::LogLevel::kError, "node",
+                                         absl::StrCat("the cluster's sinks: ", s.message()));
+                           }
+                         });
+                       },
+                   .sink_states = std::bind_front(&Node::SinkStates, this),
                    .channel = transports_.channels,
                    .clock = clock_});
   // Exchanges without a URL of our own wait for the coordinator's.
@@ -208,16 +222,77 @@ absl::Status Node::Start() {
   collector_ = std::make_unique<Collector>(
       std::move(collect), clock_, *ws_,
       std::bind_front(&Node::WsBase, this), std::bind_front(&Node::FetchSnapshot, this),
-      [this](std::vector<v1::MarketEvent> events) { session_->Publish(std::move(events)); },
+      [this](std::vector<v1::MarketEvent> events) {
+        {
+          absl::MutexLock lock(&sinks_mu_);
+          if (sinks_) sinks_->Offer(events);
+        }
+        session_->Publish(std::move(events));
+      },
       [this](const std::string& exchange, const std::string& path) -> absl::StatusOr<absl::Duration> {
         auto lane = lanes_.find(exchange);
         if (lane == lanes_.end()) return absl::ZeroDuration();  // no lane, no budget kept here
         return lane->second->SpendOwn("POST", path);
       });
+  if (!options_.sinks.empty()) MP_RETURN_IF_ERROR(UseSinks(options_.sinks));
   collector_->Start();
   session_->Start(advertise_);
   prober_->Start();
   return absl::OkStatus();
+}
+
+absl::Status Node::UseSinks(const std::vector<std::string>& specs) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::OkStatus();
+  }
+  {
+    absl::MutexLock lock(&sinks_mu_);
+    if (specs == sink_specs_) return absl::OkStatus();
+  }
+  std::unique_ptr<Sinks> fresh;
+  if (!specs.empty()) {
+    SinksOptions o{.specs = specs, .node_id = options_.node_id, .spool_dir = absl::StrCat(options_.spool_dir, "/", options_.node_id),
+                   .spool_max_bytes = options_.spool_max_bytes,
+                   .memory_records = static_cast<size_t>(options_.sink_queue)};
+    MP_ASSIGN_OR_RETURN(fresh, Sinks::Create(o, clock_));
+    fresh->Start();
+  }
+  std::unique_ptr<Sinks> old;
+  {
+    absl::MutexLock lock(&sinks_mu_);
+    old = std::move(sinks_);
+    sinks_ = std::move(fresh);
+    sink_specs_ = specs;
+  }
+  common::Log(common::LogLevel::kInfo, "node",
+              specs.empty() ? std::string("records go to no sink")
+                            : absl::StrCat("records go to ", absl::StrJoin(specs, ", "), " (spool ",
+                                           options_.spool_dir, ")"));
+  if (old) old->Stop();
+  return absl::OkStatus();
+}
+
+std::vector<v1::SinkState> Node::SinkStates() {
+  std::vector<SinkStatus> states;
+  {
+    absl::MutexLock lock(&sinks_mu_);
+    if (sinks_) states = sinks_->Status();
+  }
+  std::vector<v1::SinkState> out;
+  for (const SinkStatus& s : states) {
+    v1::SinkState& p = out.emplace_back();
+    p.set_name(s.name);
+    p.set_healthy(s.healthy);
+    p.set_last_error(s.last_error);
+    p.set_written_total(s.written_total);
+    p.set_queued(s.queued);
+    p.set_spool_records(s.spool_records);
+    p.set_spool_bytes(s.spool_bytes);
+    p.set_spool_age_ms(absl::ToInt64Milliseconds(s.spool_age));
+    p.set_dropped_total(s.dropped_total);
+  }
+  return out;
 }
 
 std::string Node::WsBase(const std::string& exchange) {
@@ -325,6 +400,12 @@ void Node::Shutdown() {
     gossip_->Stop();
   }
   if (collector_) collector_->Stop();
+  std::unique_ptr<Sinks> sinks;
+  {
+    absl::MutexLock lock(&sinks_mu_);
+    sinks = std::move(sinks_);
+  }
+  if (sinks) sinks->Stop();  // what the sinks do not take now waits in their spools
   session_->Stop();
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

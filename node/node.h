@@ -43,6 +43,7 @@
 #include "node/exchange_lane.h"
 #include "node/http_client_factory.h"
 #include "node/node_options.h"
+#include "node/sinks/sinks.h"
 #include "node/term_fence.h"
 
 namespace grpc {
@@ -115,6 +116,11 @@ class Node {
   // clients': a book without its snapshot collects nothing).
   void FetchSnapshot(const std::string& exchange, const std::string& path, const common::QueryParams& query,
                      std::function<void(absl::StatusOr<std::string>)> done);
+  // Writes records to `specs` from now on (nothing to do if they are the
+  // ones in use): the new sinks start before the old stop, each spool in a
+  // folder of its own spec. Not on the collector's thread: stopping drains.
+  absl::Status UseSinks(const std::vector<std::string>& specs) ABSL_LOCKS_EXCLUDED(sinks_mu_);
+  std::vector<v1::SinkState> SinkStates() ABSL_LOCKS_EXCLUDED(sinks_mu_);
 
   const NodeOptions options_;
   common::Clock& clock_;
@@ -138,6 +144,11 @@ class Node {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, std::string> offered_ws_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> rest_urls_ ABSL_GUARDED_BY(mu_);
+
+  // The collector offers every record to the sinks under its own lock.
+  absl::Mutex sinks_mu_;
+  std::unique_ptr<Sinks> sinks_ ABSL_GUARDED_BY(sinks_mu_);
+  std::vector<std::string> sink_specs_ ABSL_GUARDED_BY(sinks_mu_);
 };
 
 }  // namespace marketprism::node

@@ -6,6 +6,7 @@
 #include "common/config.h"
 #include "common/status_macros.h"
 #include "node/proxy.h"
+#include "node/sinks/sinks.h"
 
 namespace marketprism::node {
 
@@ -41,6 +42,14 @@ absl::StatusOr<std::optional<NodeConfig>> ParseNodeOptions(const std::vector<std
   f.Bool("trace-ledger", &o.trace_ledger, "log every admission and refusal with the pools' use (diagnostics)");
   f.Int("max-in-flight", &max_in_flight,
         "most requests this IP has in flight to one exchange; falls to 1 on any surprise (0: no bound)");
+  double spool_max_mb = static_cast<double>(o.spool_max_bytes) / (1 << 20);
+  f.List("sink", &o.sinks,
+         "where records go: nats=nats://HOST:PORT[,...][?stream=S&format=protobuf|json], "
+         "clickhouse=http://HOST:PORT/?database=DB, jsonl=DIR [the cluster's, from the coordinator]");
+  f.String("spool-dir", &o.spool_dir, "where records wait while a sink is down, under <node-id>/ [/var/tmp/marketprism/spool]");
+  f.Double("spool-max-mb", &spool_max_mb,
+           "most each sink's spool holds on disk, in MiB (fractions allowed); beyond it, records are gap records");
+  f.Int("sink-queue", &o.sink_queue, "records each sink holds in memory before they go to its spool");
   std::string join;
   common::gossip::AddMembershipFlags(f, &o.membership, &join);
   MP_ASSIGN_OR_RETURN(std::vector<std::string> rest, f.ParseWithSources(args, "MP_", env));
@@ -55,6 +64,11 @@ absl::StatusOr<std::optional<NodeConfig>> ParseNodeOptions(const std::vector<std
     return absl::InvalidArgumentError("--egress-ip \"" + o.egress_ip + "\": not an IP address");
   }
   if (o.node_id.empty()) o.node_id = "node-" + o.egress_ip;
+  for (const std::string& sink : o.sinks) MP_RETURN_IF_ERROR(ValidateSinkSpec(sink));
+  if (o.sink_queue < 1) return absl::InvalidArgumentError("--sink-queue must be at least 1");
+  if (!(spool_max_mb >= 0.01)) return absl::InvalidArgumentError("--spool-max-mb must be at least 0.01 (10 KiB)");
+  o.spool_max_bytes = static_cast<int64_t>(spool_max_mb * (1 << 20));
+  if (o.spool_dir.empty()) o.spool_dir = "/var/tmp/marketprism/spool";
   MP_ASSIGN_OR_RETURN(o.listen, common::ParseHostPort(listen, "--listen"));
   MP_RETURN_IF_ERROR(common::gossip::FinishMembershipConfig(o.membership, join));
   for (absl::string_view c : absl::StrSplit(coordinator, ',', absl::SkipWhitespace())) {

@@ -47,6 +47,12 @@ struct NodeOptions {
   bool trace_ledger = false;                          // log every admission (diagnostics)
   common::ExposureOptions exposure;                   // requests in flight per exchange (--max-in-flight)
   common::gossip::MembershipConfig membership;        // off without --gossip
+  // Where records go (node/sinks/sinks.h); empty: the cluster's, as the
+  // coordinator says at registration.
+  std::vector<std::string> sinks;
+  std::string spool_dir;                              // spools under <spool_dir>/<node id>/
+  int64_t spool_max_bytes = int64_t{1} << 30;         // per sink
+  int64_t sink_queue = 50000;                         // records per sink in memory before the spool
 };
 
 // What mp-node runs with: the options and the rules they were validated

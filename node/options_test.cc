@@ -42,6 +42,25 @@ TEST(NodeOptionsTest, TheRequiredFlags) {
   EXPECT_NE((*o)->rules.Find("binance_spot"), nullptr) << "the rules come with the options";
 }
 
+TEST(NodeOptionsTest, SinksAndTheirSpool) {
+  std::string help;
+  auto o = ParseNodeOptions({"--egress-ip", "127.0.0.11", "--coordinator", "c:7000", "--sink",
+                             "clickhouse=http://127.0.0.1:8123/?database=md", "--sink", "jsonl=/tmp/x",
+                             "--spool-max-mb", "0.5", "--spool-dir", "/tmp/spool"},
+                            &help, EnvOf({}));
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ((*o)->options.sinks.size(), 2u);
+  EXPECT_EQ((*o)->options.spool_max_bytes, 512 * 1024);
+  EXPECT_EQ((*o)->options.spool_dir, "/tmp/spool");
+  EXPECT_THAT(ParseError({"--egress-ip", "127.0.0.11", "--coordinator", "c:7000", "--sink",
+                          "clickhouse=http://h:8123/?databse=md"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("databse")));
+  EXPECT_THAT(ParseError({"--egress-ip", "127.0.0.11", "--coordinator", "c:7000", "--sink", "kafka=k:9092"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("kafka")));
+  EXPECT_THAT(ParseError({"--egress-ip", "127.0.0.11", "--coordinator", "c:7000", "--spool-max-mb", "0"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--spool-max-mb")));
+}
+
 TEST(NodeOptionsTest, FromTheEnvironment) {
   std::string help;
   auto o = ParseNodeOptions({}, &help,
