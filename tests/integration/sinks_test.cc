@@ -1,0 +1,384 @@
+// The sinks end to end, against real servers from Debian's packages that the
+// tests start on loopback (nats-server with JetStream, clickhouse-server
+// 18.16): the trades of a redundant unit land in NATS, ClickHouse and files
+// once each, with no id missing, across a kill -9 of a node; ClickHouse down
+// for 30 s and back loses nothing, the records waiting in the node's spool
+// on disk meanwhile, shown in GetStatus and GetHealth.
+#include <nats/nats.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <algorithm>
+#include <iterator>
+#include <map>
+#include <set>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "marketprism/v1/collector.pb.h"
+#include "tests/testing/cluster.h"
+#include "tests/testing/data_servers.h"
+#include "tests/testing/wait.h"
+
+namespace marketprism::testing {
+namespace {
+
+std::string Dir(const std::string& name) {
+  std::string dir = absl::StrCat(::testing::TempDir(), "/sinks_", getpid(), "_", name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+std::string WriteJobs(const std::string& text) {
+  std::string path = absl::StrCat(::testing::TempDir(), "/sink_jobs_", getpid(), "_", rand(), ".json");
+  std::ofstream(path) << text;
+  return path;
+}
+
+// The trade ids of BTCUSDT in ClickHouse, as FINAL reads them (repeats
+// collapsed), and how many rows there are before collapsing.
+struct Stored {
+  std::vector<int64_t> ids;
+  int64_t raw_rows = 0;
+};
+
+Stored ClickHouseTrades(ClickHouseServer& ch, const std::string& db) {
+  Stored out;
+  auto ids = ch.Query(absl::StrCat("SELECT toInt64(trade_id) FROM ", db,
+                                   ".trades FINAL WHERE symbol = 'BTCUSDT' ORDER BY toInt64(trade_id)"));
+  if (!ids.ok()) return out;
+  for (absl::string_view line : absl::StrSplit(*ids, '\n', absl::SkipEmpty())) {
+    int64_t id = 0;
+    if (absl::SimpleAtoi(line, &id)) out.ids.push_back(id);
+  }
+  auto raw = ch.Query(absl::StrCat("SELECT count() FROM ", db, ".trades WHERE symbol = 'BTCUSDT'"));
+  if (raw.ok()) (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(*raw), &out.raw_rows);
+  return out;
+}
+
+// Everything in the stream under `subject`, oldest first, and the stream's
+// message count.
+struct Streamed {
+  std::vector<v1::MarketEvent> events;
+  uint64_t stream_msgs = 0;
+  std::string error;
+};
+
+Streamed ReadNats(const std::string& url, const std::string& stream, const std::string& subject) {
+  Streamed out;
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  natsSubscription* sub = nullptr;
+  jsStreamInfo* si = nullptr;
+  jsErrCode code = static_cast<jsErrCode>(0);
+  natsStatus s = natsConnection_ConnectTo(&nc, url.c_str());
+  if (s == NATS_OK) s = natsConnection_JetStream(&js, nc, nullptr);
+  if (s == NATS_OK) s = js_GetStreamInfo(&si, js, stream.c_str(), nullptr, &code);
+  if (s == NATS_OK) {
+    out.stream_msgs = si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = stream.c_str();
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverAll;
+    s = js_SubscribeSync(&sub, js, subject.c_str(), nullptr, &so, &code);
+  }
+  if (s != NATS_OK) {
+    out.error = absl::StrCat(natsStatus_GetText(s), " (JetStream error ", code, ")");
+  } else {
+    natsMsg* m = nullptr;
+    while (natsSubscription_NextMsg(&m, sub, 1000) == NATS_OK) {
+      v1::MarketEvent e;
+      if (e.ParseFromArray(natsMsg_GetData(m), natsMsg_GetDataLength(m))) out.events.push_back(std::move(e));
+      natsMsg_Destroy(m);
+    }
+  }
+  if (sub != nullptr) natsSubscription_Destroy(sub);
+  if (js != nullptr) jsCtx_Destroy(js);
+  if (nc != nullptr) natsConnection_Destroy(nc);
+  return out;
+}
+
+// The trade ids in a node's jsonl files for BTCUSDT, in file order.
+std::vector<int64_t> FileTrades(const std::string& dir, const std::string& node_id) {
+  std::vector<std::string> files;
+  std::string unit = dir + "/binance_spot/trades/BTCUSDT";
+  if (!std::filesystem::exists(unit)) return {};
+  for (const auto& f : std::filesystem::directory_iterator(unit)) {
+    if (f.path().filename().string().find("." + node_id + ".jsonl") != std::string::npos) files.push_back(f.path());
+  }
+  std::sort(files.begin(), files.end());
+  std::vector<int64_t> ids;
+  for (const std::string& f : files) {
+    std::ifstream in(f);
+    for (std::string line; std::getline(in, line);) {
+      nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+      int64_t id = 0;
+      if (j.contains("trade") && absl::SimpleAtoi(j["trade"]["trade_id"].get<std::string>(), &id)) ids.push_back(id);
+    }
+  }
+  return ids;
+}
+
+// "" when `ids` (sorted) run from their first to their last with no hole
+// and no repeat; else the first place where they do not.
+std::string Contiguous(const std::vector<int64_t>& ids) {
+  for (size_t i = 1; i < ids.size(); ++i) {
+    if (ids[i] != ids[i - 1] + 1) return absl::StrCat("after ", ids[i - 1], " comes ", ids[i]);
+  }
+  return "";
+}
+
+#define MP_NEED_SERVERS()                                                                                      \
+  do {                                                                                                         \
+    if (!NatsServer::Available()) GTEST_SKIP() << "needs nats-server (Debian package nats-server)";            \
+    if (!ClickHouseServer::Available()) GTEST_SKIP() << "needs clickhouse-server (Debian package clickhouse-server)"; \
+  } while (0)
+
+TEST(SinksTest, ARedundantUnitsTradesLandOnceInNatsClickHouseAndFilesAcrossAKill9) {
+  MP_NEED_SERVERS();
+  std::string root = Dir("redundant");
+  auto nats = NatsServer::Start(root + "/nats");
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  auto ch = ClickHouseServer::Start(root + "/clickhouse");
+  ASSERT_TRUE(ch.ok()) << ch.status();
+  ClusterOptions o;
+  o.nodes = 2;
+  o.exchanges = {"binance_spot"};
+  o.coordinator_flags = {"--jobs", WriteJobs(R"({"jobs": [
+      {"name": "trades", "exchange": "binance_spot", "channel": "trades", "symbols": ["BTCUSDT"], "redundancy": 2}]})")};
+  o.node_flags = {"--exchange",   "binance_spot",
+                  "--sink",       "nats=" + (*nats)->url(),
+                  "--sink",       "clickhouse=" + (*ch)->url() + "/?database=md",
+                  "--sink",       "jsonl=" + root + "/files",
+                  "--spool-dir",  root + "/spool"};
+  auto cluster = Cluster::Start(o);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  Cluster& c = **cluster;
+
+  ASSERT_TRUE(WaitUntil([&] { return ClickHouseTrades(**ch, "md").ids.size() >= 40; }, absl::Seconds(30)))
+      << "no trades in ClickHouse; node:\n" << c.node(0).Output();
+  c.node(0).Signal(SIGKILL);
+  size_t at_kill = ClickHouseTrades(**ch, "md").ids.size();
+  ASSERT_TRUE(WaitUntil([&] { return ClickHouseTrades(**ch, "md").ids.size() >= at_kill + 40; }, absl::Seconds(30)))
+      << "trades stopped after the kill; survivor:\n" << c.node(1).Output();
+  // The survivor is stopped cleanly: what it holds goes out first.
+  c.node(1).Stop(absl::Seconds(10));
+
+  Stored stored = ClickHouseTrades(**ch, "md");
+  ASSERT_FALSE(stored.ids.empty());
+  EXPECT_EQ(Contiguous(stored.ids), "") << "ClickHouse has a hole or a repeat";
+
+  Streamed streamed = ReadNats((*nats)->url(), "MARKETPRISM", "trade.binance_spot.spot.BTCUSDT");
+  ASSERT_EQ(streamed.error, "");
+  std::vector<int64_t> nats_ids;
+  std::set<std::string> keys;
+  for (const v1::MarketEvent& e : streamed.events) {
+    int64_t id = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(e.trade().trade_id(), &id));
+    nats_ids.push_back(id);
+    EXPECT_TRUE(keys.insert(e.key()).second) << "a key twice in the stream: " << e.key();
+  }
+  EXPECT_EQ(streamed.stream_msgs, streamed.events.size());
+  std::vector<int64_t> sorted = nats_ids;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(Contiguous(sorted), "") << "NATS has a hole or a repeat";
+  EXPECT_EQ(sorted, stored.ids) << "NATS and ClickHouse hold different trades";
+
+  // Each node's files: its own copy, in order, no line twice.
+  for (int i = 0; i < 2; ++i) {
+    std::vector<int64_t> ids = FileTrades(root + "/files", absl::StrCat("node-", c.egress_ip(i)));
+    EXPECT_GT(ids.size(), 10u) << "node " << i;
+    EXPECT_EQ(Contiguous(ids), "") << "node " << i << "'s file";
+  }
+  std::vector<int64_t> survivor = FileTrades(root + "/files", absl::StrCat("node-", c.egress_ip(1)));
+  std::vector<int64_t> victim = FileTrades(root + "/files", absl::StrCat("node-", c.egress_ip(0)));
+  ASSERT_FALSE(survivor.empty());
+  ASSERT_FALSE(victim.empty());
+  // Both copies were collected (and written to both stores, which hold each once).
+  std::vector<int64_t> both;
+  std::set_intersection(victim.begin(), victim.end(), survivor.begin(), survivor.end(), std::back_inserter(both));
+  EXPECT_GT(both.size(), 10u) << "the two copies overlap";
+  EXPECT_EQ(survivor.back(), stored.ids.back()) << "the survivor's file ends where the stores do";
+  std::printf("%zu trades once each in ClickHouse (%ld rows before FINAL) and NATS (%lu messages), "
+              "files %zu + %zu lines\n",
+              stored.ids.size(), static_cast<long>(stored.raw_rows), static_cast<unsigned long>(streamed.stream_msgs),
+              victim.size(), survivor.size());
+}
+
+v1::NodeStatus NodeStatusOf(Cluster& c) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1::GetStatusResponse r;
+  if (!c.stub().GetStatus(&ctx, {}, &r).ok() || r.nodes_size() == 0) return {};
+  return r.nodes(0);
+}
+
+TEST(SinksTest, ClickHouseDownForThirtySecondsLosesNothingTheRecordsWaitInTheSpool) {
+  MP_NEED_SERVERS();
+  const char* outage_env = std::getenv("MP_SINK_OUTAGE_SECONDS");
+  absl::Duration outage = absl::Seconds(outage_env != nullptr ? std::atoi(outage_env) : 30);
+  std::string root = Dir("outage");
+  auto ch = ClickHouseServer::Start(root + "/clickhouse");
+  ASSERT_TRUE(ch.ok()) << ch.status();
+  ClusterOptions o;
+  o.nodes = 1;
+  o.exchanges = {"binance_spot"};
+  // The sink is the cluster's: the coordinator gives it to the node.
+  o.coordinator_flags = {"--jobs", WriteJobs(R"({"jobs": [
+      {"name": "trades", "exchange": "binance_spot", "channel": "trades", "symbols": ["BTCUSDT"]}]})"),
+                         "--sink", "clickhouse=" + (*ch)->url() + "/?database=md"};
+  o.node_flags = {"--exchange", "binance_spot", "--spool-dir", root + "/spool", "--sink-queue", "10",
+                  "--report-interval", "200ms"};
+  auto cluster = Cluster::Start(o);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  Cluster& c = **cluster;
+  ASSERT_TRUE(WaitUntil([&] { return ClickHouseTrades(**ch, "md").ids.size() >= 20; }, absl::Seconds(30)))
+      << "no trades in ClickHouse; node:\n" << c.node(0).Output();
+
+  (*ch)->Stop();
+  absl::Time down = absl::Now();
+  // The node says so: its sink is failing and the spool on disk fills.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        v1::NodeStatus n = NodeStatusOf(c);
+        return n.sinks_size() == 1 && !n.sinks(0).healthy() && n.sinks(0).spool_records() > 0;
+      },
+      absl::Seconds(20)))
+      << NodeStatusOf(c).DebugString();
+  {
+    grpc::ClientContext ctx;
+    v1::GetHealthResponse h;
+    ASSERT_TRUE(c.stub().GetHealth(&ctx, {}, &h).ok());
+    bool seen = false;
+    for (const v1::HealthCheck& check : h.checks()) {
+      if (check.name() != "sinks") continue;
+      seen = true;
+      EXPECT_EQ(check.status(), "degraded") << check.message();
+      EXPECT_NE(check.message().find("clickhouse"), std::string::npos) << check.message();
+    }
+    EXPECT_TRUE(seen) << h.DebugString();
+  }
+  absl::SleepFor(down + outage - absl::Now());
+  v1::NodeStatus during = NodeStatusOf(c);
+  ASSERT_EQ(during.sinks_size(), 1);
+  EXPECT_GT(during.sinks(0).spool_age_ms(), absl::ToInt64Milliseconds(outage) / 2) << during.DebugString();
+  int64_t spooled = during.sinks(0).spool_records();
+  absl::Status restarted = (*ch)->Restart();
+  ASSERT_TRUE(restarted.ok()) << restarted;
+
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        v1::NodeStatus n = NodeStatusOf(c);
+        // Trades keep coming, so the memory queue is never empty for long: the spool is what must drain.
+        return n.sinks_size() == 1 && n.sinks(0).healthy() && n.sinks(0).spool_records() == 0;
+      },
+      absl::Seconds(30)))
+      << NodeStatusOf(c).DebugString();
+  c.node(0).Stop(absl::Seconds(10));
+  Stored stored = ClickHouseTrades(**ch, "md");
+  EXPECT_EQ(Contiguous(stored.ids), "") << "a trade was lost in the outage";
+  EXPECT_GE(stored.ids.size(), static_cast<size_t>(20 + spooled)) << "the spooled trades are not all there";
+  std::printf("ClickHouse down %s: %ld records spooled on disk, then %zu trades without a hole\n",
+              absl::FormatDuration(outage).c_str(), static_cast<long>(spooled), stored.ids.size());
+}
+
+// The gap rows of `db` for BTCUSDT trades that a full spool wrote: (after, resumed).
+std::set<std::pair<int64_t, int64_t>> SpoolGaps(ClickHouseServer& ch, const std::string& db) {
+  std::set<std::pair<int64_t, int64_t>> out;
+  auto rows = ch.Query(absl::StrCat("SELECT after_update_id, resumed_update_id FROM ", db,
+                                    ".gaps FINAL WHERE symbol = 'BTCUSDT' AND channel = 'trades' AND "
+                                    "startsWith(reason, 'spool full')"));
+  if (!rows.ok()) return out;
+  for (absl::string_view line : absl::StrSplit(*rows, '\n', absl::SkipEmpty())) {
+    std::vector<absl::string_view> f = absl::StrSplit(line, '\t');
+    int64_t a = 0, b = 0;
+    if (f.size() == 2 && absl::SimpleAtoi(f[0], &a) && absl::SimpleAtoi(f[1], &b)) out.insert({a, b});
+  }
+  return out;
+}
+
+TEST(SinksTest, AFullSpoolDropsRecordsOnlyBehindAGapRecordThatNamesThem) {
+  MP_NEED_SERVERS();
+  std::string root = Dir("full");
+  auto ch = ClickHouseServer::Start(root + "/clickhouse");
+  ASSERT_TRUE(ch.ok()) << ch.status();
+  ClusterOptions o;
+  o.nodes = 1;
+  o.exchanges = {"binance_spot"};
+  o.coordinator_flags = {"--jobs", WriteJobs(R"({"jobs": [
+      {"name": "trades", "exchange": "binance_spot", "channel": "trades", "symbols": ["BTCUSDT"]}]})")};
+  // A spool of 20 KiB: about a hundred trades.
+  o.node_flags = {"--exchange", "binance_spot", "--sink", "clickhouse=" + (*ch)->url() + "/?database=md",
+                  "--spool-dir", root + "/spool", "--spool-max-mb", "0.02", "--sink-queue", "10",
+                  "--report-interval", "200ms"};
+  auto cluster = Cluster::Start(o);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  Cluster& c = **cluster;
+  ASSERT_TRUE(WaitUntil([&] { return ClickHouseTrades(**ch, "md").ids.size() >= 20; }, absl::Seconds(30)))
+      << "no trades in ClickHouse; node:\n" << c.node(0).Output();
+
+  (*ch)->Stop();
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        v1::NodeStatus n = NodeStatusOf(c);
+        return n.sinks_size() == 1 && n.sinks(0).dropped_total() > 0;
+      },
+      absl::Seconds(90)))
+      << NodeStatusOf(c).DebugString();
+  {
+    grpc::ClientContext ctx;
+    v1::GetHealthResponse h;
+    ASSERT_TRUE(c.stub().GetHealth(&ctx, {}, &h).ok());
+    bool seen = false;
+    for (const v1::HealthCheck& check : h.checks()) {
+      if (check.name() != "sinks") continue;
+      seen = true;
+      EXPECT_EQ(check.status(), "unhealthy") << check.message();
+      EXPECT_NE(check.message().find("dropped"), std::string::npos) << check.message();
+    }
+    EXPECT_TRUE(seen) << h.DebugString();
+  }
+  int64_t dropped = NodeStatusOf(c).sinks(0).dropped_total();
+  ASSERT_TRUE((*ch)->Restart().ok());
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        v1::NodeStatus n = NodeStatusOf(c);
+        return n.sinks_size() == 1 && n.sinks(0).healthy() && n.sinks(0).spool_records() == 0 &&
+               !SpoolGaps(**ch, "md").empty();
+      },
+      absl::Seconds(30)))
+      << NodeStatusOf(c).DebugString();
+  c.node(0).Stop(absl::Seconds(10));
+
+  // Every hole in the trade ids is exactly a gap record's range, and the gap
+  // records name no more than was dropped.
+  Stored stored = ClickHouseTrades(**ch, "md");
+  std::set<std::pair<int64_t, int64_t>> gaps = SpoolGaps(**ch, "md");
+  int64_t missing = 0;
+  for (size_t i = 1; i < stored.ids.size(); ++i) {
+    int64_t a = stored.ids[i - 1], b = stored.ids[i];
+    if (b == a + 1) continue;
+    missing += b - a - 1;
+    EXPECT_TRUE(gaps.count({a, b})) << "trades " << a + 1 << ".." << b - 1 << " are missing with no gap record";
+  }
+  EXPECT_GT(missing, 0);
+  int64_t named = 0;
+  for (const auto& [a, b] : gaps) named += b - a - 1;
+  EXPECT_EQ(named, missing) << "a gap record names trades that are there";
+  std::printf("spool full: %ld records dropped, %ld trades missing, each hole in one of %zu gap records\n",
+              static_cast<long>(dropped), static_cast<long>(missing), gaps.size());
+}
+
+}  // namespace
+}  // namespace marketprism::testing
