@@ -17,6 +17,7 @@
 #include "tests/bench/rebalance_bench.h"
 #include "tests/bench/routing_bench.h"
 #include "tests/bench/sim_bench.h"
+#include "tests/bench/sinks_bench.h"
 #include "tests/bench/surprise_bench.h"
 #include "tests/bench/throughput_bench.h"
 
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
   if (cmd == "collect-failover") return marketprism::bench::RunCollectFailoverBench(args);
   if (cmd == "collect-latency") return marketprism::bench::RunCollectLatencyBench(args);
   if (cmd == "collect-scale") return marketprism::bench::RunCollectScaleBench(args);
+  if (cmd == "sinks") return marketprism::bench::RunSinksBench(args);
   if (cmd == "drift") return marketprism::bench::RunDriftBench(args);
   if (cmd == "rebalance") return marketprism::bench::RunRebalanceBench(args);
   if (cmd == "gossip") {
@@ -76,6 +78,8 @@ int main(int argc, char** argv) {
                "            records the redundancy-2 units lost\n"
                "  collect-latency   latency added from the simulator's send to a Subscribe client (p50, p99)\n"
                "  collect-scale     books and trades of 500-2,000 symbols on 1, 3 and 8 nodes: sync, rejections, CPU, RSS\n"
+               "  sinks     rows/s into ClickHouse, msgs/s into JetStream, repeats collapsing, and the lag to a\n"
+               "            readable record, against Debian's servers on loopback\n"
                "  drift     the ledger's own count of each IP's window beside the exchange's count\n"
                "  rebalance a demand step on one IP: how fast its share of the load moves to the others\n"
                "Run `mp-bench COMMAND --help` for the flags of each.\n");

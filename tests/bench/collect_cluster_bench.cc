@@ -23,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/flags.h"
 #include "common/net/ws_client.h"
+#include "tests/bench/direct_client.h"
 #include "tests/bench/http_load.h"
 #include "tests/testing/cluster.h"
 #include "tests/testing/gossip_cluster.h"
@@ -236,41 +237,6 @@ int RunCollectFailoverBench(const std::vector<std::string>& args) {
   return failed == 0 ? 0 : 1;
 }
 
-namespace {
-
-// Arrival times of records at a direct WebSocket client, keyed like the
-// Subscribe side's: (symbol, "t" trade id) or (symbol, "u" last update id).
-class DirectClient {
- public:
-  using Key = std::pair<std::string, std::string>;
-  void OnText(const std::string& text) {
-    absl::Time at = absl::Now();
-    nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-    if (!j.is_object() || !j.contains("data")) return;
-    const nlohmann::json& d = j["data"];
-    if (!d.is_object() || !d.contains("s")) return;
-    Key key;
-    if (d.value("e", "") == "trade") {
-      key = {d["s"].get<std::string>(), absl::StrCat("t", d["t"].get<int64_t>())};
-    } else if (d.value("e", "") == "depthUpdate") {
-      key = {d["s"].get<std::string>(), absl::StrCat("u", d["u"].get<int64_t>())};
-    } else {
-      return;
-    }
-    absl::MutexLock lock(&mu_);
-    at_.emplace(std::move(key), at);
-  }
-  std::map<Key, absl::Time> arrivals() {
-    absl::MutexLock lock(&mu_);
-    return at_;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::map<Key, absl::Time> at_ ABSL_GUARDED_BY(mu_);
-};
-
-}  // namespace
 
 int RunCollectLatencyBench(const std::vector<std::string>& args) {
   absl::Duration measure = absl::Seconds(20);
