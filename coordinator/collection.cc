@@ -426,6 +426,7 @@ void Collection::HandOverLocked(const PlacementPlan& previous, const std::map<st
 void Collection::Tick() {
   std::vector<std::pair<std::string, v1::ExecuteRequest>> due;
   std::vector<absl::Time> deadlines;
+  std::vector<v1::RecordAs> records;
   Calls calls;
   std::optional<std::pair<std::string, v1::SyncJobsRequest>> sync;
   {
@@ -481,6 +482,11 @@ void Collection::Tick() {
           q->set_value(v);
         }
         p.in_flight = true;
+        v1::RecordAs& as = records.emplace_back();
+        as.set_channel("poll");
+        as.set_slot_us(absl::ToUnixMicros(p.next_slot));
+        as.set_key(absl::StrCat(key, "/", as.slot_us()));
+        as.set_symbol(p.job.name());
         due.emplace_back(key, std::move(req));
         deadlines.push_back(p.next_slot + p.unit.every);
       }
@@ -496,7 +502,8 @@ void Collection::Tick() {
   hub_.Flush(clock_.Now());
   for (size_t i = 0; i < due.size(); ++i) {
     const std::string key = due[i].first;
-    execute_(due[i].second, deadlines[i], [this, key](absl::StatusOr<v1::ExecuteResponse> r) {
+    execute_(due[i].second, records[i], deadlines[i], [this, key, path = due[i].second.path()](
+                                                         absl::StatusOr<v1::ExecuteResponse> r) {
       int64_t slot_us = 0;
       v1::MarketEvent e;
       {
@@ -518,6 +525,7 @@ void Collection::Tick() {
       e.set_key(absl::StrCat(key, "/", slot_us));
       v1::PollResult* poll = e.mutable_poll();
       poll->set_slot_us(slot_us);
+      poll->set_path(path);
       if (r.ok()) {
         e.set_node_id(r->node_id());
         poll->set_http_status(r->http_status());

@@ -66,7 +66,10 @@ struct CollectionOptions {
 
 class Collection {
  public:
-  using Execute = std::function<void(const v1::ExecuteRequest&, absl::Time deadline, Router::Done)>;
+  // Sends a poll through the cluster; the node that sends it writes the
+  // reply to its sinks as `record`.
+  using Execute =
+      std::function<void(const v1::ExecuteRequest&, const v1::RecordAs& record, absl::Time deadline, Router::Done)>;
   using SyncDone = std::function<void(absl::StatusOr<v1::SyncJobsResponse>)>;
   // Sends a follower's SyncJobs to the leader at `address`.
   using SyncJobs = std::function<void(const std::string& address, const v1::SyncJobsRequest&, SyncDone)>;

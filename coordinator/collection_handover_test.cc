@@ -36,7 +36,9 @@ class CollectionHandoverTest : public ::testing::Test {
           for (const v1::UnitAssignment& a : m.units().units()) keys.insert(a.key());
           return true;
         },
-        [](const v1::ExecuteRequest&, absl::Time, Router::Done done) { done(absl::UnavailableError("none")); },
+        [](const v1::ExecuteRequest&, const v1::RecordAs&, absl::Time, Router::Done done) {
+          done(absl::UnavailableError("none"));
+        },
         [] {
           Leadership l;
           l.leading = true;

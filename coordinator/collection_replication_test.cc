@@ -38,7 +38,7 @@ class CollectionReplicationTest : public ::testing::Test {
         : parts(clock),
           collection(std::move(options), clock, parts.scheduler->rules(), *parts.scheduler,
                      [](const std::string&, const v1::CoordinatorMessage&) { return false; },
-                     [](const v1::ExecuteRequest&, absl::Time, Router::Done done) {
+                     [](const v1::ExecuteRequest&, const v1::RecordAs&, absl::Time, Router::Done done) {
                        done(absl::UnavailableError("no exchange here"));
                      },
                      std::move(leadership), std::move(term), std::move(sync)) {}

@@ -121,8 +121,8 @@ Coordinator::Coordinator(CoordinatorOptions options, common::Clock& clock, Coord
       CollectionOptions{.jobs_file = options_.jobs_file, .coordinator_id = ro.coordinator_id}, clock_,
       scheduler_->rules(), *scheduler_,
       [this](const std::string& node_id, const v1::CoordinatorMessage& m) { return sessions_->Send(node_id, m); },
-      [this](const v1::ExecuteRequest& req, absl::Time deadline, Router::Done done) {
-        router_->Execute(req, deadline, std::move(done));
+      [this](const v1::ExecuteRequest& req, const v1::RecordAs& record, absl::Time deadline, Router::Done done) {
+        router_->Execute(req, deadline, std::move(done), nullptr, /*limits_probe=*/false, record);
       },
       [this] { return front_door_->leadership(); }, [this] { return router_->term(); },
       elected_ ? GrpcSyncJobs(transports_.channels) : nullptr);

@@ -11,14 +11,16 @@ struct Router::Call {
   absl::Time deadline;
   Done done;
   std::function<bool()> cancelled;
+  v1::RecordAs record;
 };
 
 Router::Router(Scheduler& scheduler, NodeClient& nodes, RouterOptions options)
     : scheduler_(scheduler), nodes_(nodes), options_(std::move(options)), term_(options_.term) {}
 
 void Router::Execute(const v1::ExecuteRequest& request, absl::Time deadline, Done done,
-                     std::function<bool()> cancelled, bool limits_probe) {
+                     std::function<bool()> cancelled, bool limits_probe, v1::RecordAs record) {
   auto call = std::make_shared<Call>();
+  call->record = std::move(record);
   call->request = request;
   call->deadline = deadline;
   call->done = std::move(done);
@@ -56,6 +58,7 @@ void Router::OnPlaced(const std::shared_ptr<Call>& call, absl::StatusOr<Placemen
   req.set_body(call->request.body());
   *req.mutable_headers() = call->request.headers();
   req.set_account(placement->account);
+  if (!call->record.key().empty()) *req.mutable_record() = call->record;
   wire::CostToProto(*scheduler_.rules().Find(placement->exchange), placement->cost, req.mutable_cost());
   req.set_term(term_.load());
   req.set_coordinator_id(options_.coordinator_id);

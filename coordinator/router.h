@@ -59,8 +59,11 @@ class Router {
 
   // `deadline` is the caller's (local clock). `cancelled`, if set, is asked
   // before each dispatch; a cancelled call is dropped and its budget refunded.
+  // `record`, when it has a key, asks the node that sends the request to
+  // write the reply to its sinks as that record (the leader's polls and
+  // health probes).
   void Execute(const v1::ExecuteRequest& request, absl::Time deadline, Done done,
-               std::function<bool()> cancelled = nullptr, bool limits_probe = false);
+               std::function<bool()> cancelled = nullptr, bool limits_probe = false, v1::RecordAs record = {});
 
   void set_term(int64_t term) { term_.store(term); }
   int64_t term() const { return term_.load(); }

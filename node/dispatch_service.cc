@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/wire/node_api.h"
+#include "node/reply_record.h"
 
 namespace marketprism::node {
 
@@ -79,7 +80,16 @@ grpc::ServerUnaryReactor* DispatchService::Dispatch(grpc::CallbackServerContext*
   // The exchange round trip blocks: hand it to the worker pool.
   parts_.executor.Schedule([this, ctx, req, resp, reactor] {
     Handle(ctx, *req, resp);
-    resp->set_node_replied_unix_us(common::ToUnixMicros(parts_.clock.Now()));
+    absl::Time replied = parts_.clock.Now();
+    resp->set_node_replied_unix_us(common::ToUnixMicros(replied));
+    // Written when the exchange replied, or the request went out and no
+    // reply came (a probe's "down"); not when it was never sent, as the
+    // router then places it again, on this node or another.
+    bool sent = resp->outcome() == v1::DispatchResponse::REPLIED || resp->outcome() == v1::DispatchResponse::LOST;
+    if (req->has_record() && parts_.on_record && sent) {
+      ExchangeLane* lane = FindLane(parts_.lanes, req->exchange());
+      parts_.on_record(RecordOfReply(*req, *resp, lane != nullptr ? &lane->rules() : nullptr, parts_.node_id, replied));
+    }
     reactor->Finish(grpc::Status::OK);
   });
   return reactor;

@@ -39,6 +39,10 @@ struct DispatchParts {
   // Tell the coordinator now (the exchange parked this IP). Runs on a worker.
   std::function<void()> report_now;
   std::string egress_ip;  // the usage's scope key
+  std::string node_id;    // a written record's
+  // A request the leader asked to be written (DispatchRequest.record): its
+  // record, to the node's sinks. Runs on a worker.
+  std::function<void(marketprism::v1::MarketEvent)> on_record;
 };
 
 class DispatchService final : public marketprism::v1::Node::CallbackService {

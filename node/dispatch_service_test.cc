@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "node/fake_http_client.h"
+#include "node/reply_record.h"
 #include "tests/testing/fake_clock.h"
 
 namespace marketprism::node {
@@ -46,7 +47,13 @@ class DispatchServiceTest : public ::testing::Test {
         .executor = pool_,
         .clock = clock_,
         .report_now = [this] { ++reports_now_; },
-        .egress_ip = kEgressIp});
+        .egress_ip = kEgressIp,
+        .node_id = "node-a",
+        .on_record =
+            [this](v1::MarketEvent e) {
+              absl::MutexLock lock(&records_mu_);
+              records_.push_back(std::move(e));
+            }});
     grpc::ServerBuilder builder;
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();
@@ -82,6 +89,13 @@ class DispatchServiceTest : public ::testing::Test {
     return resp;
   }
 
+  std::vector<v1::MarketEvent> Records() {
+    absl::MutexLock lock(&records_mu_);
+    return records_;
+  }
+
+  absl::Mutex records_mu_;
+  std::vector<v1::MarketEvent> records_ ABSL_GUARDED_BY(records_mu_);
   testing::FakeClock clock_;
   std::unique_ptr<common::RulesBook> rules_;
   std::shared_ptr<FakeHttpClient> http_ = std::make_shared<FakeHttpClient>();
@@ -180,6 +194,87 @@ TEST_F(DispatchServiceTest, AReplyThatParksTheIpCarriesTheBanAndTellsTheCoordina
   EXPECT_EQ(again.outcome(), v1::DispatchResponse::PARKED);
   EXPECT_EQ(again.retry_after_ms(), 7000);
   EXPECT_EQ(reports_now_.load(), 1) << "only the reply that parked it";
+}
+
+TEST_F(DispatchServiceTest, AReplyTheLeaderAskedForIsWrittenAsItsRecordAndARefusalIsNot) {
+  v1::DispatchRequest poll = Depth();
+  v1::RecordAs* as = poll.mutable_record();
+  as->set_channel("poll");
+  as->set_key("binance_spot/poll/depth/1700000000000000");
+  as->set_symbol("depth");
+  as->set_slot_us(1700000000000000);
+  http_->Then(FakeHttpClient::Reply(200, R"({"lastUpdateId":7})"));
+  ASSERT_EQ(Dispatch(poll).outcome(), v1::DispatchResponse::REPLIED);
+  std::vector<v1::MarketEvent> got = Records();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].key(), "binance_spot/poll/depth/1700000000000000");
+  EXPECT_EQ(got[0].node_id(), "node-a");
+  EXPECT_EQ(got[0].channel(), "poll");
+  EXPECT_EQ(got[0].poll().http_status(), 200);
+  EXPECT_EQ(got[0].poll().body(), R"({"lastUpdateId":7})");
+  EXPECT_EQ(got[0].poll().path(), "/api/v3/depth");
+  // 1 + 5 of 8 spent: the next depth is refused by the ledger, not sent,
+  // and the router places it again: nothing is written for it.
+  EXPECT_EQ(Dispatch(poll).outcome(), v1::DispatchResponse::REFUSED);
+  EXPECT_EQ(Records().size(), 1u);
+}
+
+TEST_F(DispatchServiceTest, AHealthProbeIsUpWithTheExchangesClockOrDownSayingWhy) {
+  v1::DispatchRequest probe = Depth();
+  probe.set_path("/api/v3/time");
+  probe.clear_query();
+  v1::RecordAs* as = probe.mutable_record();
+  as->set_channel("exchange_health");
+  as->set_key("binance_spot/exchange_health/1");
+  as->set_symbol("server_time");
+  as->set_slot_us(1);
+  as->set_slow_us(1000000);
+  int64_t server_ms = absl::ToUnixMillis(clock_.Now()) + 250;
+  http_->Then(FakeHttpClient::Reply(200, absl::StrCat(R"({"serverTime":)", server_ms, "}")));
+  ASSERT_EQ(Dispatch(probe).outcome(), v1::DispatchResponse::REPLIED);
+  http_->Then(FakeHttpClient::Reply(503, "maintenance"));
+  ASSERT_EQ(Dispatch(probe).outcome(), v1::DispatchResponse::REPLIED);
+  std::vector<v1::MarketEvent> got = Records();
+  ASSERT_EQ(got.size(), 2u);
+  const v1::ExchangeHealth& up = got[0].exchange_health();
+  EXPECT_EQ(up.status(), "up") << up.error();
+  EXPECT_EQ(up.server_time_ms(), server_ms);
+  EXPECT_EQ(up.clock_offset_ms(), 250);  // the fake clock stands still
+  EXPECT_EQ(up.path(), "/api/v3/time");
+  const v1::ExchangeHealth& down = got[1].exchange_health();
+  EXPECT_EQ(down.status(), "down");
+  EXPECT_EQ(down.http_status(), 503);
+  EXPECT_THAT(down.error(), HasSubstr("HTTP 503 maintenance"));
+}
+
+TEST(RecordOfReplyTest, ASlowOrLostProbeSaysSo) {
+  v1::DispatchRequest req;
+  req.set_exchange("okx");
+  req.set_path("/api/v5/public/time");
+  req.mutable_record()->set_channel("exchange_health");
+  req.mutable_record()->set_slow_us(500000);
+  v1::DispatchResponse resp;
+  resp.set_outcome(v1::DispatchResponse::REPLIED);
+  resp.set_http_status(200);
+  resp.set_body(R"({"code":"0","data":[{"ts":"1700000000900"}]})");
+  resp.set_sent_exchange_us(1'700'000'000'000'000);
+  resp.set_replied_exchange_us(1'700'000'000'800'000);  // 800 ms
+  auto rules = common::RulesBook::LoadDefault();
+  ASSERT_TRUE(rules.ok());
+  v1::MarketEvent e =
+      RecordOfReply(req, resp, rules->Find("okx"), "n", absl::FromUnixMicros(1'700'000'000'800'000));
+  EXPECT_EQ(e.exchange_health().status(), "slow");
+  EXPECT_EQ(e.exchange_health().response_us(), 800000);
+  EXPECT_EQ(e.exchange_health().server_time_ms(), 1700000000900);
+  EXPECT_EQ(e.exchange_health().clock_offset_ms(), 500);  // against our clock at 400 ms
+  EXPECT_THAT(e.exchange_health().error(), HasSubstr("800 ms"));
+  resp.set_body(R"({"code":"0","data":[]})");
+  EXPECT_EQ(RecordOfReply(req, resp, rules->Find("okx"), "n", absl::Now()).exchange_health().status(), "down");
+  resp.set_outcome(v1::DispatchResponse::LOST);
+  resp.set_detail("timed out after 10 s");
+  v1::MarketEvent lost = RecordOfReply(req, resp, rules->Find("okx"), "n", absl::Now());
+  EXPECT_EQ(lost.exchange_health().status(), "down");
+  EXPECT_EQ(lost.exchange_health().error(), "timed out after 10 s");
 }
 
 }  // namespace

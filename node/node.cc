@@ -166,7 +166,13 @@ absl::Status Node::Start() {
                     .executor = *pool_,
                     .clock = clock_,
                     .report_now = [this] { session_->Nudge(); },
-                    .egress_ip = options_.egress_ip});
+                    .egress_ip = options_.egress_ip,
+                    .node_id = options_.node_id,
+                    .on_record =
+                        [this](v1::MarketEvent e) {
+                          absl::MutexLock lock(&sinks_mu_);
+                          if (sinks_) sinks_->Offer({std::move(e)});
+                        }});
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -45,6 +46,7 @@ class RowBuilder {
   RowBuilder& Str(absl::string_view k, absl::string_view v) { return Raw(k, Quote(v)); }
   RowBuilder& Int(absl::string_view k, int64_t v) { return Raw(k, absl::StrCat(v)); }
   RowBuilder& UInt(absl::string_view k, uint64_t v) { return Raw(k, absl::StrCat(v)); }
+  RowBuilder& Float(absl::string_view k, double v) { return Raw(k, absl::StrFormat("%.3f", v)); }
   // A decimal as a JSON number (ClickHouse refuses a string); "" is null
   // where `nullable`, else the row is bad.
   RowBuilder& Dec(absl::string_view k, absl::string_view v, bool nullable = false) {
@@ -162,6 +164,10 @@ std::vector<std::string> ClickHouseWriter::Schema(absl::string_view db) {
             "channel String, after_update_id Int64, resumed_update_id Int64, reason String, gap_time DateTime, ",
             "gap_time"),
       Table(db, "polls", "path String, http_status Int32, body String, slot DateTime, slot_us Int64, ", "slot"),
+      Table(db, "exchange_health",
+            "status String, path String, http_status Int32, response_ms Float64, server_time_ms Int64, "
+            "clock_offset_ms Int64, error String, probe_time DateTime, slot_us Int64, ",
+            "probe_time"),
   };
 }
 
@@ -235,6 +241,15 @@ bool ClickHouseWriter::Row(const v1::MarketEvent& e, std::string* table, std::st
       *table = "polls";
       r.Str("path", p.path()).Int("http_status", p.http_status()).Str("body", p.body());
       r.Int("slot", p.slot_us() / 1000000).Int("slot_us", p.slot_us());
+      break;
+    }
+    case v1::MarketEvent::kExchangeHealth: {
+      const v1::ExchangeHealth& h = e.exchange_health();
+      *table = "exchange_health";
+      r.Str("status", h.status()).Str("path", h.path()).Int("http_status", h.http_status());
+      r.Float("response_ms", static_cast<double>(h.response_us()) / 1000.0);
+      r.Int("server_time_ms", h.server_time_ms()).Int("clock_offset_ms", h.clock_offset_ms());
+      r.Str("error", h.error()).Int("probe_time", h.slot_us() / 1000000).Int("slot_us", h.slot_us());
       break;
     }
     default:

@@ -62,7 +62,7 @@ TEST(ClickHouseWriterTest, ASnapshotKeepsItsTopLevelsAndATickerWithoutAnOpenHasN
 
 TEST(ClickHouseWriterTest, EveryTableCollapsesRepeatsAndUsesOnlyWhat1816Accepts) {
   std::vector<std::string> schema = ClickHouseWriter::Schema("md");
-  ASSERT_EQ(schema.size(), 9u);
+  ASSERT_EQ(schema.size(), 10u);  // the database, nine tables
   EXPECT_EQ(schema[0], "CREATE DATABASE IF NOT EXISTS md");
   for (size_t i = 1; i < schema.size(); ++i) {
     EXPECT_TRUE(absl::StrContains(schema[i], "ReplacingMergeTree")) << schema[i];
@@ -82,6 +82,30 @@ TEST(ClickHouseWriterTest, SpecsNameWhatIsWrong) {
   EXPECT_TRUE(absl::StrContains(ParseClickHouseSpec("http://x:1/?databse=md").status().message(), "databse=md"));
   EXPECT_TRUE(absl::StrContains(ParseClickHouseSpec("http://x:1/?database=a;drop").status().message(),
                                 "must be letters"));
+}
+
+TEST(ClickHouseWriterTest, AHealthProbeIsARowOfExchangeHealth) {
+  ClickHouseWriter w(ClickHouseOptions{.url = "http://127.0.0.1:1"});
+  v1::MarketEvent e;
+  e.set_exchange("deribit");
+  e.set_symbol("server_time");
+  e.set_channel("exchange_health");
+  e.set_key("deribit/exchange_health/1700000000000000");
+  v1::ExchangeHealth* h = e.mutable_exchange_health();
+  h->set_status("up");
+  h->set_http_status(200);
+  h->set_response_us(12345);
+  h->set_server_time_ms(1700000000012);
+  h->set_slot_us(1700000000000000);
+  std::string table, line;
+  ASSERT_TRUE(w.Row(e, &table, &line));
+  EXPECT_EQ(table, "exchange_health");
+  EXPECT_TRUE(absl::StrContains(line, "\"status\":\"up\"")) << line;
+  EXPECT_TRUE(absl::StrContains(line, "\"response_ms\":12.345,")) << line;
+  EXPECT_TRUE(absl::StrContains(line, "\"probe_time\":1700000000,")) << line;
+  bool created = false;
+  for (const std::string& sql : ClickHouseWriter::Schema("md")) created = created || absl::StrContains(sql, "md.exchange_health ");
+  EXPECT_TRUE(created);
 }
 
 }  // namespace

@@ -62,7 +62,7 @@ absl::StatusOr<NatsOptions> ParseNatsSpec(absl::string_view spec) {
 }
 
 std::vector<std::string> NatsWriter::StreamSubjects() {
-  return {"trade.>", "orderbook.>", "book_ticker.>", "ticker.>", "kline.>", "gap.>", "poll.>"};
+  return {"trade.>", "orderbook.>", "book_ticker.>", "ticker.>", "kline.>", "gap.>", "poll.>", "exchange_health.>"};
 }
 
 NatsWriter::NatsWriter(NatsOptions options) : options_(std::move(options)) {}
@@ -113,8 +113,10 @@ absl::Status NatsWriter::Connect() {
   jsErrCode code = static_cast<jsErrCode>(0);
   s = js_GetStreamInfo(&si, js_, options_.stream.c_str(), nullptr, &code);
   if (s == NATS_OK) {
+    absl::Status updated = AddMissingSubjects(si);
     jsStreamInfo_Destroy(si);
-    return absl::OkStatus();
+    if (!updated.ok()) Disconnect();
+    return updated;
   }
   if (s != NATS_NOT_FOUND && code != JSStreamNotFoundErr) {
     Disconnect();
@@ -136,6 +138,38 @@ absl::Status NatsWriter::Connect() {
     return NatsError(absl::StrCat(where, " creating stream ", options_.stream, " (JetStream error ", code, ")"), s);
   }
   jsStreamInfo_Destroy(si);
+  return absl::OkStatus();
+}
+
+absl::Status NatsWriter::AddMissingSubjects(jsStreamInfo* si) {
+  // A stream made by an older release lacks the newer record types' subjects.
+  std::vector<std::string> have;
+  for (int i = 0; i < si->Config->SubjectsLen; ++i) have.emplace_back(si->Config->Subjects[i]);
+  std::vector<std::string> missing;
+  for (const std::string& x : StreamSubjects()) {
+    if (std::find(have.begin(), have.end(), x) == have.end()) missing.push_back(x);
+  }
+  if (missing.empty()) return absl::OkStatus();
+  std::vector<std::string> all = have;
+  all.insert(all.end(), missing.begin(), missing.end());
+  std::vector<const char*> ptrs;
+  for (const std::string& x : all) ptrs.push_back(x.c_str());
+  const char** own = si->Config->Subjects;
+  const int own_len = si->Config->SubjectsLen;
+  si->Config->Subjects = ptrs.data();
+  si->Config->SubjectsLen = static_cast<int>(ptrs.size());
+  jsStreamInfo* updated = nullptr;
+  jsErrCode code = static_cast<jsErrCode>(0);
+  natsStatus s = js_UpdateStream(&updated, js_, si->Config, nullptr, &code);
+  // The config is the library's to free, with its own array: give it back.
+  si->Config->Subjects = own;
+  si->Config->SubjectsLen = own_len;
+  if (s != NATS_OK) {
+    return NatsError(absl::StrCat(absl::StrJoin(options_.servers, ","), " adding subjects ", absl::StrJoin(missing, " "),
+                                  " to stream ", options_.stream, " (JetStream error ", code, ")"),
+                     s);
+  }
+  jsStreamInfo_Destroy(updated);
   return absl::OkStatus();
 }
 

@@ -30,6 +30,7 @@
 
 struct __natsConnection;
 struct __jsCtx;
+struct jsStreamInfo;
 
 namespace marketprism::node {
 
@@ -59,6 +60,8 @@ class NatsWriter final : public RecordWriter {
  private:
   absl::Status Connect();
   void Disconnect();
+  // Adds to an existing stream the subjects it lacks (StreamSubjects).
+  absl::Status AddMissingSubjects(::jsStreamInfo* si);
 
   NatsOptions options_;
   __natsConnection* nc_ = nullptr;

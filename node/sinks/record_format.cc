@@ -26,6 +26,8 @@ std::string RecordType(const v1::MarketEvent& e) {
       return "gap";
     case v1::MarketEvent::kPoll:
       return "poll";
+    case v1::MarketEvent::kExchangeHealth:
+      return "exchange_health";
     default:
       return "record";
   }

@@ -156,7 +156,8 @@ TEST(SinksTest, ARedundantUnitsTradesLandOnceInNatsClickHouseAndFilesAcrossAKill
   o.nodes = 2;
   o.exchanges = {"binance_spot"};
   o.coordinator_flags = {"--jobs", WriteJobs(R"({"jobs": [
-      {"name": "trades", "exchange": "binance_spot", "channel": "trades", "symbols": ["BTCUSDT"], "redundancy": 2}]})")};
+      {"name": "trades", "exchange": "binance_spot", "channel": "trades", "symbols": ["BTCUSDT"], "redundancy": 2},
+      {"name": "time", "exchange": "binance_spot", "channel": "poll", "path": "/api/v3/time", "every": "1s"}]})")};
   o.node_flags = {"--exchange",   "binance_spot",
                   "--sink",       "nats=" + (*nats)->url(),
                   "--sink",       "clickhouse=" + (*ch)->url() + "/?database=md",
@@ -179,17 +180,34 @@ TEST(SinksTest, ARedundantUnitsTradesLandOnceInNatsClickHouseAndFilesAcrossAKill
   ASSERT_FALSE(stored.ids.empty());
   EXPECT_EQ(Contiguous(stored.ids), "") << "ClickHouse has a hole or a repeat";
 
-  Streamed streamed = ReadNats((*nats)->url(), "MARKETPRISM", "trade.binance_spot.spot.BTCUSDT");
+  // The leader's poll: each slot's reply written by the node that sent it, once.
+  auto polls = (*ch)->Query(
+      "SELECT count(), uniqExact(slot_us), countIf(http_status = 200 AND position(body, 'serverTime') > 0), "
+      "uniqExact(node_id) FROM md.polls FINAL WHERE symbol = 'time' AND path = '/api/v3/time'");
+  ASSERT_TRUE(polls.ok()) << polls.status();
+  std::vector<std::string> pf = absl::StrSplit(absl::StripAsciiWhitespace(*polls), '\t');
+  ASSERT_EQ(pf.size(), 4u) << *polls;
+  int64_t poll_rows = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(pf[0], &poll_rows));
+  EXPECT_GE(poll_rows, 3) << "a poll every second, for several seconds: " << *polls;
+  EXPECT_EQ(pf[1], pf[0]) << "a slot twice: " << *polls;
+  EXPECT_EQ(pf[2], pf[0]) << "a slot without its reply: " << *polls;
+
+  Streamed streamed = ReadNats((*nats)->url(), "MARKETPRISM", ">");
   ASSERT_EQ(streamed.error, "");
   std::vector<int64_t> nats_ids;
   std::set<std::string> keys;
+  int64_t nats_polls = 0;
   for (const v1::MarketEvent& e : streamed.events) {
+    EXPECT_TRUE(keys.insert(e.key()).second) << "a key twice in the stream: " << e.key();
+    if (e.has_poll()) ++nats_polls;
+    if (!e.has_trade()) continue;
     int64_t id = 0;
     ASSERT_TRUE(absl::SimpleAtoi(e.trade().trade_id(), &id));
     nats_ids.push_back(id);
-    EXPECT_TRUE(keys.insert(e.key()).second) << "a key twice in the stream: " << e.key();
   }
   EXPECT_EQ(streamed.stream_msgs, streamed.events.size());
+  EXPECT_GE(nats_polls, 3) << "the poll's replies in the stream";
   std::vector<int64_t> sorted = nats_ids;
   std::sort(sorted.begin(), sorted.end());
   EXPECT_EQ(Contiguous(sorted), "") << "NATS has a hole or a repeat";
