@@ -78,7 +78,24 @@ grpc::ServerUnaryReactor* ClientService::GetHealth(grpc::CallbackServerContext* 
                       [](auto* a, auto* c, auto* q, auto* r, auto cb) { a->GetHealth(c, q, r, std::move(cb)); })) {
     return reactor;
   }
-  HealthToProto(EvaluateHealth(scheduler_.Snapshot(), options_.health, clock_.Now()), resp);
+  HealthReport report = EvaluateHealth(scheduler_.Snapshot(), options_.health, clock_.Now());
+  if (monitor_ != nullptr) monitor_->AddChecks(report);
+  HealthToProto(report, resp);
+  if (monitor_ != nullptr) {
+    for (const auto& [exchange, probes] : monitor_->History()) {
+      for (const ExchangeProbe& p : probes) {
+        v1::ExchangeProbe* out = resp->add_exchange_probes();
+        out->set_exchange(exchange);
+        out->set_at_unix_ms(absl::ToUnixMillis(p.at));
+        out->set_status(p.status);
+        out->set_http_status(p.http_status);
+        out->set_response_ms(absl::ToDoubleMilliseconds(p.response));
+        out->set_server_time_ms(p.server_time_ms);
+        out->set_node_id(p.node_id);
+        out->set_error(p.error);
+      }
+    }
+  }
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

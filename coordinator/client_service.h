@@ -15,6 +15,7 @@
 
 #include "common/clock.h"
 #include "common/gossip/membership.h"
+#include "coordinator/exchange_monitor.h"
 #include "coordinator/front_door.h"
 #include "coordinator/health.h"
 #include "coordinator/node_sessions.h"
@@ -35,6 +36,8 @@ class ClientService final : public v1::Coordinator::CallbackService {
 
   // Gossip's members for ListNodes (borrowed until the service stops; none without gossip).
   void set_membership(common::gossip::Membership* m) { membership_ = m; }
+  // The exchange health monitor whose checks and probes GetHealth adds (borrowed; none: no monitor).
+  void set_monitor(ExchangeMonitor* m) { monitor_ = m; }
 
   grpc::ServerUnaryReactor* Execute(grpc::CallbackServerContext* ctx, const v1::ExecuteRequest* req,
                                     v1::ExecuteResponse* resp) override;
@@ -60,6 +63,7 @@ class ClientService final : public v1::Coordinator::CallbackService {
   Scheduler& scheduler_;
   NodeSessions& sessions_;
   common::gossip::Membership* membership_ = nullptr;
+  ExchangeMonitor* monitor_ = nullptr;
 };
 
 }  // namespace marketprism::coordinator

@@ -1,5 +1,7 @@
 #include "coordinator/coordinator.h"
 
+#include "common/net/curl_http_client.h"
+
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -126,15 +128,51 @@ Coordinator::Coordinator(CoordinatorOptions options, common::Clock& clock, Coord
       },
       [this] { return front_door_->leadership(); }, [this] { return router_->term(); },
       elected_ ? GrpcSyncJobs(transports_.channels) : nullptr);
+  if (!options_.alert_webhook.empty()) {
+    alert_pool_ = std::make_unique<common::ThreadPool>(1);
+    alert_http_ = std::make_unique<common::CurlHttpClient>(common::CurlHttpOptions{});
+  }
+  monitor_ = std::make_unique<ExchangeMonitor>(
+      ExchangeMonitorOptions{.interval = options_.monitor_interval,
+                             .slow = options_.health.response_time,
+                             .cluster = options_.name},
+      clock_, *scheduler_,
+      [this](const v1::ExecuteRequest& req, const v1::RecordAs& record, absl::Time deadline, Router::Done done) {
+        router_->Execute(req, deadline, std::move(done), nullptr, /*limits_probe=*/false, record);
+      },
+      [this] { return front_door_->leadership().leading; },
+      [this] { return EvaluateHealth(scheduler_->Snapshot(), options_.health, clock_.Now()); },
+      options_.alert_webhook.empty() ? ExchangeMonitor::Alert{} : [this](std::string payload) { PostAlert(std::move(payload)); });
   collector_service_ = std::make_unique<CollectorService>(
       *collection_, [this] { return front_door_->leadership(); }, transports_.channels);
   job_replication_ = std::make_unique<JobReplicationService>(*collection_);
   client_service_ = std::make_unique<ClientService>(
       ClientService::Options{options_.name, options_.default_deadline, options_.health}, clock_, *front_door_,
       *scheduler_, *sessions_);
+  client_service_->set_monitor(monitor_.get());
 }
 
 Coordinator::~Coordinator() { Shutdown(); }
+
+void Coordinator::PostAlert(std::string payload) {
+  alert_pool_->Schedule([this, payload = std::move(payload)] {
+    common::HttpRequestSpec req;
+    req.method = "POST";
+    req.url = options_.alert_webhook;
+    req.headers = {{"Content-Type", "application/json"}};
+    req.body = payload;
+    req.timeout = absl::Seconds(5);
+    std::string why;
+    for (int attempt = 1; attempt <= 3; ++attempt) {
+      absl::StatusOr<common::HttpReply> r = alert_http_->Send(req);
+      if (r.ok() && r->status >= 200 && r->status < 300) return;
+      why = r.ok() ? absl::StrCat("HTTP ", r->status, " ", r->body.substr(0, 200)) : std::string(r.status().message());
+      if (attempt < 3) absl::SleepFor(absl::Seconds(attempt));
+    }
+    common::Log(common::LogLevel::kWarning, "monitor",
+                absl::StrCat("alert webhook ", options_.alert_webhook, " failed 3 times: ", why));
+  });
+}
 
 std::string Coordinator::Advertise() const {
   if (!options_.advertise.empty()) return options_.advertise;
@@ -188,6 +226,7 @@ absl::Status Coordinator::Start() {
   ticker_.ArmIn(absl::ZeroDuration());
   leases_->Start();
   refresher_->Start();
+  monitor_->Start();
   return absl::OkStatus();
 }
 
@@ -243,6 +282,7 @@ void Coordinator::Shutdown() {
     stopping_ = true;
   }
   refresher_->Stop();
+  monitor_->Stop();
   collection_->Stop();
   member_watch_->Stop();
   leases_->Stop();

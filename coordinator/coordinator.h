@@ -25,6 +25,8 @@
 
 #include "absl/status/statusor.h"
 #include "common/clock.h"
+#include "common/executor.h"
+#include "common/net/http_client.h"
 #include "common/gossip/membership.h"
 #include "common/net/grpc_channels.h"
 #include "common/timer.h"
@@ -32,6 +34,7 @@
 #include "coordinator/collection.h"
 #include "coordinator/collector_service.h"
 #include "coordinator/coordinator_options.h"
+#include "coordinator/exchange_monitor.h"
 #include "coordinator/front_door.h"
 #include "coordinator/lease_pusher.h"
 #include "coordinator/limits_refresher.h"
@@ -84,6 +87,8 @@ class Coordinator {
   void PushLimits();
   std::string Advertise() const;
   void Tick();
+  // Sends a payload to --alert-webhook on alert_pool_: three tries, 5 s each.
+  void PostAlert(std::string payload);
 
   CoordinatorOptions options_;
   common::Clock& clock_;
@@ -100,6 +105,9 @@ class Coordinator {
   std::unique_ptr<MemberWatch> member_watch_;
   std::unique_ptr<ClientService> client_service_;
   std::unique_ptr<Collection> collection_;
+  std::unique_ptr<common::HttpClient> alert_http_;
+  std::unique_ptr<common::ThreadPool> alert_pool_;  // posts to --alert-webhook (joined before alert_http_ goes)
+  std::unique_ptr<ExchangeMonitor> monitor_;
   std::unique_ptr<CollectorService> collector_service_;
   std::unique_ptr<JobReplicationService> job_replication_;
   std::unique_ptr<common::gossip::Membership> membership_;

@@ -1,5 +1,6 @@
 #include "coordinator/coordinator_options.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/config.h"
 #include "common/rules/rules.h"
@@ -26,6 +27,10 @@ absl::StatusOr<std::optional<CoordinatorOptions>> ParseCoordinatorOptions(
   f.String("jobs", &o.jobs_file, "a jobs file (JSON: what to collect); re-read when it changes");
   f.String("rules", &o.rules_file, "exchange rules file [the shipped rules]");
   f.List("limit", &o.limits, "EXCHANGE.POOL=CAPACITY override (also pushed to nodes)");
+  f.Duration("monitor-interval", &o.monitor_interval,
+             "how often the leader has a node probe each exchange's time endpoint (0: never)");
+  f.String("alert-webhook", &o.alert_webhook,
+           "http(s)://... URL POSTed an Alertmanager webhook payload when an exchange's or the cluster's health changes");
   f.Duration("exchange-info-refresh", &o.exchange_info_refresh,
              "how often to read Binance's published limits (0: never)");
   f.Duration("limits-wait", &o.limits_wait,
@@ -79,6 +84,12 @@ absl::StatusOr<std::optional<CoordinatorOptions>> ParseCoordinatorOptions(
   if (attempts < 1 || attempts > 100) return absl::InvalidArgumentError("--max-attempts must be in 1..100");
   o.scheduler.max_attempts = static_cast<int>(attempts);
   if (o.limits_wait < absl::ZeroDuration()) return absl::InvalidArgumentError("--limits-wait must be >= 0");
+  if (o.monitor_interval < absl::ZeroDuration()) return absl::InvalidArgumentError("--monitor-interval must be >= 0");
+  if (!o.alert_webhook.empty() && !absl::StartsWith(o.alert_webhook, "http://") &&
+      !absl::StartsWith(o.alert_webhook, "https://")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--alert-webhook \"", o.alert_webhook, "\" is not an http:// or https:// URL"));
+  }
   if (o.exchange_info_refresh < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--exchange-info-refresh must be >= 0");
   }

@@ -31,6 +31,8 @@ struct CoordinatorOptions {
   // (by ParseCoordinatorOptions; Coordinator::Create loads them if unset).
   std::optional<common::RulesBook> rules;
   absl::Duration exchange_info_refresh = absl::Minutes(10);  // 0: never
+  absl::Duration monitor_interval = absl::Seconds(60);       // exchange health probes; 0: none
+  std::string alert_webhook;                                 // POSTed Alertmanager-style on a health change
   // How long requests to an exchange that publishes its limits wait for the
   // first read of them before the rules' figures are used instead.
   absl::Duration limits_wait = absl::Seconds(10);

@@ -157,7 +157,8 @@ TEST(SinksTest, ARedundantUnitsTradesLandOnceInNatsClickHouseAndFilesAcrossAKill
   o.exchanges = {"binance_spot"};
   o.coordinator_flags = {"--jobs", WriteJobs(R"({"jobs": [
       {"name": "trades", "exchange": "binance_spot", "channel": "trades", "symbols": ["BTCUSDT"], "redundancy": 2},
-      {"name": "time", "exchange": "binance_spot", "channel": "poll", "path": "/api/v3/time", "every": "1s"}]})")};
+      {"name": "time", "exchange": "binance_spot", "channel": "poll", "path": "/api/v3/time", "every": "1s"}]})"),
+                         "--monitor-interval", "1s"};
   o.node_flags = {"--exchange",   "binance_spot",
                   "--sink",       "nats=" + (*nats)->url(),
                   "--sink",       "clickhouse=" + (*ch)->url() + "/?database=md",
@@ -192,6 +193,30 @@ TEST(SinksTest, ARedundantUnitsTradesLandOnceInNatsClickHouseAndFilesAcrossAKill
   EXPECT_GE(poll_rows, 3) << "a poll every second, for several seconds: " << *polls;
   EXPECT_EQ(pf[1], pf[0]) << "a slot twice: " << *polls;
   EXPECT_EQ(pf[2], pf[0]) << "a slot without its reply: " << *polls;
+
+  // The monitor's probes: in GetHealth at the leader, and a row each in exchange_health.
+  {
+    grpc::ClientContext ctx;
+    v1::GetHealthResponse h;
+    ASSERT_TRUE(c.stub().GetHealth(&ctx, {}, &h).ok());
+    int up = 0;
+    for (const v1::ExchangeProbe& p : h.exchange_probes()) up += p.exchange() == "binance_spot" && p.status() == "up";
+    EXPECT_GE(up, 3) << h.DebugString();
+    bool checked = false;
+    for (const v1::HealthCheck& check : h.checks()) checked = checked || check.name() == "exchange:binance_spot";
+    EXPECT_TRUE(checked) << h.DebugString();
+  }
+  auto health = (*ch)->Query(
+      "SELECT count(), uniqExact(slot_us), countIf(status = 'up' AND server_time_ms > 0 AND http_status = 200) "
+      "FROM md.exchange_health FINAL WHERE exchange = 'binance_spot' AND path = '/api/v3/time'");
+  ASSERT_TRUE(health.ok()) << health.status();
+  std::vector<std::string> hf = absl::StrSplit(absl::StripAsciiWhitespace(*health), '\t');
+  ASSERT_EQ(hf.size(), 3u) << *health;
+  int64_t health_rows = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(hf[0], &health_rows));
+  EXPECT_GE(health_rows, 3) << *health;
+  EXPECT_EQ(hf[1], hf[0]) << "a probe twice: " << *health;
+  EXPECT_EQ(hf[2], hf[0]) << "a probe not up: " << *health;
 
   Streamed streamed = ReadNats((*nats)->url(), "MARKETPRISM", ">");
   ASSERT_EQ(streamed.error, "");

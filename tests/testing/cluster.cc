@@ -18,6 +18,9 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
   MP_ASSIGN_OR_RETURN(c->sim_, SimProcess::Start(c->options_.sim_flags));
   std::vector<std::string> argv = {BinDir() + "/mp-coordinator", "--listen", "127.0.0.1:0"};
   for (std::string& flag : c->sim_->CoordinatorFlags(c->options_.exchanges)) argv.push_back(std::move(flag));
+  // No exchange health probes unless the test asks (its flag comes later and
+  // wins): tests count requests and weight exactly.
+  argv.insert(argv.end(), {"--monitor-interval", "0s"});
   argv.insert(argv.end(), c->options_.coordinator_flags.begin(), c->options_.coordinator_flags.end());
   MP_ASSIGN_OR_RETURN(c->coordinator_, Subprocess::Start(argv));
   MP_ASSIGN_OR_RETURN(std::string line, c->coordinator_->WaitForLine("listening on", absl::Seconds(10)));

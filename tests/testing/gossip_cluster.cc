@@ -39,7 +39,8 @@ absl::StatusOr<std::unique_ptr<GossipCluster>> GossipCluster::Start(GossipCluste
   for (int i = 0; i < c->options_.coordinators; ++i) {
     std::string ip = absl::StrCat("127.0.", c->options_.subnet, ".", 1 + i);
     std::vector<std::string> argv = {BinDir() + "/mp-coordinator", "--listen", ip + ":0", "--gossip", ip + ":0",
-                                     "--name", c->coordinator_name(i), "--exchange-info-refresh", "0"};
+                                     "--name", c->coordinator_name(i), "--exchange-info-refresh", "0",
+                                     "--monitor-interval", "0s"};
     if (!seed.empty()) argv.insert(argv.end(), {"--join", seed});
     for (std::string& flag : c->sim_->CoordinatorFlags(c->options_.exchanges)) argv.push_back(std::move(flag));
     argv.insert(argv.end(), c->options_.coordinator_flags.begin(), c->options_.coordinator_flags.end());
