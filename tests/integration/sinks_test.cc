@@ -65,6 +65,27 @@ Stored ClickHouseTrades(ClickHouseServer& ch, const std::string& db) {
   return out;
 }
 
+// In `table` FINAL, the rows `where` selects: how many, their distinct
+// slots, and how many of them are `good` (-1 each when the query fails).
+struct SlotRows {
+  int64_t rows = -1, slots = -1, good = -1;
+  std::string raw;
+};
+
+SlotRows CountSlots(ClickHouseServer& ch, const std::string& table, const std::string& where,
+                    const std::string& good) {
+  SlotRows out;
+  auto r = ch.Query(absl::StrCat("SELECT count(), uniqExact(slot_us), countIf(", good, ") FROM ", table,
+                                 " FINAL WHERE ", where));
+  out.raw = r.ok() ? *r : std::string(r.status().message());
+  std::vector<std::string> f = absl::StrSplit(absl::StripAsciiWhitespace(out.raw), '\t');
+  if (!r.ok() || f.size() != 3 || !absl::SimpleAtoi(f[0], &out.rows) || !absl::SimpleAtoi(f[1], &out.slots) ||
+      !absl::SimpleAtoi(f[2], &out.good)) {
+    out.rows = out.slots = out.good = -1;
+  }
+  return out;
+}
+
 // Everything in the stream under `subject`, oldest first, and the stream's
 // message count.
 struct Streamed {
@@ -182,17 +203,11 @@ TEST(SinksTest, ARedundantUnitsTradesLandOnceInNatsClickHouseAndFilesAcrossAKill
   EXPECT_EQ(Contiguous(stored.ids), "") << "ClickHouse has a hole or a repeat";
 
   // The leader's poll: each slot's reply written by the node that sent it, once.
-  auto polls = (*ch)->Query(
-      "SELECT count(), uniqExact(slot_us), countIf(http_status = 200 AND position(body, 'serverTime') > 0), "
-      "uniqExact(node_id) FROM md.polls FINAL WHERE symbol = 'time' AND path = '/api/v3/time'");
-  ASSERT_TRUE(polls.ok()) << polls.status();
-  std::vector<std::string> pf = absl::StrSplit(absl::StripAsciiWhitespace(*polls), '\t');
-  ASSERT_EQ(pf.size(), 4u) << *polls;
-  int64_t poll_rows = 0;
-  ASSERT_TRUE(absl::SimpleAtoi(pf[0], &poll_rows));
-  EXPECT_GE(poll_rows, 3) << "a poll every second, for several seconds: " << *polls;
-  EXPECT_EQ(pf[1], pf[0]) << "a slot twice: " << *polls;
-  EXPECT_EQ(pf[2], pf[0]) << "a slot without its reply: " << *polls;
+  SlotRows polls = CountSlots(**ch, "md.polls", "symbol = 'time' AND path = '/api/v3/time'",
+                              "http_status = 200 AND position(body, 'serverTime') > 0");
+  EXPECT_GE(polls.rows, 3) << "a poll every second, for several seconds: " << polls.raw;
+  EXPECT_EQ(polls.slots, polls.rows) << "a slot twice: " << polls.raw;
+  EXPECT_EQ(polls.good, polls.rows) << "a slot without its reply: " << polls.raw;
 
   // The monitor's probes: in GetHealth at the leader, and a row each in exchange_health.
   {
@@ -206,17 +221,11 @@ TEST(SinksTest, ARedundantUnitsTradesLandOnceInNatsClickHouseAndFilesAcrossAKill
     for (const v1::HealthCheck& check : h.checks()) checked = checked || check.name() == "exchange:binance_spot";
     EXPECT_TRUE(checked) << h.DebugString();
   }
-  auto health = (*ch)->Query(
-      "SELECT count(), uniqExact(slot_us), countIf(status = 'up' AND server_time_ms > 0 AND http_status = 200) "
-      "FROM md.exchange_health FINAL WHERE exchange = 'binance_spot' AND path = '/api/v3/time'");
-  ASSERT_TRUE(health.ok()) << health.status();
-  std::vector<std::string> hf = absl::StrSplit(absl::StripAsciiWhitespace(*health), '\t');
-  ASSERT_EQ(hf.size(), 3u) << *health;
-  int64_t health_rows = 0;
-  ASSERT_TRUE(absl::SimpleAtoi(hf[0], &health_rows));
-  EXPECT_GE(health_rows, 3) << *health;
-  EXPECT_EQ(hf[1], hf[0]) << "a probe twice: " << *health;
-  EXPECT_EQ(hf[2], hf[0]) << "a probe not up: " << *health;
+  SlotRows health = CountSlots(**ch, "md.exchange_health", "exchange = 'binance_spot' AND path = '/api/v3/time'",
+                               "status = 'up' AND server_time_ms > 0 AND http_status = 200");
+  EXPECT_GE(health.rows, 3) << health.raw;
+  EXPECT_EQ(health.slots, health.rows) << "a probe twice: " << health.raw;
+  EXPECT_EQ(health.good, health.rows) << "a probe not up: " << health.raw;
 
   Streamed streamed = ReadNats((*nats)->url(), "MARKETPRISM", ">");
   ASSERT_EQ(streamed.error, "");
