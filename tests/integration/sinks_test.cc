@@ -5,6 +5,8 @@
 // for 30 s and back loses nothing, the records waiting in the node's spool
 // on disk meanwhile, shown in GetStatus and GetHealth.
 #include <nats/nats.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -16,6 +18,7 @@
 #include <iterator>
 #include <map>
 #include <set>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -23,7 +26,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "marketprism/v1/collector.pb.h"
+#include "node/sinks/nats_writer.h"
 #include "tests/testing/cluster.h"
 #include "tests/testing/data_servers.h"
 #include "tests/testing/wait.h"
@@ -430,6 +435,159 @@ TEST(SinksTest, AFullSpoolDropsRecordsOnlyBehindAGapRecordThatNamesThem) {
   EXPECT_EQ(named, missing) << "a gap record names trades that are there";
   std::printf("spool full: %ld records dropped, %ld trades missing, each hole in one of %zu gap records\n",
               static_cast<long>(dropped), static_cast<long>(missing), gaps.size());
+}
+
+// A stream made before a record type existed lacks its subject: the writer
+// adds it, keeping the stream's messages, and the record goes in.
+TEST(SinksTest, AStreamFromAnOlderReleaseGetsTheNewSubjectsAndKeepsItsMessages) {
+  MP_NEED_SERVERS();
+  auto nats = NatsServer::Start(Dir("upgrade") + "/nats");
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, (*nats)->url().c_str()), NATS_OK);
+  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+  const char* old_subjects[] = {"trade.>", "orderbook.>", "poll.>"};
+  jsStreamConfig sc;
+  jsStreamConfig_Init(&sc);
+  sc.Name = "MARKETPRISM";
+  sc.Subjects = old_subjects;
+  sc.SubjectsLen = 3;
+  jsStreamInfo* si = nullptr;
+  ASSERT_EQ(js_AddStream(&si, js, &sc, nullptr, nullptr), NATS_OK);
+  jsStreamInfo_Destroy(si);
+  ASSERT_EQ(js_Publish(nullptr, js, "trade.binance_spot.spot.BTCUSDT", "old", 3, nullptr, nullptr), NATS_OK);
+
+  node::NatsOptions o;
+  o.servers = {(*nats)->url()};
+  node::NatsWriter w(o);
+  v1::MarketEvent e;
+  e.set_exchange("okx");
+  e.set_symbol("server_time");
+  e.set_channel("exchange_health");
+  e.set_key("okx/exchange_health/1");
+  e.mutable_exchange_health()->set_status("up");
+  absl::Status written = w.Write({e});
+  EXPECT_TRUE(written.ok()) << written;
+  w.Close();
+
+  ASSERT_EQ(js_GetStreamInfo(&si, js, "MARKETPRISM", nullptr, nullptr), NATS_OK);
+  std::set<std::string> subjects;
+  for (int i = 0; i < si->Config->SubjectsLen; ++i) subjects.insert(si->Config->Subjects[i]);
+  uint64_t msgs = si->State.Msgs;
+  jsStreamInfo_Destroy(si);
+  EXPECT_TRUE(subjects.count("exchange_health.>")) << "subjects not added";
+  EXPECT_TRUE(subjects.count("trade.>"));
+  EXPECT_EQ(msgs, 2u) << "the old message and the new record";
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+}
+
+// Takes HTTP POSTs on 127.0.0.1 and keeps their bodies; answers 200.
+class WebhookReceiver {
+ public:
+  WebhookReceiver() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(fd_, 16) != 0 ||
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      return;
+    }
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~WebhookReceiver() {
+    shutdown(fd_, SHUT_RDWR);
+    close(fd_);
+    if (thread_.joinable()) thread_.join();
+  }
+  std::string url() const { return absl::StrCat("http://127.0.0.1:", port_, "/alerts"); }
+  std::vector<std::string> bodies() {
+    absl::MutexLock lock(&mu_);
+    return bodies_;
+  }
+
+ private:
+  void Serve() {
+    for (;;) {
+      int c = accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      std::string in;
+      char buf[4096];
+      size_t want = std::string::npos;
+      for (;;) {
+        ssize_t n = read(c, buf, sizeof(buf));
+        if (n <= 0) break;
+        in.append(buf, static_cast<size_t>(n));
+        size_t head = in.find("\r\n\r\n");
+        if (head == std::string::npos) continue;
+        if (want == std::string::npos) {
+          size_t cl = in.find("Content-Length: ");
+          size_t length = 0;
+          if (cl != std::string::npos) {
+            (void)absl::SimpleAtoi(in.substr(cl + 16, in.find("\r\n", cl) - cl - 16), &length);
+          }
+          want = head + 4 + length;
+        }
+        if (in.size() >= want) break;
+      }
+      if (want != std::string::npos && in.size() >= want) {
+        absl::MutexLock lock(&mu_);
+        bodies_.push_back(in.substr(in.find("\r\n\r\n") + 4));
+      }
+      const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+      (void)!write(c, ok, sizeof(ok) - 1);
+      close(c);
+    }
+  }
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+  absl::Mutex mu_;
+  std::vector<std::string> bodies_ ABSL_GUARDED_BY(mu_);
+};
+
+// The exchange stops answering: the monitor's webhook hears of it, Alertmanager-style.
+TEST(SinksTest, AnExchangeThatStopsAnsweringIsAnAlertOnTheWebhook) {
+  WebhookReceiver hook;
+  ClusterOptions o;
+  o.nodes = 1;
+  o.exchanges = {"binance_spot"};
+  o.coordinator_flags = {"--monitor-interval", "1s", "--alert-webhook", hook.url()};
+  auto cluster = Cluster::Start(o);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  Cluster& c = **cluster;
+  // Up first: no alert for that.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        grpc::ClientContext ctx;
+        v1::GetHealthResponse h;
+        return c.stub().GetHealth(&ctx, {}, &h).ok() && h.exchange_probes_size() >= 2;
+      },
+      absl::Seconds(20)));
+  c.sim().process().Signal(SIGSTOP);  // no answer at all
+  auto firing = [&](const std::string& state) {
+    for (const std::string& b : hook.bodies()) {
+      nlohmann::json j = nlohmann::json::parse(b, nullptr, false);
+      if (j.is_discarded() || j["alerts"].empty()) continue;
+      const nlohmann::json& a = j["alerts"][0];
+      if (a["labels"]["alertname"] == "MarketPrismExchangeHealth" && a["labels"]["exchange"] == "binance_spot" &&
+          a["status"] == "firing" && a["annotations"]["state"] == state) {
+        return true;
+      }
+    }
+    return false;
+  };
+  bool alerted = WaitUntil([&] { return firing("degraded"); }, absl::Seconds(30));
+  c.sim().process().Signal(SIGCONT);
+  ASSERT_TRUE(alerted) << hook.bodies().size() << " posts";
+  std::vector<std::string> bodies = hook.bodies();
+  nlohmann::json first = nlohmann::json::parse(bodies.front());
+  EXPECT_EQ(first["version"], "4");
+  EXPECT_EQ(first["receiver"], "marketprism");
 }
 
 }  // namespace
